@@ -1,0 +1,11 @@
+"""One module per command: each builds its Beam graph from a config; ``cli`` is the entry point."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+
+def tokenmill_version() -> str:
+    """The installed tokenmill version."""
+    try:
+        return version("tokenmill")
+    except PackageNotFoundError:
+        return "0+unknown"

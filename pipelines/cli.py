@@ -1,0 +1,208 @@
+"""The ``tokenmill`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from typing import Sequence
+
+EPILOG_BEAM = """\
+Any option not listed here is passed to Apache Beam as a pipeline option, so the same command scales out:
+  --runner DataflowRunner --project P --region R --temp_location gs://...   (Dataflow)
+  --runner PortableRunner --job_endpoint=embed --environment_type=LOOPBACK  (local portable runner)
+The default runner is Beam's local FnApiRunner; --workers N runs N local worker processes.
+"""
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def add_prepare_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of ``prepare`` (shared with ``demo`` where they apply)."""
+    from transforms.sources import FORMATS
+    from transforms.tokenizer import BACKENDS, TIKTOKEN_SCHEMES
+
+    io = ap.add_argument_group("input and output")
+    io.add_argument("--input", "-i", action="append", required=True, metavar="PATH",
+                    help="file, glob, directory or fsspec URL (s3://, gs://, hf://, memory://...); repeat for more. "
+                         "JSONL (.jsonl/.json/.ndjson, plain, .gz, .zst, .bz2, .xz), Parquet, text (.txt: one "
+                         "document per file), Arrow, or a saved Hugging Face dataset directory")
+    io.add_argument("--input-format", choices=FORMATS, default=None,
+                    help="read every input as this format instead of deciding by file name")
+    io.add_argument("--text-field", default="text", help="field/column holding the document text (default: text)")
+    io.add_argument("--id-field", default="id",
+                    help="field/column holding the document id (default: id); when missing, the id is "
+                         "'<file>:<line>' (JSONL) or '<file>#<row>' (tables)")
+    io.add_argument("--output", "-o", required=True, metavar="DIR",
+                    help="output directory (local or fsspec URL): shards/, rejected/, manifest.json")
+    io.add_argument("--overwrite", action="store_true",
+                    help="replace an output directory that holds another job's result")
+    tk = ap.add_argument_group("tokenization")
+    tk.add_argument("--tokenizer", "-t", required=True, metavar="PATH",
+                    help="HF tokenizer.json or tiktoken rank file (local path or fsspec URL)")
+    tk.add_argument("--tokenizer-backend", choices=BACKENDS, default="auto",
+                    help="auto (default): gigatoken where it gives identical ids to the reference library on each "
+                         "stream's first documents, else the reference; hf: the reference library only "
+                         "(tokenizers, or tiktoken for rank files); gigatoken: gigatoken without checking")
+    tk.add_argument("--tiktoken-scheme", choices=TIKTOKEN_SCHEMES, default=None,
+                    help="split pattern and special tokens for a tiktoken rank file (default: from its file name)")
+    tk.add_argument("--eos-token", default=None,
+                    help="token appended to every document (text or id; default: the tokenizer's end-of-text token)")
+    tk.add_argument("--bos-token", default=None, help="token prepended to every document (default: none)")
+    tk.add_argument("--pad-token", default=None, help="token that pads the last row of a stream (default: EOS)")
+    pk = ap.add_argument_group("packing and shards")
+    pk.add_argument("--seq-len", type=_positive, required=True, help="tokens per packed row")
+    pk.add_argument("--shard-rows", type=_positive, default=8192,
+                    help="rows per shard at most (default: 8192); each stream starts a new shard")
+    pk.add_argument("--stream-mb", type=_positive, default=32,
+                    help="input MB per packing stream (default: 32): streams are packed in parallel and each ends "
+                         "with at most one padded row")
+    run = ap.add_argument_group("running")
+    run.add_argument("--workers", type=_positive, default=1,
+                     help="local worker processes for the default runner (default: 1)")
+    run.add_argument("--strict", action="store_true",
+                     help="stop at the first bad record with an error naming its file and line, instead of "
+                          "rejecting it into rejected/ and going on")
+    run.add_argument("--no-progress", action="store_true", help="no live progress line, even on a terminal")
+    run.add_argument("--verbose", "-v", action="store_true", help="show Beam's own log messages")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full command-line parser."""
+    ap = argparse.ArgumentParser(
+        prog="tokenmill",
+        description="Turn raw text corpora into training-ready packed token shards with Apache Beam.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'tokenmill COMMAND --help' for a command's options.",
+    )
+    from pipelines import tokenmill_version
+
+    ap.add_argument("--version", action="version", version=f"tokenmill {tokenmill_version()}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    prep = sub.add_parser(
+        "prepare",
+        help="tokenize a corpus and pack it into Parquet shards with a manifest",
+        description="Read every input, tokenize each document, append EOS, pack the token stream into rows of "
+                    "exactly --seq-len tokens and write Parquet shards, rejected records and a manifest "
+                    "(written last).",
+        epilog=EPILOG_BEAM,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_prepare_arguments(prep)
+    demo = sub.add_parser(
+        "demo",
+        help="build a corpus from this Python's standard library, train a small tokenizer, run prepare on it",
+        description="The quick start: writes a JSONL corpus made of the running Python's standard library "
+                    "(module sources and their docstrings), trains a byte-level BPE tokenizer on it, runs "
+                    "prepare and prints where the shards and the manifest are. Needs no download.",
+        epilog=EPILOG_BEAM,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument("--output", "-o", default="demo-output", help="directory for corpus, tokenizer and result")
+    demo.add_argument("--seq-len", type=_positive, default=2048, help="tokens per packed row (default: 2048)")
+    demo.add_argument("--vocab-size", type=_positive, default=16384, help="tokenizer vocabulary (default: 16384)")
+    demo.add_argument("--workers", type=_positive, default=1, help="local worker processes (default: 1)")
+    demo.add_argument("--no-progress", action="store_true", help="no live progress line")
+    demo.add_argument("--verbose", "-v", action="store_true", help="show Beam's own log messages")
+    return ap
+
+
+def _quiet_logs(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if not verbose:
+        for name in ("apache_beam", "root", "absl"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger().setLevel(logging.ERROR)
+        logging.getLogger("transforms").setLevel(logging.WARNING)
+
+
+def _run_prepare(cfg, beam_args: list[str], show_progress: bool) -> dict:
+    from pipelines import prepare
+    from transforms.progress import ProgressDisplay
+
+    if not (show_progress and sys.stderr.isatty() and prepare.is_local(beam_args)):
+        return prepare.run(cfg, beam_args)
+    progress_dir = tempfile.mkdtemp(prefix="tokenmill-progress-")
+    try:
+        from transforms.sources import expand_inputs
+
+        total = sum(f.size for f in expand_inputs(cfg.inputs, cfg.input_format))
+        with ProgressDisplay(progress_dir, total, None):
+            return prepare.run(cfg, beam_args, progress_dir=progress_dir)
+    finally:
+        shutil.rmtree(progress_dir, ignore_errors=True)
+
+
+def _user_error(exc: BaseException) -> str | None:
+    """The one-line message for errors a user can fix, found even inside Beam's wrapped exceptions."""
+    from transforms.commit import OutputError
+    from transforms.readers import BadRecordError
+    from transforms.sources import InputError
+    from transforms.tokenizer import TokenizerError
+
+    from pipelines.prepare import ConfigError
+
+    if isinstance(exc, (InputError, OutputError, TokenizerError, ConfigError)):
+        return str(exc)
+    text = str(exc)
+    marker = BadRecordError.PREFIX
+    if marker in text:
+        return marker + text.split(marker, 1)[1].splitlines()[0].strip().strip("\"'")
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tokenmill`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _quiet_logs("--verbose" in argv or "-v" in argv)
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    stray = [a for a in beam_args if not a.startswith("-")]
+    if stray and not any(a.startswith("--") for a in beam_args):
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    try:
+        if args.command == "prepare":
+            from pipelines.prepare import PrepareConfig
+            from transforms.report import summary_table
+
+            cfg = PrepareConfig(
+                inputs=args.input, output=args.output, tokenizer=args.tokenizer, seq_len=args.seq_len,
+                text_field=args.text_field, id_field=args.id_field, input_format=args.input_format,
+                eos_token=args.eos_token, bos_token=args.bos_token, pad_token=args.pad_token,
+                tokenizer_backend=args.tokenizer_backend, tiktoken_scheme=args.tiktoken_scheme,
+                shard_rows=args.shard_rows, stream_bytes=args.stream_mb * 1024 * 1024, strict=args.strict,
+                overwrite=args.overwrite, workers=args.workers, argv=["tokenmill", *argv],
+            )
+            manifest = _run_prepare(cfg, beam_args, not args.no_progress)
+            print(summary_table(manifest, args.output), file=sys.stderr)
+            return 0
+        if args.command == "demo":
+            from pipelines.demo import run_demo
+
+            return run_demo(args, beam_args, _run_prepare)
+    except KeyboardInterrupt:
+        print("tokenmill: interrupted; the output has no manifest and is not a result (rerun to finish)",
+              file=sys.stderr)
+        return 130
+    except Exception as exc:  # user errors get one clear line; anything else keeps its traceback
+        message = _user_error(exc)
+        if message is None:
+            raise
+        print(f"tokenmill: error: {message.removeprefix('tokenmill: ')}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

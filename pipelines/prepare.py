@@ -1,0 +1,146 @@
+"""``tokenmill prepare``: read → tokenize → pack → write shards → commit manifest.
+
+    files ─► PlanSplits ─► GroupIntoStreams ─► Distribute ─► TokenizeAndPack ─► Collect ─► Commit (manifest last)
+                                                                  └─► rejected/ (record + reason)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines import tokenmill_version
+from schemas import manifest as m
+from transforms.commit import commit, prepare_output, read_manifest
+from transforms.prepare_stream import StreamConfig, TokenizeAndPack
+from transforms.sources import DEFAULT_STREAM_BYTES, InputFile, expand_inputs, group_into_streams, plan_splits
+from transforms.tokenizer import AUTO, resolve_tokenizer
+
+LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
+
+
+class ConfigError(ValueError):
+    """An option value that cannot work, found before any work starts."""
+
+
+@dataclass
+class PrepareConfig:
+    """The prepare job as the user configured it."""
+
+    inputs: list[str]
+    output: str
+    tokenizer: str
+    seq_len: int
+    text_field: str = "text"
+    id_field: str = "id"
+    input_format: str | None = None
+    eos_token: str | None = None
+    bos_token: str | None = None
+    pad_token: str | None = None
+    tokenizer_backend: str = AUTO
+    tiktoken_scheme: str | None = None
+    shard_rows: int = 8192
+    stream_bytes: int = DEFAULT_STREAM_BYTES
+    packing: str = "concat"
+    strict: bool = False
+    overwrite: bool = False
+    workers: int = 1
+    argv: list[str] = field(default_factory=list)
+
+
+def beam_options(beam_args: list[str], workers: int) -> PipelineOptions:
+    """Pipeline options: the user's Beam flags, FnApiRunner by default, --workers as local processes."""
+    args = list(beam_args)
+    if runner_name(args) is None:
+        args.append("--runner=FnApiRunner")
+    if workers > 1 and runner_name(args) in LOCAL_RUNNERS:
+        args += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
+    if not any(a.startswith("--default_sdk_harness_log_level") for a in args):
+        args.append("--default_sdk_harness_log_level=WARNING")
+    return PipelineOptions(args)
+
+
+def runner_name(args: list[str]) -> str | None:
+    """The --runner named in Beam arguments, if any."""
+    for i, a in enumerate(args):
+        if a.startswith("--runner="):
+            return a.split("=", 1)[1]
+        if a == "--runner" and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+def is_local(args: list[str]) -> bool:
+    """Whether workers run on this machine (so progress can be shown)."""
+    runner = runner_name(args) or "FnApiRunner"
+    return runner in LOCAL_RUNNERS or (runner == "PortableRunner" and "--job_endpoint=embed" in args)
+
+
+def fingerprint(cfg: PrepareConfig, tokenizer_sha: str) -> str:
+    """Identity of the job's result: what decides the shards' bytes (not runner, workers or paths of temp files)."""
+    keys = ("inputs", "text_field", "id_field", "input_format", "eos_token", "bos_token", "pad_token", "seq_len",
+            "shard_rows", "stream_bytes", "packing", "tiktoken_scheme")
+    ident = {k: getattr(cfg, k) for k in keys} | {"tokenizer_sha256": tokenizer_sha}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+
+
+def build(p: beam.Pipeline, files: list[InputFile], stream_cfg: StreamConfig, cfg: PrepareConfig,
+          manifest_base: dict[str, Any], started: float) -> beam.PCollection:
+    """The prepare graph; returns the PCollection holding the committed manifest."""
+    return (
+        p
+        | "ListInputs" >> beam.Create(list(enumerate(files)))
+        | "PlanSplits" >> beam.FlatMapTuple(plan_splits, stream_bytes=cfg.stream_bytes)
+        | "CollectSplits" >> beam.combiners.ToList()
+        | "GroupIntoStreams" >> beam.FlatMap(group_into_streams, stream_bytes=cfg.stream_bytes)
+        | "Distribute" >> beam.Reshuffle()
+        | "TokenizeAndPack" >> beam.ParDo(TokenizeAndPack(stream_cfg))
+        | "CollectResults" >> beam.combiners.ToList()
+        | "Commit" >> beam.Map(commit, stream_cfg.output, manifest_base, started)
+    )
+
+
+def run(cfg: PrepareConfig, beam_args: list[str] | None = None, progress_dir: str | None = None) -> dict[str, Any]:
+    """Check everything that can be checked up front, run the pipeline, return the manifest."""
+    beam_args = list(beam_args or [])
+    started = time.time()
+    if cfg.seq_len < 1:
+        raise ConfigError(f"--seq-len must be a positive number of tokens, got {cfg.seq_len}")
+    if cfg.shard_rows < 1:
+        raise ConfigError(f"--shard-rows must be positive, got {cfg.shard_rows}")
+    files = expand_inputs(cfg.inputs, cfg.input_format)
+    spec = resolve_tokenizer(cfg.tokenizer, cfg.eos_token, cfg.bos_token, cfg.pad_token,
+                             cfg.tokenizer_backend, cfg.tiktoken_scheme)
+    fp = fingerprint(cfg, spec.sha256)
+    prepare_output(cfg.output, fp, cfg.overwrite)
+    stream_cfg = StreamConfig(
+        output=cfg.output, tokenizer=spec, seq_len=cfg.seq_len, shard_rows=cfg.shard_rows,
+        text_field=cfg.text_field, id_field=cfg.id_field, strict=cfg.strict, packing=cfg.packing,
+        progress_dir=progress_dir,
+    )
+    options = beam_options(beam_args, cfg.workers)
+    manifest_base = {
+        m.K_FORMAT: m.MANIFEST_FORMAT,
+        m.K_VERSION: tokenmill_version(),
+        m.K_JOB: {"command": "prepare", "argv": cfg.argv or sys.argv, "config": asdict(cfg)},
+        m.K_FINGERPRINT: fp,
+        m.K_INPUTS: [asdict(f) for f in files],
+        m.K_TOKENIZER: spec.manifest(),
+        m.K_SEQ_LEN: cfg.seq_len,
+        m.K_PACKING: cfg.packing,
+        m.K_RUNNER: {"runner": runner_name(beam_args) or "FnApiRunner", "workers": cfg.workers},
+    }
+    p = beam.Pipeline(options=options)
+    build(p, files, stream_cfg, cfg, manifest_base, started)
+    p.run().wait_until_finish()
+    manifest = read_manifest(cfg.output)
+    if manifest is None or manifest.get(m.K_FINGERPRINT) != fp:
+        raise RuntimeError(f"the pipeline finished but wrote no manifest into {cfg.output!r}")
+    return manifest

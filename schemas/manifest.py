@@ -1,0 +1,108 @@
+"""The manifest (``manifest.json``, written last: the commit marker of an output directory) and its counts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+MANIFEST_FORMAT = "tokenmill.packed/1"
+
+# Reasons a record is rejected (written to rejected/ with the record). Keys of counts.docs_rejected.
+MALFORMED_JSON = "malformed_json"
+TRUNCATED_LINE = "truncated_line"
+NOT_AN_OBJECT = "not_an_object"
+MISSING_TEXT = "missing_text"
+NULL_TEXT = "null_text"
+NON_STRING_TEXT = "non_string_text"
+EMPTY_TEXT = "empty_text"
+UNREADABLE_FILE = "unreadable_file"
+REJECT_REASONS = (
+    MALFORMED_JSON,
+    TRUNCATED_LINE,
+    NOT_AN_OBJECT,
+    MISSING_TEXT,
+    NULL_TEXT,
+    NON_STRING_TEXT,
+    EMPTY_TEXT,
+    UNREADABLE_FILE,
+)
+
+# Repairs applied to a kept document (keys of counts.docs_repaired); the document is written, repaired.
+INVALID_UTF8 = "invalid_utf8"  # undecodable bytes replaced by U+FFFD
+LONE_SURROGATE = "lone_surrogate"  # unpaired UTF-16 surrogates replaced by U+FFFD
+NUL_REMOVED = "nul_removed"  # NUL characters removed
+
+# Fields of a rejected/ record.
+REJ_SOURCE = "source"
+REJ_LINE = "line"
+REJ_ID = "id"
+REJ_REASON = "reason"
+REJ_STAGE = "stage"
+REJ_DETAIL = "detail"
+REJ_RECORD = "record"
+REJECTED_RECORD_CHARS = 1024
+
+
+@dataclass
+class Counts:
+    """Counts of one stream or of a whole run; they add up: records == docs_written + sum(docs_rejected)."""
+
+    records: int = 0
+    docs_written: int = 0
+    docs_rejected: dict[str, int] = field(default_factory=dict)
+    docs_repaired: dict[str, int] = field(default_factory=dict)
+    tokens: int = 0
+    sequences: int = 0
+    pad_tokens: int = 0
+    bytes_read: int = 0
+    text_chars: int = 0
+
+    def reject(self, reason: str, n: int = 1) -> None:
+        """Count ``n`` rejections for ``reason`` (the records themselves are counted where they are read)."""
+        self.docs_rejected[reason] = self.docs_rejected.get(reason, 0) + n
+
+    def repair(self, kind: str, n: int = 1) -> None:
+        """Count ``n`` documents repaired by ``kind``."""
+        self.docs_repaired[kind] = self.docs_repaired.get(kind, 0) + n
+
+    def merge(self, other: "Counts") -> "Counts":
+        """Add ``other`` into this one and return self."""
+        for name in ("records", "docs_written", "tokens", "sequences", "pad_tokens", "bytes_read", "text_chars"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for target, source in ((self.docs_rejected, other.docs_rejected), (self.docs_repaired, other.docs_repaired)):
+            for key, value in source.items():
+                target[key] = target.get(key, 0) + value
+        return self
+
+    def rejected_total(self) -> int:
+        """All rejected records."""
+        return sum(self.docs_rejected.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form with sorted reason keys (stable manifests)."""
+        d = asdict(self)
+        d["docs_rejected"] = dict(sorted(self.docs_rejected.items()))
+        d["docs_repaired"] = dict(sorted(self.docs_repaired.items()))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Counts":
+        """Inverse of to_dict."""
+        return cls(**{k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()})
+
+
+# Top-level manifest keys.
+K_FORMAT = "format"
+K_VERSION = "tokenmill_version"
+K_JOB = "job"
+K_FINGERPRINT = "fingerprint"
+K_INPUTS = "inputs"
+K_TOKENIZER = "tokenizer"
+K_SEQ_LEN = "seq_len"
+K_PACKING = "packing"
+K_COUNTS = "counts"
+K_SHARDS = "shards"
+K_REJECTED = "rejected"
+K_RUNNER = "runner"
+K_WALL_TIME = "wall_time_s"
+K_STREAMS = "streams"

@@ -1,0 +1,1 @@
+"""Pure cores (plain functions and classes) and the thin Beam adapters over them."""

@@ -1,0 +1,145 @@
+"""The output directory's life cycle: check and clear it before a run; commit shards and the manifest after.
+
+A directory is a result only once ``manifest.json`` exists; it is removed first and written last.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import time
+from typing import Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from schemas import manifest as m
+from schemas.manifest import Counts
+from schemas.shards import MANIFEST_FILE, REJECTED_DIR, REJECTED_NAME, SHARD_NAME, SHARDS_DIR, TEMP_DIR
+
+_OURS = {MANIFEST_FILE, SHARDS_DIR, REJECTED_DIR, TEMP_DIR, MANIFEST_FILE + ".tmp"}
+
+
+class OutputError(ValueError):
+    """A problem with --output found before any work starts."""
+
+
+def _fs(output: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, path = url_to_fs(output)
+    return fs, path.rstrip("/")
+
+
+def read_manifest(output: str) -> dict[str, Any] | None:
+    """The manifest of an output directory, or None if it has none."""
+    fs, root = _fs(output)
+    path = posixpath.join(root, MANIFEST_FILE)
+    if not fs.exists(path):
+        return None
+    with fs.open(path, "rb") as fh:
+        return json.load(fh)
+
+
+def prepare_output(output: str, fingerprint: str, overwrite: bool) -> None:
+    """Refuse another job's output (unless overwrite), check writability, remove any earlier (partial) result."""
+    try:
+        fs, root = _fs(output)
+    except (ImportError, ValueError) as exc:
+        raise OutputError(f"--output {output!r}: cannot open this location ({exc})") from exc
+    if fs.exists(root):
+        if not fs.isdir(root):
+            raise OutputError(f"--output {output!r} is a file, not a directory")
+        entries = {posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False)}
+        manifest = read_manifest(output) if MANIFEST_FILE in entries else None
+        if manifest is not None and manifest.get(m.K_FINGERPRINT) != fingerprint and not overwrite:
+            job = manifest.get(m.K_JOB, {}).get("argv")
+            raise OutputError(
+                f"--output {output!r} holds the result of another job ({' '.join(job) if job else 'unknown'}); "
+                "pass --overwrite to replace it, or choose another --output"
+            )
+        foreign = sorted(entries - _OURS)
+        if foreign and not overwrite:
+            raise OutputError(
+                f"--output {output!r} is not empty and is not a tokenmill output (it holds {', '.join(foreign[:5])}); "
+                "choose an empty or new directory, or pass --overwrite to write beside those files"
+            )
+    try:
+        fs.makedirs(root, exist_ok=True)
+        probe = posixpath.join(root, ".tokenmill-write-check")
+        with fs.open(probe, "wb") as fh:
+            fh.write(b"ok")
+        fs.rm(probe)
+    except OSError as exc:
+        raise OutputError(f"--output {output!r} is not writable ({exc})") from exc
+    # the manifest goes first: from here on the directory is not a result until the new manifest lands
+    for name in (MANIFEST_FILE, MANIFEST_FILE + ".tmp", SHARDS_DIR, REJECTED_DIR, TEMP_DIR):
+        path = posixpath.join(root, name)
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+
+
+def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, Any], started: float) -> dict:
+    """Rename temp shards into ``shards/part-NNNNN.parquet`` in stream order, write manifest.json last."""
+    fs, root = _fs(output)
+    results = sorted(results, key=lambda r: r["stream"])
+    shards: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    counts = Counts()
+    backends: dict[str, int] = {}
+    notes: list[str] = []
+    fs.makedirs(posixpath.join(root, SHARDS_DIR), exist_ok=True)
+    for r in results:
+        counts.merge(Counts.from_dict(r["counts"]))
+        if r["backend"]:
+            backends[r["backend"]] = backends.get(r["backend"], 0) + 1
+        if r["backend_note"]:
+            notes.append(r["backend_note"])
+        for shard in r["shards"]:
+            rel = posixpath.join(SHARDS_DIR, SHARD_NAME.format(index=len(shards)))
+            fs.mv(_path(fs, shard["temp_url"]), posixpath.join(root, rel))
+            shards.append({"path": rel, **{k: v for k, v in shard.items() if k != "temp_url"}})
+        if r["rejected"]:
+            fs.makedirs(posixpath.join(root, REJECTED_DIR), exist_ok=True)
+            rel = posixpath.join(REJECTED_DIR, REJECTED_NAME.format(index=r["stream"]))
+            fs.mv(_path(fs, r["rejected"]["temp_url"]), posixpath.join(root, rel))
+            rejected.append({"path": rel, "records": r["rejected"]["records"]})
+    _remove_stale(fs, root, {s["path"] for s in shards} | {x["path"] for x in rejected})
+    temp = posixpath.join(root, TEMP_DIR)
+    if fs.exists(temp):
+        fs.rm(temp, recursive=True)
+    manifest = dict(manifest_base)
+    manifest[m.K_TOKENIZER] = dict(manifest[m.K_TOKENIZER], backend=_backend_name(backends), backend_streams=backends)
+    if notes:
+        manifest[m.K_TOKENIZER]["backend_notes"] = notes[:20]
+    manifest[m.K_COUNTS] = counts.to_dict()
+    manifest[m.K_STREAMS] = len(results)
+    manifest[m.K_SHARDS] = shards
+    manifest[m.K_REJECTED] = rejected
+    manifest[m.K_WALL_TIME] = round(time.time() - started, 3)
+    if counts.records != counts.docs_written + counts.rejected_total():
+        raise RuntimeError(f"tokenmill: internal error: counts do not add up: {counts.to_dict()}")
+    tmp = posixpath.join(root, MANIFEST_FILE + ".tmp")
+    with fs.open(tmp, "wb") as fh:
+        fh.write(json.dumps(manifest, indent=2, sort_keys=False).encode() + b"\n")
+    fs.mv(tmp, posixpath.join(root, MANIFEST_FILE))
+    return manifest
+
+
+def _backend_name(backends: dict[str, int]) -> str | None:
+    if not backends:
+        return None
+    return next(iter(backends)) if len(backends) == 1 else "mixed"
+
+
+def _path(fs: fsspec.AbstractFileSystem, url: str) -> str:
+    return url_to_fs(url)[1]
+
+
+def _remove_stale(fs: fsspec.AbstractFileSystem, root: str, keep: set[str]) -> None:
+    for sub in (SHARDS_DIR, REJECTED_DIR):
+        base = posixpath.join(root, sub)
+        if not fs.exists(base):
+            continue
+        for path in fs.find(base):
+            rel = posixpath.relpath(path, root)
+            if rel not in keep:
+                fs.rm(path)

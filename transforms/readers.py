@@ -1,0 +1,282 @@
+"""Streaming readers: one split → batches of documents (text + id) and rejections, never the whole file in memory.
+
+Readers go through fsspec, so any installed protocol works (local, file://, memory://, s3://, gs://, hf://).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import fsspec
+import pyarrow as pa
+
+from schemas import manifest as m
+from transforms.records import Rejection, Repairs, id_of, parse_json_line, raw_record, text_of
+from transforms.sources import ARROW, JSONL, PARQUET, TEXT, Split
+
+DEFAULT_BATCH_BYTES = 1 << 20
+_READ_CHUNK = 4 << 20
+_PARQUET_BATCH_ROWS = 1024
+
+
+class BadRecordError(RuntimeError):
+    """--strict: the first bad record, naming its file and line."""
+
+    PREFIX = "tokenmill: bad record: "
+
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(
+            f"{self.PREFIX}{rejection.where()}: {rejection.reason}"
+            + (f" ({rejection.detail})" if rejection.detail else "")
+        )
+        self.rejection = rejection
+
+
+@dataclass
+class DocBatch:
+    """Documents read from a split, in order, plus what was rejected or repaired on the way."""
+
+    texts: list[str] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    repairs: dict[str, int] = field(default_factory=dict)
+    records: int = 0
+    bytes_read: int = 0
+    text_bytes: int = 0
+
+
+class _Batcher:
+    """Collects documents into DocBatch objects of about ``batch_bytes`` of text; enforces --strict."""
+
+    def __init__(self, batch_bytes: int, strict: bool) -> None:
+        self.batch_bytes = batch_bytes
+        self.strict = strict
+        self.repairs = Repairs()
+        self.batch = DocBatch()
+        self._chars = 0
+
+    def doc(self, text: str, doc_id: str) -> None:
+        self.batch.texts.append(text)
+        self.batch.ids.append(doc_id)
+        self.batch.records += 1
+        self._chars += len(text)
+
+    def reject(self, rejection: Rejection) -> None:
+        if self.strict:
+            raise BadRecordError(rejection)
+        self.batch.rejections.append(rejection)
+        self.batch.records += 1
+
+    def repaired(self, before: int, where: Rejection) -> None:
+        """--strict refuses repairs too: a repaired record is a bad record."""
+        if self.strict and sum(self.repairs.counts.values()) != before:
+            kind = next(iter(self.repairs.counts))
+            where.reason = kind
+            raise BadRecordError(where)
+
+    def full(self) -> bool:
+        return self._chars >= self.batch_bytes
+
+    def take(self, bytes_read: int = 0) -> DocBatch:
+        out = self.batch
+        out.repairs = self.repairs.counts
+        out.bytes_read = bytes_read
+        self.batch = DocBatch()
+        self.repairs = Repairs()
+        self._chars = 0
+        return out
+
+
+def read_split(
+    split: Split,
+    text_field: str = "text",
+    id_field: str = "id",
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
+    strict: bool = False,
+) -> Iterator[DocBatch]:
+    """Stream one split as DocBatch objects; unreadable data becomes an ``unreadable_file`` rejection."""
+    batcher = _Batcher(batch_bytes, strict)
+    reader = {JSONL: _read_jsonl, PARQUET: _read_table, ARROW: _read_table, TEXT: _read_text}[split.format]
+    yield from reader(split, text_field, id_field, batcher)
+
+
+def _unreadable(batcher: _Batcher, split: Split, exc: BaseException, line: int | None, row: int | None) -> None:
+    batcher.reject(
+        Rejection(split.url, m.UNREADABLE_FILE, line=line, row=row, detail=f"{type(exc).__name__}: {exc}"[:500])
+    )
+
+
+_IO_ERRORS = (OSError, EOFError, ValueError, zlib.error, pa.ArrowException, RuntimeError)
+
+
+def _read_jsonl(split: Split, text_field: str, id_field: str, batcher: _Batcher) -> Iterator[DocBatch]:
+    line_no = split.first_record
+    consumed = 0
+    try:
+        fh = fsspec.open(split.url, "rb", compression=split.compression).open()
+    except _IO_ERRORS as exc:
+        _unreadable(batcher, split, exc, None, None)
+        yield batcher.take()
+        return
+    with fh:
+        remaining = split.end - split.start if split.end >= 0 else -1
+        tail = b""
+        try:
+            if split.start:
+                fh.seek(split.start)
+            while True:
+                size = _READ_CHUNK if remaining < 0 else min(_READ_CHUNK, remaining)
+                chunk = fh.read(size) if size else b""
+                if remaining > 0:
+                    remaining -= len(chunk)
+                consumed += len(chunk)
+                if not chunk:
+                    break
+                lines = (tail + chunk).split(b"\n") if tail else chunk.split(b"\n")
+                tail = lines.pop()
+                for line in lines:
+                    _jsonl_record(line, line_no, False, split, text_field, id_field, batcher)
+                    line_no += 1
+                if batcher.full():
+                    yield batcher.take(consumed)
+                    consumed = 0
+        except _IO_ERRORS as exc:
+            if tail.strip():  # the partial line before the damage
+                _jsonl_record(tail, line_no, True, split, text_field, id_field, batcher)
+                line_no += 1
+            _unreadable(batcher, split, exc, line_no, None)
+            yield batcher.take(consumed)
+            return
+        if tail.strip():
+            _jsonl_record(tail, line_no, True, split, text_field, id_field, batcher)
+    yield batcher.take(consumed)
+
+
+def _jsonl_record(
+    line: bytes, line_no: int, unterminated: bool, split: Split, text_field: str, id_field: str, b: _Batcher
+) -> None:
+    if not line.strip():
+        return  # blank lines are not records
+    before = sum(b.repairs.counts.values())
+    obj, reason, detail = parse_json_line(line, b.repairs)
+    if reason is None:
+        text, reason, detail = text_of(obj, text_field, b.repairs)
+    if reason is not None:
+        if reason == m.MALFORMED_JSON and unterminated:
+            reason = m.TRUNCATED_LINE
+            detail = "the last line has no newline and is not complete JSON: " + detail
+        rec_id = id_of(obj, id_field, f"{split.url}:{line_no}") if isinstance(obj, dict) else f"{split.url}:{line_no}"
+        b.reject(Rejection(split.url, reason, line=line_no, id=rec_id, detail=detail, record=raw_record(line)))
+        return
+    b.repaired(before, Rejection(split.url, "", line=line_no))
+    b.doc(text, id_of(obj, id_field, f"{split.url}:{line_no}"))
+
+
+def _read_text(split: Split, text_field: str, id_field: str, batcher: _Batcher) -> Iterator[DocBatch]:
+    try:
+        with fsspec.open(split.url, "rb", compression=split.compression) as fh:
+            data = fh.read()
+    except _IO_ERRORS as exc:
+        _unreadable(batcher, split, exc, None, None)
+        yield batcher.take()
+        return
+    before = sum(batcher.repairs.counts.values())
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", "replace")
+        batcher.repairs.add(m.INVALID_UTF8)
+    text, reason, detail = text_of({text_field: text}, text_field, batcher.repairs)
+    if reason is not None:
+        batcher.reject(Rejection(split.url, reason, id=split.url, detail=detail, record=raw_record(data)))
+    else:
+        batcher.repaired(before, Rejection(split.url, ""))
+        batcher.doc(text, split.url)
+    yield batcher.take(len(data))
+
+
+def _iter_table_batches(split: Split) -> Iterator[tuple[pa.RecordBatch, int]]:
+    """(record batch, bytes read) over a Parquet row-group range or an Arrow IPC file."""
+    with fsspec.open(split.url, "rb") as fh:
+        if split.format == PARQUET:
+            import pyarrow.parquet as pq
+
+            pf = pq.ParquetFile(fh)
+            groups = list(range(split.start, split.end)) if split.end >= 0 else list(range(pf.num_row_groups))
+            if not groups:
+                return
+            per_row = split.size / max(1, sum(pf.metadata.row_group(g).num_rows for g in groups))
+            for batch in pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS, row_groups=groups):
+                yield batch, int(per_row * batch.num_rows)
+        else:
+            try:
+                reader = pa.ipc.open_stream(fh)
+            except pa.ArrowInvalid:
+                fh.seek(0)
+                reader = pa.ipc.open_file(fh)
+                for i in range(reader.num_record_batches):
+                    batch = reader.get_batch(i)
+                    yield batch, batch.nbytes
+                return
+            for batch in reader:
+                yield batch, batch.nbytes
+
+
+def _read_table(split: Split, text_field: str, id_field: str, batcher: _Batcher) -> Iterator[DocBatch]:
+    row = split.first_record
+    consumed = 0
+    batches = _iter_table_batches(split)
+    while True:
+        try:
+            item = next(batches, None)
+        except _IO_ERRORS as exc:
+            _unreadable(batcher, split, exc, None, row)
+            break
+        if item is None:
+            break
+        batch, nbytes = item
+        consumed += nbytes
+        _table_records(batch, row, split, text_field, id_field, batcher)
+        row += batch.num_rows
+        if batcher.full():
+            yield batcher.take(consumed)
+            consumed = 0
+    yield batcher.take(consumed)
+
+
+def _table_records(
+    batch: pa.RecordBatch, first_row: int, split: Split, text_field: str, id_field: str, b: _Batcher
+) -> None:
+    names = batch.schema.names
+    ids = batch.column(id_field).to_pylist() if id_field in names else [None] * batch.num_rows
+    if text_field not in names:
+        for i in range(batch.num_rows):
+            row_id = str(ids[i]) if ids[i] is not None else f"{split.url}#{first_row + i}"
+            b.reject(
+                Rejection(
+                    split.url, m.MISSING_TEXT, row=first_row + i, id=row_id,
+                    detail=f"no column {text_field!r} (columns: {', '.join(names[:10])})",
+                    record=_row_json(batch, i),
+                )
+            )
+        return
+    texts = batch.column(text_field).to_pylist()  # non-text values are rejected as non_string_text
+    for i, value in enumerate(texts):
+        row_no = first_row + i
+        row_id = str(ids[i]) if ids[i] is not None else f"{split.url}#{row_no}"
+        before = sum(b.repairs.counts.values())
+        text, reason, detail = text_of({text_field: value}, text_field, b.repairs)
+        if reason is not None:
+            b.reject(Rejection(split.url, reason, row=row_no, id=row_id, detail=detail, record=_row_json(batch, i)))
+            continue
+        b.repaired(before, Rejection(split.url, "", row=row_no))
+        b.doc(text, row_id)
+
+
+def _row_json(batch: pa.RecordBatch, i: int) -> str:
+    try:
+        return raw_record(batch.slice(i, 1).to_pylist()[0])
+    except Exception:  # a row that cannot even be shown still gets its rejection
+        return ""

@@ -1,0 +1,136 @@
+"""Record validation and repair: raw JSON lines / rows → (text, id) or a rejection with its reason.
+
+Pure functions; the readers call them for every record. Nothing is silently dropped: a record either yields a
+document (possibly repaired, and the repair counted) or a ``Rejection``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from schemas import manifest as m
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+@dataclass
+class Rejection:
+    """A record that cannot be used, with where it came from and why."""
+
+    source: str
+    reason: str
+    line: int | None = None
+    row: int | None = None
+    id: str | None = None
+    detail: str = ""
+    record: str = ""
+    stage: str = "read"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The rejected/ record."""
+        d: dict[str, Any] = {m.REJ_SOURCE: self.source}
+        if self.line is not None:
+            d[m.REJ_LINE] = self.line
+        if self.row is not None:
+            d["row"] = self.row
+        d[m.REJ_ID] = self.id
+        d[m.REJ_REASON] = self.reason
+        d[m.REJ_STAGE] = self.stage
+        d[m.REJ_DETAIL] = self.detail
+        d[m.REJ_RECORD] = self.record[: m.REJECTED_RECORD_CHARS]
+        return d
+
+    def where(self) -> str:
+        """'file:line' / 'file row N' for messages."""
+        if self.line is not None:
+            return f"{self.source}:{self.line}"
+        if self.row is not None:
+            return f"{self.source} row {self.row}"
+        return self.source
+
+
+@dataclass
+class Repairs:
+    """Counts of repairs applied to kept documents."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, kind: str) -> None:
+        """Count one repaired document."""
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+
+
+def parse_json_line(line: bytes, repairs: Repairs) -> tuple[Any, str | None, str]:
+    """Parse one JSONL line; returns (value, reject_reason, detail). Invalid UTF-8 is replaced and counted."""
+    try:
+        return orjson.loads(line), None, ""
+    except orjson.JSONDecodeError as exc:
+        first_error = str(exc)
+    try:
+        text = line.decode("utf-8")
+        bad_utf8 = False
+    except UnicodeDecodeError:
+        text = line.decode("utf-8", "replace")
+        bad_utf8 = True
+    try:
+        # the standard library accepts what orjson refuses on purpose: lone surrogate escapes (repaired below)
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None, m.MALFORMED_JSON, first_error
+    if bad_utf8:
+        repairs.add(m.INVALID_UTF8)
+    return value, None, ""
+
+
+def clean_text(text: str, repairs: Repairs) -> str:
+    """Replace lone surrogates by U+FFFD and remove NUL characters, counting each repair."""
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+        repairs.add(m.NUL_REMOVED)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = _SURROGATES.sub("\ufffd", text)
+        repairs.add(m.LONE_SURROGATE)
+    return text
+
+
+def text_of(obj: Any, text_field: str, repairs: Repairs) -> tuple[str | None, str | None, str]:
+    """The document text of a parsed record; returns (text, reject_reason, detail)."""
+    if not isinstance(obj, dict):
+        return None, m.NOT_AN_OBJECT, f"a JSON {type(obj).__name__}, not an object"
+    if text_field not in obj:
+        return None, m.MISSING_TEXT, f"no field {text_field!r} (fields: {', '.join(list(obj)[:10])})"
+    value = obj[text_field]
+    if value is None:
+        return None, m.NULL_TEXT, f"field {text_field!r} is null"
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return None, m.NON_STRING_TEXT, f"field {text_field!r} is a {type(value).__name__}"
+    value = clean_text(value, repairs)
+    if not value:
+        return None, m.EMPTY_TEXT, f"field {text_field!r} is empty"
+    return value, None, ""
+
+
+def id_of(obj: dict, id_field: str, fallback: str) -> str:
+    """The record's id field as a string, or the stable fallback (file path + line/row)."""
+    value = obj.get(id_field) if isinstance(obj, dict) else None
+    if value is None or isinstance(value, (dict, list)):
+        return fallback
+    return str(value)
+
+
+def raw_record(line: bytes | str | Any) -> str:
+    """The first KB of a raw record for rejected/ (bytes decoded with replacement)."""
+    if isinstance(line, bytes):
+        return line[: m.REJECTED_RECORD_CHARS * 4].decode("utf-8", "replace")[: m.REJECTED_RECORD_CHARS]
+    if isinstance(line, str):
+        return line[: m.REJECTED_RECORD_CHARS]
+    return orjson.dumps(line, default=str, option=orjson.OPT_NON_STR_KEYS).decode()[: m.REJECTED_RECORD_CHARS]

@@ -1,0 +1,267 @@
+"""Input discovery and split planning: fsspec paths/globs → files → splits → packing streams.
+
+Pure functions (no Beam). A *split* is the unit a reader streams (a whole file, a line-aligned byte range of a
+large plain JSONL file, or a run of Parquet row groups); a *stream* is a run of consecutive splits that is
+tokenized and packed in order by one worker. The plan depends only on the inputs and ``stream_bytes``, never
+on the runner or the worker count, so the shards are the same bytes whatever runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import fsspec
+
+JSONL = "jsonl"
+PARQUET = "parquet"
+TEXT = "text"
+ARROW = "arrow"
+FORMATS = (JSONL, PARQUET, TEXT, ARROW)
+
+COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".bz2": "bz2", ".xz": "xz"}
+EXTENSIONS = {
+    ".jsonl": JSONL,
+    ".json": JSONL,
+    ".ndjson": JSONL,
+    ".parquet": PARQUET,
+    ".pq": PARQUET,
+    ".txt": TEXT,
+    ".text": TEXT,
+    ".arrow": ARROW,
+}
+DEFAULT_STREAM_BYTES = 32 * 1024 * 1024
+_SCAN_CHUNK = 8 * 1024 * 1024
+
+
+class InputError(ValueError):
+    """A problem with --input found before any work starts."""
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input file: its fsspec URL, format, compression and size in bytes."""
+
+    url: str
+    format: str
+    compression: str | None
+    size: int
+
+
+@dataclass(frozen=True)
+class Split:
+    """A piece of one input file read by one reader, in order.
+
+    For plain JSONL, ``start``/``end`` are byte offsets of whole lines and ``first_record`` the 1-based line number
+    of the first line; for Parquet, ``start``/``end`` are row-group indices and ``first_record`` the 0-based row
+    index of the first row; otherwise the split is the whole file (``start=0, end=-1``).
+    """
+
+    file_index: int
+    split_index: int
+    url: str
+    format: str
+    compression: str | None
+    start: int
+    end: int
+    first_record: int
+    size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Stream:
+    """Consecutive splits packed in order by one worker; ``index`` orders streams (and so shards)."""
+
+    index: int
+    splits: tuple[Split, ...]
+
+    @property
+    def size(self) -> int:
+        """Input bytes (compressed size for compressed files)."""
+        return sum(s.size for s in self.splits)
+
+
+def detect_format(url: str, forced: str | None = None) -> tuple[str, str | None]:
+    """(format, compression) of a file from its name, or ``forced`` format; raises InputError if unknown."""
+    name = posixpath.basename(url.rstrip("/")).lower()
+    compression = None
+    stem, ext = posixpath.splitext(name)
+    if ext in COMPRESSIONS:
+        compression = COMPRESSIONS[ext]
+        stem, ext = posixpath.splitext(stem)
+    if forced:
+        return forced, compression
+    fmt = EXTENSIONS.get(ext)
+    if fmt is None:
+        raise InputError(
+            f"cannot tell the format of input file {url!r} from its name; supported endings are "
+            f"{', '.join(sorted(EXTENSIONS))} (optionally with {', '.join(sorted(COMPRESSIONS))}), "
+            "or pass --input-format jsonl|parquet|text|arrow"
+        )
+    if fmt in (PARQUET, ARROW) and compression:
+        raise InputError(f"input file {url!r}: {fmt} files cannot be read through {compression} compression")
+    return fmt, compression
+
+
+def expand_inputs(patterns: list[str], forced_format: str | None = None) -> list[InputFile]:
+    """Expand --input paths, globs and directories into files, in a stable order; raises InputError."""
+    if not patterns:
+        raise InputError("no --input given: name at least one file, glob or directory")
+    files: list[InputFile] = []
+    seen: set[str] = set()
+    for pattern in patterns:
+        try:
+            fs, _, paths = fsspec.get_fs_token_paths(pattern)
+        except (ImportError, ValueError) as exc:
+            raise InputError(f"--input {pattern!r}: cannot open this location ({exc})") from exc
+        if not paths:
+            raise InputError(f"--input {pattern!r} matches no file")
+        found = []
+        for path in sorted(paths):
+            try:
+                if fs.isdir(path):
+                    found.extend(_expand_directory(fs, path, forced_format))
+                    continue
+                if not fs.exists(path):
+                    raise InputError(f"--input {pattern!r}: {path!r} does not exist")
+                fmt, comp = detect_format(path, forced_format)
+                found.append(InputFile(_unstrip(fs, path), fmt, comp, int(fs.size(path) or 0)))
+            except (PermissionError, FileNotFoundError) as exc:
+                raise InputError(f"--input {pattern!r}: cannot access {path!r} ({exc})") from exc
+        if not found:
+            raise InputError(f"--input {pattern!r} holds no readable input file")
+        for f in found:
+            if f.url not in seen:
+                seen.add(f.url)
+                files.append(f)
+    return files
+
+
+def _unstrip(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    return fs.unstrip_protocol(path) if not _is_local(fs) else path
+
+
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol in ("file", "local")
+
+
+def _expand_directory(fs: fsspec.AbstractFileSystem, path: str, forced_format: str | None) -> list[InputFile]:
+    """A saved Hugging Face dataset (save_to_disk) or a directory tree of supported files."""
+    if fs.exists(posixpath.join(path, "dataset_dict.json")):
+        with fs.open(posixpath.join(path, "dataset_dict.json"), "rb") as fh:
+            splits = json.load(fh).get("splits", [])
+        out: list[InputFile] = []
+        for split in splits:
+            out.extend(_expand_directory(fs, posixpath.join(path, split), forced_format))
+        return out
+    if fs.exists(posixpath.join(path, "state.json")):
+        with fs.open(posixpath.join(path, "state.json"), "rb") as fh:
+            data_files = [d["filename"] for d in json.load(fh).get("_data_files", [])]
+        return [
+            InputFile(_unstrip(fs, p), ARROW, None, int(fs.size(p) or 0))
+            for p in (posixpath.join(path, name) for name in data_files)
+        ]
+    out = []
+    for p in sorted(fs.find(path)):
+        name = posixpath.basename(p)
+        if name.startswith((".", "_")) or name in ("dataset_info.json", "state.json"):
+            continue
+        try:
+            fmt, comp = detect_format(p, forced_format)
+        except InputError:
+            continue
+        out.append(InputFile(_unstrip(fs, p), fmt, comp, int(fs.size(p) or 0)))
+    return out
+
+
+def plan_splits(file_index: int, f: InputFile, stream_bytes: int = DEFAULT_STREAM_BYTES) -> list[Split]:
+    """Cut one file into splits of about ``stream_bytes`` (only plain JSONL and Parquet can be cut)."""
+    whole = [Split(file_index, 0, f.url, f.format, f.compression, 0, -1, 1 if f.format != PARQUET else 0, f.size)]
+    try:
+        if f.format == PARQUET:
+            return _parquet_splits(file_index, f, stream_bytes)
+        if f.format == JSONL and f.compression is None and f.size > stream_bytes:
+            return _jsonl_splits(file_index, f, stream_bytes)
+    except (OSError, ValueError):
+        return whole  # unreadable here: the reader reports it, with its reason, as a rejected record
+    return whole
+
+
+def _jsonl_splits(file_index: int, f: InputFile, stream_bytes: int) -> list[Split]:
+    """Line-aligned byte ranges, with the line number each range starts at (one sequential scan)."""
+    cuts = [(0, 1)]  # (byte offset, 1-based line number) of each range start
+    target = stream_bytes
+    pos = 0
+    lines = 0
+    with fsspec.open(f.url, "rb") as fh:
+        while True:
+            chunk = fh.read(_SCAN_CHUNK)
+            if not chunk:
+                break
+            offset = 0
+            while pos + len(chunk) > target:
+                nl = chunk.find(b"\n", max(target - pos, offset))
+                if nl < 0:
+                    break
+                lines += chunk.count(b"\n", offset, nl + 1)
+                offset = nl + 1
+                if pos + offset < f.size:
+                    cuts.append((pos + offset, lines + 1))
+                target = pos + offset + stream_bytes
+            lines += chunk.count(b"\n", offset)
+            pos += len(chunk)
+    bounds = [c[0] for c in cuts] + [f.size]
+    return [
+        Split(file_index, i, f.url, JSONL, None, bounds[i], bounds[i + 1], cuts[i][1], bounds[i + 1] - bounds[i])
+        for i in range(len(cuts))
+    ]
+
+
+def _parquet_splits(file_index: int, f: InputFile, stream_bytes: int) -> list[Split]:
+    """Runs of consecutive row groups of about ``stream_bytes`` (uncompressed) each."""
+    import pyarrow.parquet as pq
+
+    with fsspec.open(f.url, "rb") as fh:
+        meta = pq.ParquetFile(fh).metadata
+    splits: list[Split] = []
+    start, rows_before, acc, first_row = 0, 0, 0, 0
+    for rg in range(meta.num_row_groups):
+        g = meta.row_group(rg)
+        acc += g.total_byte_size
+        rows_before += g.num_rows
+        if acc >= stream_bytes or rg == meta.num_row_groups - 1:
+            splits.append(Split(file_index, len(splits), f.url, PARQUET, None, start, rg + 1, first_row, acc))
+            start, acc, first_row = rg + 1, 0, rows_before
+    if not splits:  # no row groups: an empty file, still read (and counted as zero records)
+        splits.append(Split(file_index, 0, f.url, PARQUET, None, 0, 0, 0, 0))
+    return splits
+
+
+def group_into_streams(splits: list[Split], stream_bytes: int = DEFAULT_STREAM_BYTES) -> list[Stream]:
+    """Group splits (in file and split order) into streams of at least ``stream_bytes`` where possible."""
+    ordered = sorted(splits, key=lambda s: (s.file_index, s.split_index))
+    streams: list[Stream] = []
+    current: list[Split] = []
+    size = 0
+    for s in ordered:
+        current.append(s)
+        size += s.size
+        if size >= stream_bytes:
+            streams.append(Stream(len(streams), tuple(current)))
+            current, size = [], 0
+    if current:
+        streams.append(Stream(len(streams), tuple(current)))
+    return streams
+
+
+def plan_streams(files: list[InputFile], stream_bytes: int = DEFAULT_STREAM_BYTES) -> list[Stream]:
+    """The whole plan in one call (for tests and small inputs; the pipeline plans files in parallel)."""
+    splits = [s for i, f in enumerate(files) for s in plan_splits(i, f, stream_bytes)]
+    return group_into_streams(splits, stream_bytes)
