@@ -58,9 +58,9 @@ def add_prepare_arguments(ap: argparse.ArgumentParser) -> None:
     tk.add_argument("--tiktoken-scheme", choices=TIKTOKEN_SCHEMES, default=None,
                     help="split pattern and special tokens for a tiktoken rank file (default: from its file name)")
     tk.add_argument("--eos-token", default=None,
-                    help="token appended to every document (text or id; default: the tokenizer's end-of-text token)")
-    tk.add_argument("--bos-token", default=None, help="token prepended to every document (default: none)")
-    tk.add_argument("--pad-token", default=None, help="token that pads the last row of a stream (default: EOS)")
+                    help="token appended to every document, as its text or id:N (default: the tokenizer's end-of-text token)")
+    tk.add_argument("--bos-token", default=None, help="token prepended to every document, as its text or id:N (default: none)")
+    tk.add_argument("--pad-token", default=None, help="token that pads the last row of a stream, as its text or id:N (default: EOS)")
     pk = ap.add_argument_group("packing and shards")
     pk.add_argument("--seq-len", type=_positive, required=True, help="tokens per packed row")
     pk.add_argument("--shard-rows", type=_positive, default=8192,

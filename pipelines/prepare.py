@@ -91,6 +91,21 @@ def fingerprint(cfg: PrepareConfig, tokenizer_sha: str) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 
+def _gather() -> beam.PTransform:
+    """All elements of a (small) PCollection as one sorted list, via one GroupByKey (cheaper than ToList)."""
+
+    @beam.ptransform_fn
+    def gather(pcoll):
+        return (
+            pcoll
+            | "Key" >> beam.Map(lambda x: (0, x))
+            | "Group" >> beam.GroupByKey()
+            | "Values" >> beam.MapTuple(lambda _, xs: list(xs))
+        )
+
+    return gather()
+
+
 def build(p: beam.Pipeline, files: list[InputFile], stream_cfg: StreamConfig, cfg: PrepareConfig,
           manifest_base: dict[str, Any], started: float) -> beam.PCollection:
     """The prepare graph; returns the PCollection holding the committed manifest."""
@@ -98,11 +113,11 @@ def build(p: beam.Pipeline, files: list[InputFile], stream_cfg: StreamConfig, cf
         p
         | "ListInputs" >> beam.Create(list(enumerate(files)))
         | "PlanSplits" >> beam.FlatMapTuple(plan_splits, stream_bytes=cfg.stream_bytes)
-        | "CollectSplits" >> beam.combiners.ToList()
+        | "CollectSplits" >> _gather()
         | "GroupIntoStreams" >> beam.FlatMap(group_into_streams, stream_bytes=cfg.stream_bytes)
         | "Distribute" >> beam.Reshuffle()
         | "TokenizeAndPack" >> beam.ParDo(TokenizeAndPack(stream_cfg))
-        | "CollectResults" >> beam.combiners.ToList()
+        | "CollectResults" >> _gather()
         | "Commit" >> beam.Map(commit, stream_cfg.output, manifest_base, started)
     )
 

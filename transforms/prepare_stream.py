@@ -6,6 +6,8 @@ import logging
 import queue
 import threading
 import uuid
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
@@ -37,6 +39,7 @@ from transforms.tokenizer import (
 log = logging.getLogger(__name__)
 METRICS_NAMESPACE = "tokenmill"
 _PREFETCH_BATCHES = 4
+_WRITES_IN_FLIGHT = 2
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,9 @@ class Encoders:
         if spec.backend in (AUTO, GIGATOKEN):
             try:
                 self.fast = GigatokenEncoder(spec.path, data, spec.kind, spec.tiktoken_scheme)
-            except Exception as exc:  # gigatoken refuses some tokenizer types: auto falls back to the reference
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # gigatoken refuses (or panics on) some tokenizers: auto falls back
                 if spec.backend == GIGATOKEN:
                     raise
                 self.fast_error = f"gigatoken cannot load this tokenizer ({exc})"
@@ -143,6 +148,15 @@ def process_stream(stream: Stream, cfg: StreamConfig, encoders: Encoders, progre
     rejected_fh = None
     encoder: Encoder | None = None
     note = ""
+    # Parquet encoding and compression run in one background thread (in order) while the next batch tokenizes
+    pool = ThreadPoolExecutor(1)
+    writes: deque[Future] = deque()
+
+    def write(rows) -> None:
+        writes.append(pool.submit(writer.write, rows))
+        while len(writes) > _WRITES_IN_FLIGHT:
+            writes.popleft().result()
+
     try:
         for batch in _prefetch(_batches(stream, cfg), _PREFETCH_BATCHES):
             counts.records += batch.records
@@ -163,11 +177,14 @@ def process_stream(stream: Stream, cfg: StreamConfig, encoders: Encoders, progre
                 counts.docs_written += len(batch.texts)
                 counts.tokens += int(flat.size)
                 counts.text_chars += sum(map(len, batch.texts))
-                writer.write(packer.add(flat, lens))
+                write(packer.add(flat, lens))
             progress.add(docs=len(batch.texts), records=batch.records, bytes=batch.bytes_read, tokens=0)
-        writer.write(packer.finish())
+        write(packer.finish())
+        while writes:
+            writes.popleft().result()
         shards = writer.close()
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         if rejected_fh is not None:
             rejected_fh.close()
     counts.sequences = sum(s["rows"] for s in shards)

@@ -160,18 +160,18 @@ def _jsonl_record(
     if not line.strip():
         return  # blank lines are not records
     before = sum(b.repairs.counts.values())
-    obj, reason, detail = parse_json_line(line, b.repairs)
+    obj, reason, detail, surrogates = parse_json_line(line, b.repairs)
     if reason is None:
-        text, reason, detail = text_of(obj, text_field, b.repairs)
+        text, reason, detail = text_of(obj, text_field, b.repairs, surrogates)
     if reason is not None:
         if reason == m.MALFORMED_JSON and unterminated:
             reason = m.TRUNCATED_LINE
             detail = "the last line has no newline and is not complete JSON: " + detail
-        rec_id = id_of(obj, id_field, f"{split.url}:{line_no}") if isinstance(obj, dict) else f"{split.url}:{line_no}"
+        rec_id = id_of(obj, id_field, split.url, ":", line_no)
         b.reject(Rejection(split.url, reason, line=line_no, id=rec_id, detail=detail, record=raw_record(line)))
         return
     b.repaired(before, Rejection(split.url, "", line=line_no))
-    b.doc(text, id_of(obj, id_field, f"{split.url}:{line_no}"))
+    b.doc(text, id_of(obj, id_field, split.url, ":", line_no))
 
 
 def _read_text(split: Split, text_field: str, id_field: str, batcher: _Batcher) -> Iterator[DocBatch]:
@@ -188,7 +188,7 @@ def _read_text(split: Split, text_field: str, id_field: str, batcher: _Batcher) 
     except UnicodeDecodeError:
         text = data.decode("utf-8", "replace")
         batcher.repairs.add(m.INVALID_UTF8)
-    text, reason, detail = text_of({text_field: text}, text_field, batcher.repairs)
+    text, reason, detail = text_of({text_field: text}, text_field, batcher.repairs, surrogates=False)
     if reason is not None:
         batcher.reject(Rejection(split.url, reason, id=split.url, detail=detail, record=raw_record(data)))
     else:
@@ -267,7 +267,7 @@ def _table_records(
         row_no = first_row + i
         row_id = str(ids[i]) if ids[i] is not None else f"{split.url}#{row_no}"
         before = sum(b.repairs.counts.values())
-        text, reason, detail = text_of({text_field: value}, text_field, b.repairs)
+        text, reason, detail = text_of({text_field: value}, text_field, b.repairs, surrogates=False)
         if reason is not None:
             b.reject(Rejection(split.url, reason, row=row_no, id=row_id, detail=detail, record=_row_json(batch, i)))
             continue

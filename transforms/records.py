@@ -65,10 +65,13 @@ class Repairs:
         self.counts[kind] = self.counts.get(kind, 0) + 1
 
 
-def parse_json_line(line: bytes, repairs: Repairs) -> tuple[Any, str | None, str]:
-    """Parse one JSONL line; returns (value, reject_reason, detail). Invalid UTF-8 is replaced and counted."""
+def parse_json_line(line: bytes, repairs: Repairs) -> tuple[Any, str | None, str, bool]:
+    """Parse one JSONL line; returns (value, reject_reason, detail, may_hold_surrogates).
+
+    Invalid UTF-8 is replaced by U+FFFD and counted. Only the fallback parser can produce lone surrogates.
+    """
     try:
-        return orjson.loads(line), None, ""
+        return orjson.loads(line), None, "", False
     except orjson.JSONDecodeError as exc:
         first_error = str(exc)
     try:
@@ -81,26 +84,26 @@ def parse_json_line(line: bytes, repairs: Repairs) -> tuple[Any, str | None, str
         # the standard library accepts what orjson refuses on purpose: lone surrogate escapes (repaired below)
         value = json.loads(text)
     except (ValueError, RecursionError):
-        return None, m.MALFORMED_JSON, first_error
+        return None, m.MALFORMED_JSON, first_error, False
     if bad_utf8:
         repairs.add(m.INVALID_UTF8)
-    return value, None, ""
+    return value, None, "", True
 
 
-def clean_text(text: str, repairs: Repairs) -> str:
-    """Replace lone surrogates by U+FFFD and remove NUL characters, counting each repair."""
+def clean_text(text: str, repairs: Repairs, surrogates: bool = True) -> str:
+    """Remove NUL characters and (if ``surrogates`` may occur) replace lone surrogates by U+FFFD, counting each."""
     if "\x00" in text:
         text = text.replace("\x00", "")
         repairs.add(m.NUL_REMOVED)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
+    if surrogates and _SURROGATES.search(text):
         text = _SURROGATES.sub("\ufffd", text)
         repairs.add(m.LONE_SURROGATE)
     return text
 
 
-def text_of(obj: Any, text_field: str, repairs: Repairs) -> tuple[str | None, str | None, str]:
+def text_of(
+    obj: Any, text_field: str, repairs: Repairs, surrogates: bool = True
+) -> tuple[str | None, str | None, str]:
     """The document text of a parsed record; returns (text, reject_reason, detail)."""
     if not isinstance(obj, dict):
         return None, m.NOT_AN_OBJECT, f"a JSON {type(obj).__name__}, not an object"
@@ -113,18 +116,18 @@ def text_of(obj: Any, text_field: str, repairs: Repairs) -> tuple[str | None, st
         value = value.decode("utf-8", "replace")
     if not isinstance(value, str):
         return None, m.NON_STRING_TEXT, f"field {text_field!r} is a {type(value).__name__}"
-    value = clean_text(value, repairs)
+    value = clean_text(value, repairs, surrogates)
     if not value:
         return None, m.EMPTY_TEXT, f"field {text_field!r} is empty"
     return value, None, ""
 
 
-def id_of(obj: dict, id_field: str, fallback: str) -> str:
-    """The record's id field as a string, or the stable fallback (file path + line/row)."""
+def id_of(obj: Any, id_field: str, source: str, sep: str, number: int) -> str:
+    """The record's id field as a string, or the stable fallback ``<source><sep><line or row>``."""
     value = obj.get(id_field) if isinstance(obj, dict) else None
     if value is None or isinstance(value, (dict, list)):
-        return fallback
-    return str(value)
+        return f"{source}{sep}{number}"
+    return value if isinstance(value, str) else str(value)
 
 
 def raw_record(line: bytes | str | Any) -> str:

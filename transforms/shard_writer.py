@@ -15,7 +15,7 @@ from transforms.pack import PackedRows
 
 ROW_GROUP_BYTES = 16 << 20
 COMPRESSION = "zstd"
-COMPRESSION_LEVEL = 3
+COMPRESSION_LEVEL = 1
 
 
 class _HashingFile:

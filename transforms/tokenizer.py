@@ -25,9 +25,12 @@ GIGATOKEN = "gigatoken"
 AUTO = "auto"
 BACKENDS = (AUTO, HF, GIGATOKEN)
 EOS_CANDIDATES = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>", "<|eos|>", "[EOS]", "<|end|>")
-TIKTOKEN_SCHEMES = ("gpt2", "r50k_base", "p50k_base", "cl100k_base", "o200k_base")
+# schemes whose official definitions read a rank file (gpt2's reads other files and is left out)
+TIKTOKEN_SCHEMES = ("r50k_base", "p50k_base", "cl100k_base", "o200k_base")
+_GIGATOKEN_PRETOKENIZERS = {"r50k_base": "r50k", "p50k_base": "r50k", "cl100k_base": "cl100k", "o200k_base": "o200k"}
 VERIFY_DOCS = 128
 VERIFY_CHARS = 2000
+VERIFY_TOTAL_CHARS = 128_000
 
 
 class TokenizerError(ValueError):
@@ -165,11 +168,15 @@ def resolve_tokenizer(
         lookup = tok.token_to_id
 
     def token_id(option: str, token: str) -> int:
+        """A token's id from its text, or from 'id:N'."""
+        if token.startswith("id:") and token[3:].isdigit():
+            tid = int(token[3:])
+            if tid >= vocab_size:
+                raise TokenizerError(f"{option} {token!r}: {path!r} has only {vocab_size} ids")
+            return tid
         tid = lookup(token)
-        if tid is None and token.isdigit() and int(token) < vocab_size:
-            tid = int(token)
         if tid is None:
-            raise TokenizerError(f"{option} {token!r} is not a token of {path!r} (give the token text or its id)")
+            raise TokenizerError(f"{option} {token!r} is not a token of {path!r} (give the token text, or id:N)")
         return int(tid)
 
     if eos_token is None:
@@ -232,9 +239,7 @@ class GigatokenEncoder:
         if kind == TIKTOKEN:
             definition = tiktoken_definition(path, data, scheme)
             local = fsspec.open_local(f"simplecache::{path}") if "://" in path else path
-            pretok = {"gpt2": "gpt2", "r50k_base": "r50k", "p50k_base": "r50k", "cl100k_base": "cl100k"}.get(
-                definition["name"].split(":", 1)[1], "o200k"
-            )
+            pretok = _GIGATOKEN_PRETOKENIZERS[definition["name"].split(":", 1)[1]]
             self._tok = gigatoken.Tokenizer.from_tiktoken(local, pretok, definition["special_tokens"])
         else:
             self._tok = gigatoken.Tokenizer.from_json(data)
@@ -262,13 +267,28 @@ def load_file(spec: TokenizerSpec) -> bytes:
     return data
 
 
+def verification_sample(texts: list[str]) -> list[str]:
+    """The first documents (each cut to VERIFY_CHARS), up to VERIFY_DOCS of them and VERIFY_TOTAL_CHARS in all."""
+    sample, total = [], 0
+    for text in texts[:VERIFY_DOCS]:
+        if total >= VERIFY_TOTAL_CHARS:
+            break
+        sample.append(text[:VERIFY_CHARS])
+        total += len(sample[-1])
+    return sample
+
+
 def first_mismatch(fast: Encoder, reference: Encoder, texts: list[str]) -> str | None:
-    """Compare two encoders on a sample (each text cut to VERIFY_CHARS); describe the first difference."""
-    sample = [t[:VERIFY_CHARS] for t in texts[:VERIFY_DOCS]]
+    """Compare two encoders on a verification sample of ``texts``; describe the first difference, or None."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sample = verification_sample(texts)
     if not sample:
         return None
-    f_flat, f_lens = fast.encode_batch(sample)
-    r_flat, r_lens = reference.encode_batch(sample)
+    with ThreadPoolExecutor(1) as pool:  # both encoders release the GIL: verify on the other core
+        ref = pool.submit(reference.encode_batch, sample)
+        f_flat, f_lens = fast.encode_batch(sample)
+        r_flat, r_lens = ref.result()
     if np.array_equal(f_lens, r_lens) and np.array_equal(f_flat, r_flat):
         return None
     f_off = np.concatenate([[0], np.cumsum(f_lens)])
