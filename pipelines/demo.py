@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
+import shlex
 import sys
 import time
 from typing import Callable
@@ -15,7 +16,7 @@ from transforms.demo_corpus import demo_records, stdlib_root
 from transforms.tokenizer_training import train_byte_level_bpe
 
 _FILES = 4
-_TRAIN_SAMPLE_CHARS = 12_000_000
+_TRAIN_SAMPLE_CHARS = 6_000_000
 
 
 def write_corpus(directory: str) -> list[str]:
@@ -56,7 +57,7 @@ def run_demo(args: argparse.Namespace, beam_args: list[str], run_prepare: Callab
 
     out = args.output
     corpus_dir = os.path.join(out, "corpus")
-    tok_path = os.path.join(out, "tokenizer.json")
+    tok_path = os.path.join(out, f"tokenizer-{args.vocab_size}.json")
     result = os.path.join(out, "result")
     t0 = time.time()
     print(f"tokenmill demo: corpus from {stdlib_root()} -> {corpus_dir}", file=sys.stderr)
@@ -73,5 +74,5 @@ def run_demo(args: argparse.Namespace, beam_args: list[str], run_prepare: Callab
     print(summary_table(manifest, result), file=sys.stderr)
     print(f"shards:   {os.path.abspath(result)}/shards/")
     print(f"manifest: {os.path.abspath(result)}/manifest.json")
-    print(f"same run by hand: {' '.join(argv)}")
+    print(f"same run by hand: {shlex.join(argv)}")
     return 0

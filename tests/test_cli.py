@@ -1,0 +1,83 @@
+"""The command line: complete help, summary table, Beam pass-through, the demo, the progress side channel."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from pipelines import cli, demo
+from schemas import manifest as m
+from tests.conftest import write_jsonl
+from transforms.progress import ProgressDisplay, ProgressWriter, read_progress
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_top_level_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "prepare" in out and "demo" in out
+
+
+def test_every_prepare_option_is_in_help_and_readme(capsys):
+    parser = cli.build_parser()
+    prepare = parser._subparsers._group_actions[0].choices["prepare"]
+    options = [s for a in prepare._actions for s in a.option_strings if s.startswith("--") and s != "--help"]
+    with pytest.raises(SystemExit):
+        cli.main(["prepare", "--help"])
+    help_text = capsys.readouterr().out
+    readme = README.read_text()
+    assert len(options) >= 18
+    for opt in options:
+        assert opt in help_text
+        assert f"`{opt}" in readme, f"{opt} is not documented in README.md"
+
+
+def test_prepare_prints_summary_and_passes_beam_options(tmp_path, tokenizer_path, ml_texts, capsys):
+    data = write_jsonl(tmp_path / "in.jsonl", [{"text": t} for t in ml_texts[:200]] + [b"{oops\n"])
+    out = tmp_path / "out"
+    code = cli.main(["prepare", "-i", data, "-t", tokenizer_path, "--seq-len", "128", "-o", str(out),
+                     "--runner=FnApiRunner", "--direct_num_workers=1"])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert re.search(r"documents written\s+200", err)
+    assert re.search(r"malformed_json\s+1", err)
+    assert "padding" in err and "throughput" in err and str(out) in err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest[m.K_JOB]["argv"][:2] == ["tokenmill", "prepare"]
+    assert manifest[m.K_RUNNER]["runner"] == "FnApiRunner"
+
+
+def test_stray_positional_argument_is_an_error(tmp_path, tokenizer_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["prepare", "-i", "x.jsonl", "-t", tokenizer_path, "--seq-len", "8", "-o", str(tmp_path), "extra"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments: extra" in capsys.readouterr().err
+
+
+def test_demo_runs_with_no_download(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(demo, "_TRAIN_SAMPLE_CHARS", 400_000)
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--output", str(out), "--vocab-size", "600", "--seq-len", "512", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert f"manifest: {out.resolve()}/result/manifest.json" in captured.out
+    assert "documents written" in captured.err
+    manifest = json.loads((out / "result" / "manifest.json").read_text())
+    c = manifest[m.K_COUNTS]
+    assert c["docs_written"] > 1000 and c["records"] == c["docs_written"] + sum(c["docs_rejected"].values())
+    assert any(i["url"].endswith(".jsonl.gz") for i in manifest[m.K_INPUTS])
+
+
+def test_progress_side_channel_sums_workers(tmp_path):
+    a, b = ProgressWriter(str(tmp_path)), ProgressWriter(str(tmp_path))
+    a.add(force=True, docs=3, bytes=1_000_000)
+    b.add(force=True, docs=4, bytes=2_000_000, streams=1)
+    b.add(docs=100)  # within the interval: not written yet
+    assert read_progress(str(tmp_path)) == {"docs": 7, "records": 0, "bytes": 3_000_000, "tokens": 0, "streams": 1}
+    line = ProgressDisplay(str(tmp_path), total_bytes=6_000_000, total_streams=None).line()
+    assert "7 docs" in line and "3.0 MB (50.0%)" in line and "MB/s" in line
