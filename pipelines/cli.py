@@ -58,9 +58,12 @@ def add_prepare_arguments(ap: argparse.ArgumentParser) -> None:
     tk.add_argument("--tiktoken-scheme", choices=TIKTOKEN_SCHEMES, default=None,
                     help="split pattern and special tokens for a tiktoken rank file (default: from its file name)")
     tk.add_argument("--eos-token", default=None,
-                    help="token appended to every document, as its text or id:N (default: the tokenizer's end-of-text token)")
-    tk.add_argument("--bos-token", default=None, help="token prepended to every document, as its text or id:N (default: none)")
-    tk.add_argument("--pad-token", default=None, help="token that pads the last row of a stream, as its text or id:N (default: EOS)")
+                    help="token appended to every document, as its text or id:N "
+                         "(default: the tokenizer's end-of-text token)")
+    tk.add_argument("--bos-token", default=None,
+                    help="token prepended to every document, as its text or id:N (default: none)")
+    tk.add_argument("--pad-token", default=None,
+                    help="token that pads the last row of a stream, as its text or id:N (default: EOS)")
     pk = ap.add_argument_group("packing and shards")
     pk.add_argument("--seq-len", type=_positive, required=True, help="tokens per packed row")
     pk.add_argument("--shard-rows", type=_positive, default=8192,
@@ -120,8 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _quiet_logs(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    if not verbose:
-        for name in ("apache_beam", "root", "absl"):
+    if verbose:
+        os.environ.setdefault("TOKENMILL_WORKER_LOG_LEVEL", "INFO")  # read by pipelines.worker (--workers N)
+    else:
+        # a failing stage re-raises its exception to main(), which reports it once; Beam's own log copy is noise
+        logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
+        for name in ("root", "absl"):
             logging.getLogger(name).setLevel(logging.ERROR)
         logging.getLogger().setLevel(logging.ERROR)
         logging.getLogger("transforms").setLevel(logging.WARNING)
@@ -146,12 +153,11 @@ def _run_prepare(cfg, beam_args: list[str], show_progress: bool) -> dict:
 
 def _user_error(exc: BaseException) -> str | None:
     """The one-line message for errors a user can fix, found even inside Beam's wrapped exceptions."""
+    from pipelines.prepare import ConfigError
     from transforms.commit import OutputError
     from transforms.readers import BadRecordError
     from transforms.sources import InputError
     from transforms.tokenizer import TokenizerError
-
-    from pipelines.prepare import ConfigError
 
     if isinstance(exc, (InputError, OutputError, TokenizerError, ConfigError)):
         return str(exc)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -61,10 +62,26 @@ def beam_options(beam_args: list[str], workers: int) -> PipelineOptions:
     if runner_name(args) is None:
         args.append("--runner=FnApiRunner")
     if workers > 1 and runner_name(args) in LOCAL_RUNNERS:
-        args += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
+        args.append(f"--direct_num_workers={workers}")
+        if runner_name(args) != "FnApiRunner":  # FnApiRunner gets its worker processes from local_runner()
+            args.append("--direct_running_mode=multi_processing")
     if not any(a.startswith("--default_sdk_harness_log_level") for a in args):
         args.append("--default_sdk_harness_log_level=WARNING")
     return PipelineOptions(args)
+
+
+def local_runner(beam_args: list[str], workers: int) -> Any:
+    """The runner instance for a local multi-process run (``--workers N``), else None (Beam picks by name).
+
+    Worker processes start through ``pipelines.worker`` (Beam's harness with quiet logging), one per worker.
+    """
+    if workers <= 1 or (runner_name(beam_args) or "FnApiRunner") != "FnApiRunner":
+        return None
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    from apache_beam.transforms.environments import SubprocessSDKEnvironment
+
+    command = f"{shlex.quote(sys.executable)} -m pipelines.worker"
+    return FnApiRunner(default_environment=SubprocessSDKEnvironment.from_command_string(command))
 
 
 def runner_name(args: list[str]) -> str | None:
@@ -152,7 +169,7 @@ def run(cfg: PrepareConfig, beam_args: list[str] | None = None, progress_dir: st
         m.K_PACKING: cfg.packing,
         m.K_RUNNER: {"runner": runner_name(beam_args) or "FnApiRunner", "workers": cfg.workers},
     }
-    p = beam.Pipeline(options=options)
+    p = beam.Pipeline(runner=local_runner(beam_args, cfg.workers), options=options)
     build(p, files, stream_cfg, cfg, manifest_base, started)
     p.run().wait_until_finish()
     manifest = read_manifest(cfg.output)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
+import fsspec
 import numpy as np
 import orjson
 import pytest
@@ -108,3 +110,13 @@ def eos_of(tokenizer_path: str) -> int:
     return Tokenizer.from_file(tokenizer_path).token_to_id(END_OF_TEXT)
 
 
+
+
+@pytest.fixture
+def memfs():
+    """fsspec's in-process memory filesystem, with a fresh root directory removed afterwards."""
+    fs = fsspec.filesystem("memory")
+    root = f"/tm-{uuid.uuid4().hex[:10]}"
+    yield fs, root
+    if fs.exists(root):
+        fs.rm(root, recursive=True)

@@ -81,3 +81,23 @@ def test_progress_side_channel_sums_workers(tmp_path):
     assert read_progress(str(tmp_path)) == {"docs": 7, "records": 0, "bytes": 3_000_000, "tokens": 0, "streams": 1}
     line = ProgressDisplay(str(tmp_path), total_bytes=6_000_000, total_streams=None).line()
     assert "7 docs" in line and "3.0 MB (50.0%)" in line and "MB/s" in line
+
+
+def test_workers_run_prints_only_the_summary(tmp_path, tokenizer_path, ml_texts):
+    import subprocess
+    import sys
+
+    texts = ml_texts[:1500]
+    data = write_jsonl(tmp_path / "in.jsonl", [{"text": t * 8} for t in texts])  # a few MB: several streams
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "tokenmill"), "prepare", "-i", data, "-t", tokenizer_path,
+         "--seq-len", "128", "-o", str(out), "--workers", "2", "--stream-mb", "1"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest[m.K_COUNTS]["docs_written"] == len(texts) and len(manifest[m.K_SHARDS]) >= 2
+    noise = [line for line in proc.stderr.splitlines() if re.match(r"(INFO|WARNING|DEBUG)\b", line)]
+    assert not noise, proc.stderr
+    assert re.search(r"documents written\s+1,500", proc.stderr)

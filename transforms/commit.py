@@ -49,7 +49,19 @@ def prepare_output(output: str, fingerprint: str, overwrite: bool) -> None:
         if not fs.isdir(root):
             raise OutputError(f"--output {output!r} is a file, not a directory")
         entries = {posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False)}
-        manifest = read_manifest(output) if MANIFEST_FILE in entries else None
+        manifest = None
+        if MANIFEST_FILE in entries:
+            try:
+                manifest = read_manifest(output)
+                if not isinstance(manifest, dict):
+                    raise ValueError(f"a JSON {type(manifest).__name__}, not an object")
+            except ValueError as exc:  # includes JSONDecodeError and UnicodeDecodeError
+                if not overwrite:
+                    raise OutputError(
+                        f"--output {output!r}: its {MANIFEST_FILE} is damaged ({exc}); "
+                        "pass --overwrite to replace this output, or choose another --output"
+                    ) from exc
+                manifest = None
         if manifest is not None and manifest.get(m.K_FINGERPRINT) != fingerprint and not overwrite:
             job = manifest.get(m.K_JOB, {}).get("argv")
             raise OutputError(

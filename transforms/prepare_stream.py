@@ -15,7 +15,6 @@ import apache_beam as beam
 import fsspec
 import orjson
 
-from schemas import manifest as m
 from schemas.manifest import Counts
 from schemas.shards import TEMP_DIR
 from transforms.pack import PACKERS
@@ -178,7 +177,8 @@ def process_stream(stream: Stream, cfg: StreamConfig, encoders: Encoders, progre
                 counts.tokens += int(flat.size)
                 counts.text_chars += sum(map(len, batch.texts))
                 write(packer.add(flat, lens))
-            progress.add(docs=len(batch.texts), records=batch.records, bytes=batch.bytes_read, tokens=0)
+            progress.add(docs=len(batch.texts), records=batch.records, bytes=batch.bytes_read,
+                         tokens=int(flat.size) if batch.texts else 0)
         write(packer.finish())
         while writes:
             writes.popleft().result()
@@ -189,7 +189,7 @@ def process_stream(stream: Stream, cfg: StreamConfig, encoders: Encoders, progre
             rejected_fh.close()
     counts.sequences = sum(s["rows"] for s in shards)
     counts.pad_tokens = sum(s["pad_tokens"] for s in shards)
-    progress.add(force=True, streams=1, tokens=counts.tokens)
+    progress.add(force=True, streams=1)
     return {
         "stream": stream.index,
         "counts": counts.to_dict(),

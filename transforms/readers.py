@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import IO, Iterator
 
 import fsspec
 import pyarrow as pa
 
 from schemas import manifest as m
+from transforms.compressed import iter_decoded
 from transforms.records import Rejection, Repairs, id_of, parse_json_line, raw_record, text_of
 from transforms.sources import ARROW, JSONL, PARQUET, TEXT, Split
 
@@ -44,42 +45,47 @@ class DocBatch:
     repairs: dict[str, int] = field(default_factory=dict)
     records: int = 0
     bytes_read: int = 0
-    text_bytes: int = 0
 
 
 class _Batcher:
-    """Collects documents into DocBatch objects of about ``batch_bytes`` of text; enforces --strict."""
+    """Collects documents into DocBatch objects of about ``batch_bytes`` of text; enforces --strict.
 
-    def __init__(self, batch_bytes: int, strict: bool) -> None:
+    Repairs noted while a record is validated stay pending: they count only if the record is kept.
+    """
+
+    def __init__(self, source: str, batch_bytes: int, strict: bool) -> None:
+        self.source = source
         self.batch_bytes = batch_bytes
         self.strict = strict
         self.repairs = Repairs()
         self.batch = DocBatch()
         self._chars = 0
 
-    def doc(self, text: str, doc_id: str) -> None:
+    def doc(self, text: str, doc_id: str, line: int | None = None, row: int | None = None) -> None:
+        """Keep one document (and count its pending repairs)."""
+        if self.repairs.pending:
+            if self.strict:  # --strict refuses repairs too: a repaired record is a bad record
+                raise BadRecordError(Rejection(self.source, self.repairs.pending[0], line=line, row=row, id=doc_id))
+            self.repairs.commit()
         self.batch.texts.append(text)
         self.batch.ids.append(doc_id)
         self.batch.records += 1
         self._chars += len(text)
 
     def reject(self, rejection: Rejection) -> None:
+        """Reject one record (its pending repairs are dropped); --strict stops here."""
+        self.repairs.pending.clear()
         if self.strict:
             raise BadRecordError(rejection)
         self.batch.rejections.append(rejection)
         self.batch.records += 1
 
-    def repaired(self, before: int, where: Rejection) -> None:
-        """--strict refuses repairs too: a repaired record is a bad record."""
-        if self.strict and sum(self.repairs.counts.values()) != before:
-            kind = next(iter(self.repairs.counts))
-            where.reason = kind
-            raise BadRecordError(where)
-
     def full(self) -> bool:
+        """Has the current batch reached ``batch_bytes`` of text?"""
         return self._chars >= self.batch_bytes
 
     def take(self, bytes_read: int = 0) -> DocBatch:
+        """The current batch (with its repair counts and input bytes); starts a new one."""
         out = self.batch
         out.repairs = self.repairs.counts
         out.bytes_read = bytes_read
@@ -97,7 +103,7 @@ def read_split(
     strict: bool = False,
 ) -> Iterator[DocBatch]:
     """Stream one split as DocBatch objects; unreadable data becomes an ``unreadable_file`` rejection."""
-    batcher = _Batcher(batch_bytes, strict)
+    batcher = _Batcher(split.url, batch_bytes, strict)
     reader = {JSONL: _read_jsonl, PARQUET: _read_table, ARROW: _read_table, TEXT: _read_text}[split.format]
     yield from reader(split, text_field, id_field, batcher)
 
@@ -108,50 +114,94 @@ def _unreadable(batcher: _Batcher, split: Split, exc: BaseException, line: int |
     )
 
 
-_IO_ERRORS = (OSError, EOFError, ValueError, zlib.error, pa.ArrowException, RuntimeError)
+def _io_errors() -> tuple[type[BaseException], ...]:
+    import lzma
+
+    import zstandard
+
+    return (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, zstandard.ZstdError, pa.ArrowException)
+
+
+_IO_ERRORS = _io_errors()  # BadRecordError (--strict) is deliberately not among them
+
+
+class _CountingReader:
+    """A file object wrapper counting the bytes read through it (input bytes as stored, for progress)."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self.fh = fh
+        self.n = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.fh.read(size)
+        self.n += len(data)
+        return data
+
+
+def _iter_split_bytes(split: Split, counter: list[_CountingReader]) -> Iterator[bytes]:
+    """The split's decoded bytes in chunks; errors (open, read, damaged or truncated compression) propagate."""
+    with fsspec.open(split.url, "rb").open() as fh:
+        raw = _CountingReader(fh)
+        counter.append(raw)
+        if split.compression:
+            yield from iter_decoded(raw, split.compression)
+            return
+        if split.start:
+            fh.seek(split.start)
+        remaining = split.end - split.start if split.end >= 0 else -1
+        while remaining:
+            chunk = raw.read(_READ_CHUNK if remaining < 0 else min(_READ_CHUNK, remaining))
+            if not chunk:
+                return
+            if remaining > 0:
+                remaining -= len(chunk)
+            yield chunk
 
 
 def _read_jsonl(split: Split, text_field: str, id_field: str, batcher: _Batcher) -> Iterator[DocBatch]:
     line_no = split.first_record
-    consumed = 0
-    try:
-        fh = fsspec.open(split.url, "rb", compression=split.compression).open()
-    except _IO_ERRORS as exc:
-        _unreadable(batcher, split, exc, None, None)
-        yield batcher.take()
-        return
-    with fh:
-        remaining = split.end - split.start if split.end >= 0 else -1
-        tail = b""
+    counter: list[_CountingReader] = []
+    reported = 0
+    pending: list[bytes] = []  # the current, not yet complete line
+    chunks = _iter_split_bytes(split, counter)
+    damage: BaseException | None = None
+    while True:
         try:
-            if split.start:
-                fh.seek(split.start)
-            while True:
-                size = _READ_CHUNK if remaining < 0 else min(_READ_CHUNK, remaining)
-                chunk = fh.read(size) if size else b""
-                if remaining > 0:
-                    remaining -= len(chunk)
-                consumed += len(chunk)
-                if not chunk:
-                    break
-                lines = (tail + chunk).split(b"\n") if tail else chunk.split(b"\n")
-                tail = lines.pop()
-                for line in lines:
-                    _jsonl_record(line, line_no, False, split, text_field, id_field, batcher)
-                    line_no += 1
-                if batcher.full():
-                    yield batcher.take(consumed)
-                    consumed = 0
+            chunk = next(chunks, None)
         except _IO_ERRORS as exc:
-            if tail.strip():  # the partial line before the damage
-                _jsonl_record(tail, line_no, True, split, text_field, id_field, batcher)
-                line_no += 1
-            _unreadable(batcher, split, exc, line_no, None)
-            yield batcher.take(consumed)
-            return
-        if tail.strip():
-            _jsonl_record(tail, line_no, True, split, text_field, id_field, batcher)
-    yield batcher.take(consumed)
+            damage = exc
+            break
+        if chunk is None:
+            break
+        if chunk.find(b"\n") < 0:
+            pending.append(chunk)
+            continue
+        if pending:
+            pending.append(chunk)
+            chunk = b"".join(pending)
+        lines = chunk.split(b"\n")
+        tail = lines.pop()
+        pending = [tail] if tail else []
+        for line in lines:
+            _jsonl_record(line, line_no, False, split, text_field, id_field, batcher)
+            line_no += 1
+            if batcher.full():
+                done = counter[0].n if counter else 0
+                yield batcher.take(done - reported)
+                reported = done
+    rest = b"".join(pending)
+    if damage is not None:
+        before = line_no - split.first_record
+        read_ok = f"; the {before} lines before it were read" if before else ""
+        batcher.reject(
+            Rejection(
+                split.url, m.UNREADABLE_FILE, line=line_no, detail=f"{type(damage).__name__}: {damage}"[:500] + read_ok,
+                record=raw_record(rest),
+            )
+        )
+    elif rest.strip():
+        _jsonl_record(rest, line_no, True, split, text_field, id_field, batcher)
+    yield batcher.take((counter[0].n if counter else 0) - reported)
 
 
 def _jsonl_record(
@@ -159,7 +209,6 @@ def _jsonl_record(
 ) -> None:
     if not line.strip():
         return  # blank lines are not records
-    before = sum(b.repairs.counts.values())
     obj, reason, detail, surrogates = parse_json_line(line, b.repairs)
     if reason is None:
         text, reason, detail = text_of(obj, text_field, b.repairs, surrogates)
@@ -167,22 +216,23 @@ def _jsonl_record(
         if reason == m.MALFORMED_JSON and unterminated:
             reason = m.TRUNCATED_LINE
             detail = "the last line has no newline and is not complete JSON: " + detail
-        rec_id = id_of(obj, id_field, split.url, ":", line_no)
+        rec_id = id_of(obj, id_field, split.url, ":", line_no, surrogates)
         b.reject(Rejection(split.url, reason, line=line_no, id=rec_id, detail=detail, record=raw_record(line)))
         return
-    b.repaired(before, Rejection(split.url, "", line=line_no))
-    b.doc(text, id_of(obj, id_field, split.url, ":", line_no))
+    b.doc(text, id_of(obj, id_field, split.url, ":", line_no, surrogates), line=line_no)
 
 
 def _read_text(split: Split, text_field: str, id_field: str, batcher: _Batcher) -> Iterator[DocBatch]:
+    counter: list[_CountingReader] = []
     try:
-        with fsspec.open(split.url, "rb", compression=split.compression) as fh:
-            data = fh.read()
+        data = b"".join(_iter_split_bytes(split, counter))
     except _IO_ERRORS as exc:
         _unreadable(batcher, split, exc, None, None)
-        yield batcher.take()
+        yield batcher.take(counter[0].n if counter else 0)
         return
-    before = sum(batcher.repairs.counts.values())
+    if not data:  # an empty file holds no record
+        yield batcher.take(0)
+        return
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -192,9 +242,8 @@ def _read_text(split: Split, text_field: str, id_field: str, batcher: _Batcher) 
     if reason is not None:
         batcher.reject(Rejection(split.url, reason, id=split.url, detail=detail, record=raw_record(data)))
     else:
-        batcher.repaired(before, Rejection(split.url, ""))
         batcher.doc(text, split.url)
-    yield batcher.take(len(data))
+    yield batcher.take(counter[0].n if counter else len(data))
 
 
 def _iter_table_batches(split: Split) -> Iterator[tuple[pa.RecordBatch, int]]:
@@ -266,13 +315,11 @@ def _table_records(
     for i, value in enumerate(texts):
         row_no = first_row + i
         row_id = str(ids[i]) if ids[i] is not None else f"{split.url}#{row_no}"
-        before = sum(b.repairs.counts.values())
         text, reason, detail = text_of({text_field: value}, text_field, b.repairs, surrogates=False)
         if reason is not None:
             b.reject(Rejection(split.url, reason, row=row_no, id=row_id, detail=detail, record=_row_json(batch, i)))
             continue
-        b.repaired(before, Rejection(split.url, "", row=row_no))
-        b.doc(text, row_id)
+        b.doc(text, row_id, row=row_no)
 
 
 def _row_json(batch: pa.RecordBatch, i: int) -> str:

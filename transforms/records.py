@@ -33,16 +33,16 @@ class Rejection:
 
     def to_dict(self) -> dict[str, Any]:
         """The rejected/ record."""
-        d: dict[str, Any] = {m.REJ_SOURCE: self.source}
+        d: dict[str, Any] = {m.REJ_SOURCE: scrub(self.source)}
         if self.line is not None:
             d[m.REJ_LINE] = self.line
         if self.row is not None:
             d["row"] = self.row
-        d[m.REJ_ID] = self.id
+        d[m.REJ_ID] = None if self.id is None else scrub(self.id)
         d[m.REJ_REASON] = self.reason
         d[m.REJ_STAGE] = self.stage
-        d[m.REJ_DETAIL] = self.detail
-        d[m.REJ_RECORD] = self.record[: m.REJECTED_RECORD_CHARS]
+        d[m.REJ_DETAIL] = scrub(self.detail)
+        d[m.REJ_RECORD] = scrub(self.record[: m.REJECTED_RECORD_CHARS])
         return d
 
     def where(self) -> str:
@@ -56,13 +56,20 @@ class Rejection:
 
 @dataclass
 class Repairs:
-    """Counts of repairs applied to kept documents."""
+    """Counts of repairs applied to kept documents; repairs of the record being validated stay ``pending``."""
 
     counts: dict[str, int] = field(default_factory=dict)
+    pending: list[str] = field(default_factory=list)
 
     def add(self, kind: str) -> None:
-        """Count one repaired document."""
-        self.counts[kind] = self.counts.get(kind, 0) + 1
+        """Note one repair of the current record."""
+        self.pending.append(kind)
+
+    def commit(self) -> None:
+        """The current record is kept: count its repairs."""
+        for kind in self.pending:
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+        self.pending.clear()
 
 
 def parse_json_line(line: bytes, repairs: Repairs) -> tuple[Any, str | None, str, bool]:
@@ -113,7 +120,11 @@ def text_of(
     if value is None:
         return None, m.NULL_TEXT, f"field {text_field!r} is null"
     if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            value = value.decode("utf-8", "replace")
+            repairs.add(m.INVALID_UTF8)
     if not isinstance(value, str):
         return None, m.NON_STRING_TEXT, f"field {text_field!r} is a {type(value).__name__}"
     value = clean_text(value, repairs, surrogates)
@@ -122,12 +133,21 @@ def text_of(
     return value, None, ""
 
 
-def id_of(obj: Any, id_field: str, source: str, sep: str, number: int) -> str:
-    """The record's id field as a string, or the stable fallback ``<source><sep><line or row>``."""
+def id_of(obj: Any, id_field: str, source: str, sep: str, number: int, surrogates: bool = False) -> str:
+    """The record's id field as a string, or the stable fallback ``<source><sep><line or row>``.
+
+    With ``surrogates`` (the record came through the lenient parser), lone surrogates become U+FFFD.
+    """
     value = obj.get(id_field) if isinstance(obj, dict) else None
     if value is None or isinstance(value, (dict, list)):
         return f"{source}{sep}{number}"
-    return value if isinstance(value, str) else str(value)
+    value = value if isinstance(value, str) else str(value)
+    return _SURROGATES.sub("\ufffd", value) if surrogates else value
+
+
+def scrub(text: str) -> str:
+    """``text`` with any lone surrogate replaced by U+FFFD (safe to encode as UTF-8)."""
+    return _SURROGATES.sub("\ufffd", text)
 
 
 def raw_record(line: bytes | str | Any) -> str:

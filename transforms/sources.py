@@ -95,9 +95,7 @@ def detect_format(url: str, forced: str | None = None) -> tuple[str, str | None]
     if ext in COMPRESSIONS:
         compression = COMPRESSIONS[ext]
         stem, ext = posixpath.splitext(stem)
-    if forced:
-        return forced, compression
-    fmt = EXTENSIONS.get(ext)
+    fmt = forced or EXTENSIONS.get(ext)
     if fmt is None:
         raise InputError(
             f"cannot tell the format of input file {url!r} from its name; supported endings are "
@@ -152,8 +150,15 @@ def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return protocol in ("file", "local")
 
 
+_SKIPPED_FILES = ("dataset_info.json", "state.json", "dataset_dict.json")
+
+
 def _expand_directory(fs: fsspec.AbstractFileSystem, path: str, forced_format: str | None) -> list[InputFile]:
-    """A saved Hugging Face dataset (save_to_disk) or a directory tree of supported files."""
+    """A saved Hugging Face dataset (save_to_disk) or a directory tree of supported files, in sorted order.
+
+    Hidden and underscore entries (``.ipynb_checkpoints/``, ``_temporary/``, ``_SUCCESS``) are skipped; a saved
+    dataset found anywhere in the tree is read through its own metadata (DatasetDict splits in their saved order).
+    """
     if fs.exists(posixpath.join(path, "dataset_dict.json")):
         with fs.open(posixpath.join(path, "dataset_dict.json"), "rb") as fh:
             splits = json.load(fh).get("splits", [])
@@ -161,29 +166,48 @@ def _expand_directory(fs: fsspec.AbstractFileSystem, path: str, forced_format: s
         for split in splits:
             out.extend(_expand_directory(fs, posixpath.join(path, split), forced_format))
         return out
-    if fs.exists(posixpath.join(path, "state.json")):
-        with fs.open(posixpath.join(path, "state.json"), "rb") as fh:
-            data_files = [d["filename"] for d in json.load(fh).get("_data_files", [])]
+    state = _saved_dataset_state(fs, path)
+    if state is not None:
+        data_files = [d["filename"] for d in state["_data_files"]]
         return [
             InputFile(_unstrip(fs, p), ARROW, None, int(fs.size(p) or 0))
             for p in (posixpath.join(path, name) for name in data_files)
         ]
     out = []
-    for p in sorted(fs.find(path)):
+    entries = sorted(fs.ls(path, detail=True), key=lambda e: e["name"])
+    for entry in entries:
+        p = entry["name"].rstrip("/")
         name = posixpath.basename(p)
-        if name.startswith((".", "_")) or name in ("dataset_info.json", "state.json"):
+        if name.startswith((".", "_")) or name in _SKIPPED_FILES:
+            continue
+        if entry["type"] == "directory":
+            out.extend(_expand_directory(fs, p, forced_format))
             continue
         try:
             fmt, comp = detect_format(p, forced_format)
         except InputError:
             continue
-        out.append(InputFile(_unstrip(fs, p), fmt, comp, int(fs.size(p) or 0)))
+        out.append(InputFile(_unstrip(fs, p), fmt, comp, int(entry.get("size") or 0)))
     return out
+
+
+def _saved_dataset_state(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, Any] | None:
+    """The state.json of a ``Dataset.save_to_disk`` directory, or None if ``path`` is not one."""
+    state_path = posixpath.join(path, "state.json")
+    if not fs.exists(state_path):
+        return None
+    try:
+        with fs.open(state_path, "rb") as fh:
+            state = json.load(fh)
+    except ValueError:
+        return None
+    return state if isinstance(state, dict) and isinstance(state.get("_data_files"), list) else None
 
 
 def plan_splits(file_index: int, f: InputFile, stream_bytes: int = DEFAULT_STREAM_BYTES) -> list[Split]:
     """Cut one file into splits of about ``stream_bytes`` (only plain JSONL and Parquet can be cut)."""
-    whole = [Split(file_index, 0, f.url, f.format, f.compression, 0, -1, 1 if f.format != PARQUET else 0, f.size)]
+    first = 0 if f.format in (PARQUET, ARROW) else 1  # rows are 0-based, lines 1-based
+    whole = [Split(file_index, 0, f.url, f.format, f.compression, 0, -1, first, f.size)]
     try:
         if f.format == PARQUET:
             return _parquet_splits(file_index, f, stream_bytes)
