@@ -1,7 +1,8 @@
 """``tokenmill prepare``: read → tokenize → pack → write shards → commit manifest.
 
-    files ─► PlanSplits ─► GroupIntoStreams ─► Distribute ─► TokenizeAndPack ─► Collect ─► Commit (manifest last)
-                                                                  └─► rejected/ (record + reason)
+    small input:  planned streams ──────────────────────────────────────┐
+    big input:    files ─► PlanSplits ─► GroupIntoStreams ─► Distribute ─┴► TokenizeAndPack ─► Collect ─► Commit
+                                                                                   └─► rejected/   (manifest last)
 """
 
 from __future__ import annotations
@@ -16,12 +17,21 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
 from pipelines import tokenmill_version
 from schemas import manifest as m
 from transforms.commit import commit, prepare_output, read_manifest
 from transforms.prepare_stream import StreamConfig, TokenizeAndPack
-from transforms.sources import DEFAULT_STREAM_BYTES, InputFile, expand_inputs, group_into_streams, plan_splits
+from transforms.sources import (
+    DEFAULT_STREAM_BYTES,
+    InputFile,
+    expand_inputs,
+    group_into_streams,
+    plan_splits,
+    plan_streams,
+)
 from transforms.tokenizer import AUTO, resolve_tokenizer
 
 LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
@@ -77,11 +87,16 @@ def local_runner(beam_args: list[str], workers: int) -> Any:
     """
     if workers <= 1 or (runner_name(beam_args) or "FnApiRunner") != "FnApiRunner":
         return None
-    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-    from apache_beam.transforms.environments import SubprocessSDKEnvironment
-
     command = f"{shlex.quote(sys.executable)} -m pipelines.worker"
     return FnApiRunner(default_environment=SubprocessSDKEnvironment.from_command_string(command))
+
+
+def in_process(beam_args: list[str], workers: int) -> bool:
+    """Whether the whole run happens in this process on one worker (the embedded default)."""
+    if workers > 1 or (runner_name(beam_args) or "FnApiRunner") not in LOCAL_RUNNERS:
+        return False
+    options = PipelineOptions(beam_args).get_all_options()
+    return (options.get("direct_num_workers") or 1) == 1 and options.get("direct_running_mode") in (None, "in_memory")
 
 
 def runner_name(args: list[str]) -> str | None:
@@ -108,8 +123,14 @@ def fingerprint(cfg: PrepareConfig, tokenizer_sha: str) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 
+# Planning reads Parquet footers and scans big plain JSONL files for line starts: spread it over the workers
+# only when there is enough of it to be worth a shuffle (the plan is the same either way).
+PLAN_IN_PARALLEL_BYTES = 1 << 30
+PLAN_IN_PARALLEL_FILES = 64
+
+
 def _gather() -> beam.PTransform:
-    """All elements of a (small) PCollection as one sorted list, via one GroupByKey (cheaper than ToList)."""
+    """All elements of a (small) PCollection as one list, via one GroupByKey (cheaper than ToList)."""
 
     @beam.ptransform_fn
     def gather(pcoll):
@@ -123,16 +144,47 @@ def _gather() -> beam.PTransform:
     return gather()
 
 
+def _distribute() -> beam.PTransform:
+    """Streams spread over the workers: one GroupByKey on the (distinct) stream index (lighter than Reshuffle)."""
+
+    @beam.ptransform_fn
+    def distribute(pcoll):
+        return (
+            pcoll
+            | "Key" >> beam.Map(lambda stream: (stream.index, stream))
+            | "Group" >> beam.GroupByKey()
+            | "Values" >> beam.FlatMapTuple(lambda _, streams: streams)
+        )
+
+    return distribute()
+
+
+def plans_in_parallel(files: list[InputFile]) -> bool:
+    """Whether planning is big enough to spread over the workers (else the launcher plans, without a shuffle)."""
+    return sum(f.size for f in files) > PLAN_IN_PARALLEL_BYTES or len(files) > PLAN_IN_PARALLEL_FILES
+
+
 def build(p: beam.Pipeline, files: list[InputFile], stream_cfg: StreamConfig, cfg: PrepareConfig,
-          manifest_base: dict[str, Any], started: float) -> beam.PCollection:
-    """The prepare graph; returns the PCollection holding the committed manifest."""
+          manifest_base: dict[str, Any], started: float, one_worker: bool = False) -> beam.PCollection:
+    """The prepare graph; returns the PCollection holding the committed manifest.
+
+    Small inputs are planned here and their streams created directly; big ones are planned by the workers.
+    ``one_worker`` (an in-process run) skips spreading the streams, which would only cost a shuffle.
+    """
+    if plans_in_parallel(files):
+        streams = (
+            p
+            | "ListInputs" >> beam.Create(list(enumerate(files)))
+            | "PlanSplits" >> beam.FlatMapTuple(plan_splits, stream_bytes=cfg.stream_bytes)
+            | "CollectSplits" >> _gather()
+            | "GroupIntoStreams" >> beam.FlatMap(group_into_streams, stream_bytes=cfg.stream_bytes)
+            | "Distribute" >> _distribute()
+        )
+    else:
+        planned = plan_streams(files, cfg.stream_bytes)
+        streams = p | "PlannedStreams" >> beam.Create(planned, reshuffle=not one_worker)
     return (
-        p
-        | "ListInputs" >> beam.Create(list(enumerate(files)))
-        | "PlanSplits" >> beam.FlatMapTuple(plan_splits, stream_bytes=cfg.stream_bytes)
-        | "CollectSplits" >> _gather()
-        | "GroupIntoStreams" >> beam.FlatMap(group_into_streams, stream_bytes=cfg.stream_bytes)
-        | "Distribute" >> beam.Reshuffle()
+        streams
         | "TokenizeAndPack" >> beam.ParDo(TokenizeAndPack(stream_cfg))
         | "CollectResults" >> _gather()
         | "Commit" >> beam.Map(commit, stream_cfg.output, manifest_base, started)
@@ -169,8 +221,9 @@ def run(cfg: PrepareConfig, beam_args: list[str] | None = None, progress_dir: st
         m.K_PACKING: cfg.packing,
         m.K_RUNNER: {"runner": runner_name(beam_args) or "FnApiRunner", "workers": cfg.workers},
     }
-    p = beam.Pipeline(runner=local_runner(beam_args, cfg.workers), options=options)
-    build(p, files, stream_cfg, cfg, manifest_base, started)
+    runner = local_runner(beam_args, cfg.workers)
+    p = beam.Pipeline(runner=runner, options=options)
+    build(p, files, stream_cfg, cfg, manifest_base, started, one_worker=in_process(beam_args, cfg.workers))
     p.run().wait_until_finish()
     manifest = read_manifest(cfg.output)
     if manifest is None or manifest.get(m.K_FINGERPRINT) != fp:

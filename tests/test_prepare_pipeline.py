@@ -140,3 +140,17 @@ def test_hf_backend_gives_identical_shards(baseline, corpus, tokenizer_path, tmp
                        stream_bytes=200_000, tokenizer_backend="hf")
     assert manifest[m.K_TOKENIZER]["backend"] == "hf"
     assert shard_bytes(tmp_path / "hf") == shard_bytes(out)
+
+
+def test_planning_on_the_workers_gives_identical_shards(baseline, corpus, tokenizer_path, tmp_path, monkeypatch):
+    """Big inputs are planned by the workers (a shuffle more), small ones by the launcher: same plan, same bytes."""
+    import pipelines.prepare as prep
+
+    out, manifest = baseline
+    d, _ = corpus
+    monkeypatch.setattr(prep, "PLAN_IN_PARALLEL_BYTES", 0)
+    for label, workers in (("planned-by-workers", 1), ("planned-by-workers-w2", 2)):
+        again = prepare([str(d / "*.jsonl*")], tmp_path / label, tokenizer_path, SEQ, shard_rows=500,
+                        stream_bytes=200_000, workers=workers)
+        assert shard_bytes(tmp_path / label) == shard_bytes(out)
+        assert again[m.K_COUNTS] == manifest[m.K_COUNTS]

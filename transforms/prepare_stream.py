@@ -33,12 +33,13 @@ from transforms.tokenizer import (
     first_mismatch,
     load_file,
     load_reference,
+    verification_sample,
 )
 
 log = logging.getLogger(__name__)
 METRICS_NAMESPACE = "tokenmill"
 _PREFETCH_BATCHES = 4
-_WRITES_IN_FLIGHT = 2
+_WRITES_IN_FLIGHT = 32  # packed batches (~1 MB of ids each) queued for the writer; it flushes whole row groups
 
 
 @dataclass(frozen=True)
@@ -63,36 +64,77 @@ class StreamConfig:
 
 
 class Encoders:
-    """The reference encoder and (if wanted and loadable) gigatoken, loaded once per worker."""
+    """The reference encoder and (if wanted and loadable) gigatoken, loaded once per worker in the background.
+
+    Loading starts at construction (a worker's ``setup()``) and overlaps the first reads; the reference encoder
+    loads only when needed (``--tokenizer-backend hf``, a fallback, or ``auto``'s verification).
+    """
 
     def __init__(self, spec: TokenizerSpec) -> None:
-        data = load_file(spec)
         self.spec = spec
-        self.reference = load_reference(spec, data)
-        self.fast: Encoder | None = None
         self.fast_error = ""
-        if spec.backend in (AUTO, GIGATOKEN):
-            try:
-                self.fast = GigatokenEncoder(spec.path, data, spec.kind, spec.tiktoken_scheme)
-            except (KeyboardInterrupt, SystemExit):
+        self._lock = threading.Lock()
+        self._reference: Encoder | None = None
+        self._fast: Encoder | None = None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="tokenmill-encoders")
+        self._data = self._pool.submit(load_file, spec)
+        self._fast_loaded = self._pool.submit(self._load_fast) if spec.backend in (AUTO, GIGATOKEN) else None
+
+    def _load_fast(self) -> Encoder | None:
+        try:
+            return GigatokenEncoder(self.spec.path, self._data.result(), self.spec.kind, self.spec.tiktoken_scheme)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # gigatoken refuses (or panics on) some tokenizers: auto falls back
+            if self.spec.backend == GIGATOKEN:
                 raise
-            except BaseException as exc:  # gigatoken refuses (or panics on) some tokenizers: auto falls back
-                if spec.backend == GIGATOKEN:
-                    raise
-                self.fast_error = f"gigatoken cannot load this tokenizer ({exc})"
+            self.fast_error = f"gigatoken cannot load this tokenizer ({exc})"
+            return None
+
+    @property
+    def fast(self) -> Encoder | None:
+        """gigatoken, or None if not wanted or not loadable (``fast_error`` says why)."""
+        if self._fast_loaded is not None:
+            self._fast = self._fast_loaded.result()
+            self._fast_loaded = None
+        return self._fast
+
+    @fast.setter
+    def fast(self, encoder: Encoder | None) -> None:
+        self._fast_loaded = None
+        self._fast = encoder
+
+    @property
+    def reference(self) -> Encoder:
+        """The format-of-record encoder (HF tokenizers or tiktoken)."""
+        with self._lock:
+            if self._reference is None:
+                self._reference = load_reference(self.spec, self._data.result())
+            return self._reference
 
     def choose(self, sample: list[str], where: str) -> tuple[Encoder, str]:
         """The encoder for a stream, given its first documents; returns (encoder, note)."""
-        if self.spec.backend == HF or self.fast is None:
-            return self.reference, self.fast_error
+        encoder, pending = self.start(sample, where)
+        return pending.result() if pending is not None else (encoder, self.fast_error)
+
+    def start(self, sample: list[str], where: str) -> tuple[Encoder, Future | None]:
+        """The encoder to start a stream with, and for ``auto`` a pending verification on the stream's own first
+        documents that resolves to the encoder to keep and a note (gigatoken, or the reference on a mismatch)."""
+        fast = self.fast if self.spec.backend != HF else None
+        if fast is None:
+            return self.reference, None
         if self.spec.backend == GIGATOKEN:
-            return self.fast, ""
-        mismatch = first_mismatch(self.fast, self.reference, sample)
+            return fast, None
+        return fast, self._pool.submit(self._verify, fast, verification_sample(sample), where)
+
+    def _verify(self, fast: Encoder, sample: list[str], where: str) -> tuple[Encoder, str]:
+        reference = self.reference
+        mismatch = first_mismatch(fast, reference, sample)
         if mismatch is None:
-            return self.fast, ""
-        note = f"gigatoken differs from {self.reference.name} on {where}: {mismatch}; using {self.reference.name}"
+            return fast, ""
+        note = f"gigatoken differs from {reference.name} on {where}: {mismatch}; using {reference.name}"
         log.warning("tokenmill: %s", note)
-        return self.reference, note
+        return reference, note
 
 
 def _prefetch(items: Iterable[DocBatch], depth: int) -> Iterator[DocBatch]:
@@ -135,8 +177,15 @@ def _batches(stream: Stream, cfg: StreamConfig) -> Iterator[DocBatch]:
         yield from read_split(split, cfg.text_field, cfg.id_field, cfg.batch_bytes, cfg.strict)
 
 
+_HOLD_CHARS = 64 << 20  # at most this much text waits for auto's verification before the stream waits for it
+
+
 def process_stream(stream: Stream, cfg: StreamConfig, encoders: Encoders, progress: ProgressWriter) -> dict[str, Any]:
-    """Tokenize and pack one stream into temp shards; returns its result (counts, shards, rejected file, backend)."""
+    """Tokenize and pack one stream into temp shards; returns its result (counts, shards, rejected file, backend).
+
+    With ``auto``, gigatoken starts at once while its verification runs beside it; the batches encoded meanwhile
+    are held back (not packed) until it resolves, and re-encoded with the reference encoder on a mismatch.
+    """
     attempt = uuid.uuid4().hex[:12]  # retried or speculative attempts never write over each other
     prefix = f"{cfg.temp_dir}/s{stream.index:05d}-{attempt}"
     spec = cfg.tokenizer
@@ -146,15 +195,39 @@ def process_stream(stream: Stream, cfg: StreamConfig, encoders: Encoders, progre
     rejected_url = f"{prefix}-rejected.jsonl"
     rejected_fh = None
     encoder: Encoder | None = None
+    verifying: Future | None = None
+    held: list[tuple[list[str], Any, Any]] = []  # (texts, flat, lens) encoded while verifying
+    held_chars = 0
     note = ""
     # Parquet encoding and compression run in one background thread (in order) while the next batch tokenizes
-    pool = ThreadPoolExecutor(1)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="tokenmill-writer")
     writes: deque[Future] = deque()
 
     def write(rows) -> None:
         writes.append(pool.submit(writer.write, rows))
         while len(writes) > _WRITES_IN_FLIGHT:
             writes.popleft().result()
+
+    def pack(texts: list[str], flat, lens) -> None:
+        flat, lens = add_specials(flat, lens, spec.eos_id, spec.bos_id)
+        counts.docs_written += len(texts)
+        counts.tokens += int(flat.size)
+        counts.text_chars += sum(map(len, texts))
+        progress.add(docs=len(texts), tokens=int(flat.size))
+        write(packer.add(flat, lens))
+
+    def settle() -> None:
+        """auto's verification has resolved: keep gigatoken's held batches, or re-encode them."""
+        nonlocal encoder, verifying, note, held_chars
+        chosen, note = verifying.result()
+        verifying = None
+        for texts, flat, lens in held:
+            if chosen is not encoder:
+                flat, lens = chosen.encode_batch(texts)
+            pack(texts, flat, lens)
+        encoder = chosen
+        held.clear()
+        held_chars = 0
 
     try:
         for batch in _prefetch(_batches(stream, cfg), _PREFETCH_BATCHES):
@@ -168,17 +241,22 @@ def process_stream(stream: Stream, cfg: StreamConfig, encoders: Encoders, progre
                 for rej in batch.rejections:
                     counts.reject(rej.reason)
                     rejected_fh.write(orjson.dumps(rej.to_dict()) + b"\n")
-            if batch.texts:
-                if encoder is None:
-                    encoder, note = encoders.choose(batch.texts, f"stream {stream.index} ({batch.ids[0]})")
-                flat, lens = encoder.encode_batch(batch.texts)
-                flat, lens = add_specials(flat, lens, spec.eos_id, spec.bos_id)
-                counts.docs_written += len(batch.texts)
-                counts.tokens += int(flat.size)
-                counts.text_chars += sum(map(len, batch.texts))
-                write(packer.add(flat, lens))
-            progress.add(docs=len(batch.texts), records=batch.records, bytes=batch.bytes_read,
-                         tokens=int(flat.size) if batch.texts else 0)
+            progress.add(records=batch.records, bytes=batch.bytes_read)
+            if not batch.texts:
+                continue
+            if encoder is None:
+                encoder, verifying = encoders.start(batch.texts, f"stream {stream.index} ({batch.ids[0]})")
+                note = encoders.fast_error if verifying is None else ""  # why auto could not use gigatoken
+            flat, lens = encoder.encode_batch(batch.texts)
+            if verifying is None:
+                pack(batch.texts, flat, lens)
+                continue
+            held.append((batch.texts, flat, lens))
+            held_chars += sum(map(len, batch.texts))
+            if verifying.done() or held_chars >= _HOLD_CHARS:
+                settle()
+        if verifying is not None:
+            settle()
         write(packer.finish())
         while writes:
             writes.popleft().result()

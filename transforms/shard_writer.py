@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from schemas.shards import SHARD_SCHEMA
 from transforms.pack import PackedRows
 
-ROW_GROUP_BYTES = 16 << 20
+ROW_GROUP_BYTES = 4 << 20  # of input_ids: small groups keep the writer close behind the tokenizer
 COMPRESSION = "zstd"
 COMPRESSION_LEVEL = 1
 

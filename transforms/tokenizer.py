@@ -11,11 +11,20 @@ import base64
 import hashlib
 import logging
 import posixpath
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
 import fsspec
 import numpy as np
+import tokenizers
+
+try:  # imported here, once per process, rather than inside the first run
+    import awkward  # noqa: F401  (gigatoken returns awkward arrays; it would import it at the first encode)
+    import gigatoken
+except ImportError as _exc:  # pragma: no cover - a dependency; auto then falls back to the reference
+    gigatoken = None
+    _GIGATOKEN_IMPORT_ERROR = str(_exc)
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +162,8 @@ def resolve_tokenizer(
         scheme = definition["name"].split(":", 1)[1]
         lookup = vocab.get
     else:
-        from tokenizers import Tokenizer
-
         try:
-            tok = Tokenizer.from_str(data.decode("utf-8"))
+            tok = hf_tokenizer(data, sha)
         except Exception as exc:  # tokenizers raises plain Exception subclasses for bad JSON
             raise TokenizerError(
                 f"--tokenizer {path!r} is neither a HF tokenizer.json nor a tiktoken rank file ({exc})"
@@ -193,15 +200,27 @@ def resolve_tokenizer(
     return TokenizerSpec(path, kind, sha, vocab_size, eos_id, pad_id, bos_id, backend, scheme)
 
 
+_HF_LOADED: dict[str, object] = {}
+_HF_LOCK = threading.Lock()
+
+
+def hf_tokenizer(data: bytes, sha256: str | None = None) -> object:
+    """A HF ``tokenizers.Tokenizer`` from tokenizer.json bytes, parsed once per process (keyed by sha256)."""
+    key = sha256 or hashlib.sha256(data).hexdigest()
+    with _HF_LOCK:
+        tok = _HF_LOADED.get(key)
+        if tok is None:
+            tok = _HF_LOADED[key] = tokenizers.Tokenizer.from_str(data.decode("utf-8"))
+    return tok
+
+
 class HFEncoder:
     """HF ``tokenizers`` (format of record for tokenizer.json)."""
 
     name = HF
 
-    def __init__(self, data: bytes) -> None:
-        from tokenizers import Tokenizer
-
-        self._tok = Tokenizer.from_str(data.decode("utf-8"))
+    def __init__(self, data: bytes, sha256: str | None = None) -> None:
+        self._tok = hf_tokenizer(data, sha256)
         self._encode = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
 
     def encode_batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -234,8 +253,8 @@ class GigatokenEncoder:
     name = GIGATOKEN
 
     def __init__(self, path: str, data: bytes, kind: str, scheme: str | None) -> None:
-        import gigatoken
-
+        if gigatoken is None:
+            raise ImportError(f"gigatoken is not importable here ({_GIGATOKEN_IMPORT_ERROR})")
         if kind == TIKTOKEN:
             definition = tiktoken_definition(path, data, scheme)
             local = fsspec.open_local(f"simplecache::{path}") if "://" in path else path
@@ -256,7 +275,7 @@ def load_reference(spec: TokenizerSpec, data: bytes) -> Encoder:
     """The format-of-record encoder for the spec's file."""
     if spec.kind == TIKTOKEN:
         return TiktokenEncoder(spec.path, data, spec.tiktoken_scheme)
-    return HFEncoder(data)
+    return HFEncoder(data, spec.sha256)
 
 
 def load_file(spec: TokenizerSpec) -> bytes:
@@ -280,15 +299,11 @@ def verification_sample(texts: list[str]) -> list[str]:
 
 def first_mismatch(fast: Encoder, reference: Encoder, texts: list[str]) -> str | None:
     """Compare two encoders on a verification sample of ``texts``; describe the first difference, or None."""
-    from concurrent.futures import ThreadPoolExecutor
-
     sample = verification_sample(texts)
     if not sample:
         return None
-    with ThreadPoolExecutor(1) as pool:  # both encoders release the GIL: verify on the other core
-        ref = pool.submit(reference.encode_batch, sample)
-        f_flat, f_lens = fast.encode_batch(sample)
-        r_flat, r_lens = ref.result()
+    f_flat, f_lens = fast.encode_batch(sample)
+    r_flat, r_lens = reference.encode_batch(sample)
     if np.array_equal(f_lens, r_lens) and np.array_equal(f_flat, r_flat):
         return None
     f_off = np.concatenate([[0], np.cumsum(f_lens)])
