@@ -21,6 +21,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
 from pipelines import tokenmill_version
+from pipelines.beam_tuning import shorten_state_sampling
 from schemas import manifest as m
 from transforms.commit import commit, prepare_output, read_manifest
 from transforms.prepare_stream import StreamConfig, TokenizeAndPack
@@ -222,6 +223,8 @@ def run(cfg: PrepareConfig, beam_args: list[str] | None = None, progress_dir: st
         m.K_RUNNER: {"runner": runner_name(beam_args) or "FnApiRunner", "workers": cfg.workers},
     }
     runner = local_runner(beam_args, cfg.workers)
+    if runner is not None or is_local(beam_args):
+        shorten_state_sampling()  # bundles run in this process (or in pipelines.worker, which does the same)
     p = beam.Pipeline(runner=runner, options=options)
     build(p, files, stream_cfg, cfg, manifest_base, started, one_worker=in_process(beam_args, cfg.workers))
     p.run().wait_until_finish()

@@ -21,6 +21,9 @@ def main() -> None:
     logging.getLogger().addHandler(handler)  # also keeps logging.basicConfig() from adding its own
     from apache_beam.runners.worker import sdk_worker_main
 
+    from pipelines.beam_tuning import shorten_state_sampling
+
+    shorten_state_sampling()
     sdk_worker_main.main(sys.argv)
 
 
