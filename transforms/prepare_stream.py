@@ -9,9 +9,12 @@ import uuid
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 import fsspec
 import orjson
 
@@ -181,7 +184,15 @@ _HOLD_CHARS = 64 << 20  # at most this much text waits for auto's verification b
 
 
 def process_stream(stream: Stream, cfg: StreamConfig, encoders: Encoders, progress: ProgressWriter) -> dict[str, Any]:
-    """Tokenize and pack one stream into temp shards; returns its result (counts, shards, rejected file, backend).
+    """Tokenize and pack one stream into temp shards; returns its result (counts, shards, rejected file, backend)."""
+    return start_stream(stream, cfg, encoders, progress)()
+
+
+def start_stream(
+    stream: Stream, cfg: StreamConfig, encoders: Encoders, progress: ProgressWriter
+) -> Callable[[], dict[str, Any]]:
+    """Read and tokenize one stream, handing its rows to a writer thread; returns the call that waits for the
+    writer and gives the stream's result, so that a worker can start its next stream meanwhile.
 
     With ``auto``, gigatoken starts at once while its verification runs beside it; the batches encoded meanwhile
     are held back (not packed) until it resolves, and re-encoded with the reference encoder on a mismatch.
@@ -258,44 +269,79 @@ def process_stream(stream: Stream, cfg: StreamConfig, encoders: Encoders, progre
         if verifying is not None:
             settle()
         write(packer.finish())
-        while writes:
-            writes.popleft().result()
-        shards = writer.close()
-    finally:
+    except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         if rejected_fh is not None:
             rejected_fh.close()
-    counts.sequences = sum(s["rows"] for s in shards)
-    counts.pad_tokens = sum(s["pad_tokens"] for s in shards)
-    progress.add(force=True, streams=1)
-    return {
-        "stream": stream.index,
-        "counts": counts.to_dict(),
-        "shards": shards,
-        "rejected": {"temp_url": rejected_url, "records": counts.rejected_total()} if rejected_fh else None,
-        "backend": encoder.name if encoder is not None else None,
-        "backend_note": note,
-        "inputs": sorted({s.url for s in stream.splits}),
-    }
+        raise
+
+    def finish() -> dict[str, Any]:
+        try:
+            while writes:
+                writes.popleft().result()
+            shards = writer.close()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            if rejected_fh is not None:
+                rejected_fh.close()
+        counts.sequences = sum(s["rows"] for s in shards)
+        counts.pad_tokens = sum(s["pad_tokens"] for s in shards)
+        progress.add(force=True, streams=1)
+        return {
+            "stream": stream.index,
+            "counts": counts.to_dict(),
+            "shards": shards,
+            "rejected": {"temp_url": rejected_url, "records": counts.rejected_total()} if rejected_fh else None,
+            "backend": encoder.name if encoder is not None else None,
+            "backend_note": note,
+            "inputs": sorted({s.url for s in stream.splits}),
+        }
+
+    return finish
 
 
 class TokenizeAndPack(beam.DoFn):
-    """Beam adapter: one stream in, one small result dict out; the tokenizer loads once per worker."""
+    """Beam adapter: one stream in, one small result dict out; the tokenizer loads once per worker.
+
+    A stream's writer finishes in the background while the next stream of the bundle starts tokenizing; the
+    results are emitted as their writers finish, and all of them by the end of the bundle.
+    """
 
     def __init__(self, cfg: StreamConfig) -> None:
         self.cfg = cfg
         self.encoders: Encoders | None = None
         self.progress: ProgressWriter | None = None
+        self._finisher: ThreadPoolExecutor | None = None
+        self._finishing: deque[Future] = deque()
 
     def setup(self) -> None:
         self.encoders = Encoders(self.cfg.tokenizer)
         self.progress = ProgressWriter(self.cfg.progress_dir)
+        self._finisher = ThreadPoolExecutor(1, thread_name_prefix="tokenmill-finish")
+
+    def start_bundle(self) -> None:
+        self._finishing = deque()
 
     def process(self, stream: Stream) -> Iterator[dict[str, Any]]:
-        result = process_stream(stream, self.cfg, self.encoders, self.progress)
-        c = result["counts"]
-        for name in ("records", "docs_written", "tokens", "sequences", "pad_tokens", "bytes_read"):
-            beam.metrics.Metrics.counter(METRICS_NAMESPACE, name).inc(c[name])
-        for reason, n in c["docs_rejected"].items():
-            beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"rejected_{reason}").inc(n)
-        yield result
+        yield from self._finished(wait=False)
+        finish = start_stream(stream, self.cfg, self.encoders, self.progress)
+        self._finishing.append(self._finisher.submit(finish))
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        for result in self._finished(wait=True):
+            yield WindowedValue(result, MIN_TIMESTAMP, [GlobalWindow()])
+
+    def teardown(self) -> None:
+        if self._finisher is not None:
+            self._finisher.shutdown(wait=True, cancel_futures=True)
+
+    def _finished(self, wait: bool) -> Iterator[dict[str, Any]]:
+        """Results of streams whose writers are done (all of them if ``wait``), with their metrics counted."""
+        while self._finishing and (wait or self._finishing[0].done()):
+            result = self._finishing.popleft().result()
+            c = result["counts"]
+            for name in ("records", "docs_written", "tokens", "sequences", "pad_tokens", "bytes_read"):
+                beam.metrics.Metrics.counter(METRICS_NAMESPACE, name).inc(c[name])
+            for reason, n in c["docs_rejected"].items():
+                beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"rejected_{reason}").inc(n)
+            yield result
