@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 import apache_beam as beam
+import fsspec
+import orjson
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
-import fsspec
-import orjson
 
 from schemas.manifest import Counts
 from schemas.shards import TEMP_DIR
@@ -180,7 +180,13 @@ def _batches(stream: Stream, cfg: StreamConfig) -> Iterator[DocBatch]:
         yield from read_split(split, cfg.text_field, cfg.id_field, cfg.batch_bytes, cfg.strict)
 
 
-_HOLD_CHARS = 64 << 20  # at most this much text waits for auto's verification before the stream waits for it
+class _UseReference(Exception):
+    """auto's verification found gigatoken differing on this stream: redo it with the reference encoder."""
+
+    def __init__(self, encoder: Encoder, note: str) -> None:
+        super().__init__(note)
+        self.encoder = encoder
+        self.note = note
 
 
 def process_stream(stream: Stream, cfg: StreamConfig, encoders: Encoders, progress: ProgressWriter) -> dict[str, Any]:
@@ -189,13 +195,17 @@ def process_stream(stream: Stream, cfg: StreamConfig, encoders: Encoders, progre
 
 
 def start_stream(
-    stream: Stream, cfg: StreamConfig, encoders: Encoders, progress: ProgressWriter
+    stream: Stream,
+    cfg: StreamConfig,
+    encoders: Encoders,
+    progress: ProgressWriter,
+    chosen: tuple[Encoder, str] | None = None,
 ) -> Callable[[], dict[str, Any]]:
     """Read and tokenize one stream, handing its rows to a writer thread; returns the call that waits for the
     writer and gives the stream's result, so that a worker can start its next stream meanwhile.
 
-    With ``auto``, gigatoken starts at once while its verification runs beside it; the batches encoded meanwhile
-    are held back (not packed) until it resolves, and re-encoded with the reference encoder on a mismatch.
+    With ``auto``, gigatoken starts at once while its verification on the stream's first documents runs beside
+    it; on a mismatch (rare) this attempt is discarded and the stream redone with the reference encoder.
     """
     attempt = uuid.uuid4().hex[:12]  # retried or speculative attempts never write over each other
     prefix = f"{cfg.temp_dir}/s{stream.index:05d}-{attempt}"
@@ -205,11 +215,8 @@ def start_stream(
     writer = ShardWriter(prefix, cfg.seq_len, cfg.shard_rows)
     rejected_url = f"{prefix}-rejected.jsonl"
     rejected_fh = None
-    encoder: Encoder | None = None
+    encoder, note = chosen if chosen is not None else (None, "")
     verifying: Future | None = None
-    held: list[tuple[list[str], Any, Any]] = []  # (texts, flat, lens) encoded while verifying
-    held_chars = 0
-    note = ""
     # Parquet encoding and compression run in one background thread (in order) while the next batch tokenizes
     pool = ThreadPoolExecutor(1, thread_name_prefix="tokenmill-writer")
     writes: deque[Future] = deque()
@@ -219,26 +226,13 @@ def start_stream(
         while len(writes) > _WRITES_IN_FLIGHT:
             writes.popleft().result()
 
-    def pack(texts: list[str], flat, lens) -> None:
-        flat, lens = add_specials(flat, lens, spec.eos_id, spec.bos_id)
-        counts.docs_written += len(texts)
-        counts.tokens += int(flat.size)
-        counts.text_chars += sum(map(len, texts))
-        progress.add(docs=len(texts), tokens=int(flat.size))
-        write(packer.add(flat, lens))
-
-    def settle() -> None:
-        """auto's verification has resolved: keep gigatoken's held batches, or re-encode them."""
-        nonlocal encoder, verifying, note, held_chars
-        chosen, note = verifying.result()
+    def check() -> None:
+        """auto's verification has resolved: go on with gigatoken, or start over with the reference."""
+        nonlocal verifying
+        verified, verdict = verifying.result()
         verifying = None
-        for texts, flat, lens in held:
-            if chosen is not encoder:
-                flat, lens = chosen.encode_batch(texts)
-            pack(texts, flat, lens)
-        encoder = chosen
-        held.clear()
-        held_chars = 0
+        if verified is not encoder:
+            raise _UseReference(verified, verdict)
 
     try:
         for batch in _prefetch(_batches(stream, cfg), _PREFETCH_BATCHES):
@@ -259,16 +253,22 @@ def start_stream(
                 encoder, verifying = encoders.start(batch.texts, f"stream {stream.index} ({batch.ids[0]})")
                 note = encoders.fast_error if verifying is None else ""  # why auto could not use gigatoken
             flat, lens = encoder.encode_batch(batch.texts)
-            if verifying is None:
-                pack(batch.texts, flat, lens)
-                continue
-            held.append((batch.texts, flat, lens))
-            held_chars += sum(map(len, batch.texts))
-            if verifying.done() or held_chars >= _HOLD_CHARS:
-                settle()
+            flat, lens = add_specials(flat, lens, spec.eos_id, spec.bos_id)
+            counts.docs_written += len(batch.texts)
+            counts.tokens += int(flat.size)
+            counts.text_chars += sum(map(len, batch.texts))
+            progress.add(docs=len(batch.texts), tokens=int(flat.size))
+            write(packer.add(flat, lens))
+            if verifying is not None and verifying.done():
+                check()
         if verifying is not None:
-            settle()
+            check()
         write(packer.finish())
+    except _UseReference as redo:
+        _discard(pool, writer, rejected_fh, rejected_url)
+        progress.add(records=-counts.records, bytes=-counts.bytes_read, docs=-counts.docs_written,
+                     tokens=-counts.tokens)
+        return start_stream(stream, cfg, encoders, progress, chosen=(redo.encoder, redo.note))
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         if rejected_fh is not None:
@@ -298,6 +298,16 @@ def start_stream(
         }
 
     return finish
+
+
+def _discard(pool: ThreadPoolExecutor, writer: ShardWriter, rejected_fh: Any, rejected_url: str) -> None:
+    """Throw away an attempt's temp files (the commit step would ignore them; this keeps the disk tidy)."""
+    pool.shutdown(wait=True, cancel_futures=True)
+    writer.abort()
+    if rejected_fh is not None:
+        rejected_fh.close()
+        fs, path = fsspec.core.url_to_fs(rejected_url)
+        fs.rm(path)
 
 
 class TokenizeAndPack(beam.DoFn):

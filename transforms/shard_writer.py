@@ -101,6 +101,19 @@ class ShardWriter:
         self._close_shard()
         return self.shards
 
+    def abort(self) -> None:
+        """Close and delete every file written so far (an attempt that is being redone)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._file.close()
+            self._writer = None
+        for shard in self.shards:
+            fs, path = fsspec.core.url_to_fs(shard["temp_url"])
+            if fs.exists(path):
+                fs.rm(path)
+        self.shards = []
+        self._pending, self._pending_rows = [], 0
+
     def _next_group_size(self) -> int:
         return min(self.group_rows, self.shard_rows - self._shard_rows_written)
 
