@@ -26,6 +26,7 @@ import pyarrow as pa
 INPUT_IDS = "input_ids"
 CU_SEQLENS = "cu_seqlens"
 NUM_PAD = "num_pad"
+INPUT_IDS_LEAF = f"{INPUT_IDS}.list.element"  # the Parquet column path of the token ids
 
 SHARDS_DIR = "shards"
 REJECTED_DIR = "rejected"

@@ -42,7 +42,7 @@ from transforms.tokenizer import (
 log = logging.getLogger(__name__)
 METRICS_NAMESPACE = "tokenmill"
 _PREFETCH_BATCHES = 4
-_WRITES_IN_FLIGHT = 32  # packed batches (~1 MB of ids each) queued for the writer; it flushes whole row groups
+_WRITES_IN_FLIGHT = 16  # packed batches (~2 MB of ids each) queued for the writer; it flushes whole row groups
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from transforms.compressed import iter_decoded
 from transforms.records import Rejection, Repairs, id_of, parse_json_line, raw_record, text_of
 from transforms.sources import ARROW, JSONL, PARQUET, TEXT, Split
 
-DEFAULT_BATCH_BYTES = 1 << 20
+DEFAULT_BATCH_BYTES = 2 << 20
 _READ_CHUNK = 4 << 20
 _PARQUET_BATCH_ROWS = 1024
 

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.shards import SHARD_SCHEMA
+from schemas.shards import INPUT_IDS_LEAF, SHARD_SCHEMA
 from transforms.pack import PackedRows
 
 ROW_GROUP_BYTES = 4 << 20  # of input_ids: small groups keep the writer close behind the tokenizer
@@ -132,6 +132,9 @@ class ShardWriter:
                 compression_level=COMPRESSION_LEVEL,
                 use_dictionary=False,
                 write_statistics=False,
+                # token ids are small integers in 4 bytes: split into byte planes, the high ones compress to
+                # almost nothing and zstd runs about a third faster (readable by pyarrow >= 16)
+                column_encoding={INPUT_IDS_LEAF: "BYTE_STREAM_SPLIT"},
             )
             self.shards.append({"temp_url": url})
         self._writer.write_table(rows_to_table(group), row_group_size=n)
