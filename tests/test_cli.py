@@ -88,10 +88,12 @@ def test_workers_run_prints_only_the_summary(tmp_path, tokenizer_path, ml_texts)
     import sys
 
     texts = ml_texts[:1500]
-    data = write_jsonl(tmp_path / "in.jsonl", [{"text": t * 8} for t in texts])  # a few MB: several streams
+    for part in range(3):  # three files of about a stream each: several streams for the two workers
+        write_jsonl(tmp_path / f"in-{part}.jsonl", [{"text": t * 24} for t in texts[part::3]])
     out = tmp_path / "out"
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "tokenmill"), "prepare", "-i", data, "-t", tokenizer_path,
+        [str(Path(sys.executable).parent / "tokenmill"), "prepare", "-i", str(tmp_path / "in-*.jsonl"),
+         "-t", tokenizer_path,
          "--seq-len", "128", "-o", str(out), "--workers", "2", "--stream-mb", "1"],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )

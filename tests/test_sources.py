@@ -474,7 +474,7 @@ def test_plan_splits_randomized_jsonl(tmp_path, monkeypatch):
         stream_bytes = rng.randint(1, 400)
         monkeypatch.setattr(sources, "_SCAN_CHUNK", rng.randint(1, 200))
         splits = plan_splits(0, one_file(path), stream_bytes)
-        if len(data) <= stream_bytes:
+        if len(data) < 2 * stream_bytes:  # under two streams' worth: one whole split
             assert [(s.start, s.end, s.first_record) for s in splits] == [(0, -1, 1)]
         else:
             check_jsonl_splits(data, splits, stream_bytes)
@@ -485,9 +485,13 @@ def test_plan_splits_small_jsonl_is_one_whole_split(tmp_path):
     (tmp_path / "s.jsonl").write_bytes(data)
     f = one_file(tmp_path / "s.jsonl")
     assert plan_splits(5, f, len(data)) == [Split(5, 0, f.url, JSONL, None, 0, -1, 1, len(data))]
-    # a bigger file: line-aligned ranges (here: each cut at the first newline at or after stream_bytes)
+    # two streams' worth or more: n = size // stream_bytes line-aligned ranges, each cut at the first newline at
+    # or after size / n bytes past the previous cut
     assert [(s.start, s.end, s.first_record) for s in plan_splits(5, f, 10)] == [(0, 23, 1), (23, 46, 2)]
-    assert [(s.start, s.end, s.first_record) for s in plan_splits(5, f, len(data) - 1)] == [(0, 46, 1)]
+    assert [(s.start, s.end, s.first_record) for s in plan_splits(5, f, 15)] == [(0, 23, 1), (23, 46, 2)]
+    # n = 46 // 23 = 2: the target is 23 bytes, and the first newline at or past it ends the second line
+    assert [(s.start, s.end, s.first_record) for s in plan_splits(5, f, 23)] == [(0, 46, 1)]
+    assert plan_splits(5, f, 24) == [Split(5, 0, f.url, JSONL, None, 0, -1, 1, len(data))]  # under 2 x 24 bytes
     (tmp_path / "e.jsonl").write_bytes(b"")
     e = one_file(tmp_path / "e.jsonl")
     assert plan_splits(0, e, 1) == [Split(0, 0, e.url, JSONL, None, 0, -1, 1, 0)]

@@ -74,12 +74,12 @@ def test_auto_falls_back_when_gigatoken_differs(tokenizer_path, ml_texts):
 def test_pipeline_fallback_is_recorded_and_output_identical(tmp_path, tokenizer_path, ml_texts, monkeypatch):
     path = write_jsonl(tmp_path / "in.jsonl", [{"text": t} for t in ml_texts[:300]] + [b"{broken\n"]
                        + [{"text": t} for t in ml_texts[300:600]])
-    reference = prepare(path, tmp_path / "ref", tokenizer_path, tokenizer_backend="hf", stream_bytes=20_000)
+    reference = prepare(path, tmp_path / "ref", tokenizer_path, tokenizer_backend="hf", stream_bytes=10_000)
     original = tk.GigatokenEncoder.encode_batch
     monkeypatch.setattr(tk.GigatokenEncoder, "encode_batch", lambda self, texts: _OffByOne(
         type("E", (), {"encode_batch": lambda _, t: original(self, t)})()).encode_batch(texts))
-    manifest = prepare(path, tmp_path / "auto", tokenizer_path, stream_bytes=20_000)
-    assert manifest[m.K_TOKENIZER]["backend"] == "hf" and manifest[m.K_STREAMS] > 3
+    manifest = prepare(path, tmp_path / "auto", tokenizer_path, stream_bytes=10_000)
+    assert manifest[m.K_TOKENIZER]["backend"] == "hf" and manifest[m.K_STREAMS] >= 3
     assert "differs" in manifest[m.K_TOKENIZER]["backend_notes"][0]
     # every stream was redone with the reference: same bytes, same counts, nothing of the discarded attempts left
     assert shard_bytes(tmp_path / "auto") == shard_bytes(tmp_path / "ref")

@@ -205,14 +205,16 @@ def _saved_dataset_state(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, 
 
 
 def plan_splits(file_index: int, f: InputFile, stream_bytes: int = DEFAULT_STREAM_BYTES) -> list[Split]:
-    """Cut one file into splits of about ``stream_bytes`` (only plain JSONL and Parquet can be cut)."""
+    """Cut one file into splits of at least ``stream_bytes`` (only plain JSONL and Parquet can be cut)."""
     first = 0 if f.format in (PARQUET, ARROW) else 1  # rows are 0-based, lines 1-based
     whole = [Split(file_index, 0, f.url, f.format, f.compression, 0, -1, first, f.size)]
     try:
         if f.format == PARQUET:
             return _parquet_splits(file_index, f, stream_bytes)
-        if f.format == JSONL and f.compression is None and f.size > stream_bytes:
-            return _jsonl_splits(file_index, f, stream_bytes)
+        if f.format == JSONL and f.compression is None and f.size >= 2 * stream_bytes:
+            # n near-equal ranges of at least stream_bytes: a file under two streams' worth stays whole (its
+            # ranges would not add parallelism, only a small tail stream and a scan for line starts)
+            return _jsonl_splits(file_index, f, f.size // (f.size // stream_bytes))
     except (OSError, ValueError):
         return whole  # unreadable here: the reader reports it, with its reason, as a rejected record
     return whole

@@ -38,8 +38,8 @@ EOS_CANDIDATES = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>", "<|eos|>"
 TIKTOKEN_SCHEMES = ("r50k_base", "p50k_base", "cl100k_base", "o200k_base")
 _GIGATOKEN_PRETOKENIZERS = {"r50k_base": "r50k", "p50k_base": "r50k", "cl100k_base": "cl100k", "o200k_base": "o200k"}
 VERIFY_DOCS = 128
-VERIFY_CHARS = 2000
-VERIFY_TOTAL_CHARS = 128_000
+VERIFY_CHARS = 1000
+VERIFY_TOTAL_CHARS = 64_000
 
 
 class TokenizerError(ValueError):
