@@ -1,0 +1,68 @@
+"""The datatrove engine: our wrapper makes exactly datatrove's decisions (run directly) and keeps every one."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from transforms.demo_corpus import demo_records
+from transforms.filtering import DatatroveEngine
+from transforms.recipes import load_recipe, parse_recipe
+
+
+@pytest.fixture(scope="module")
+def varied_corpus(ml_texts):
+    """Short multilingual dialogues, joined multilingual pages, Python docstrings and sources, and edge cases."""
+    docs = list(ml_texts[:60])
+    docs += ["\n\n".join(ml_texts[i:i + 25]) for i in range(100, 400, 25)]  # longer pages, several languages
+    docs += [r["text"] for r in itertools.islice(demo_records(), 80) if len(r["text"]) < 6000][:40]
+    lines = [f"This is sentence number {i} of a plain English page, and it ends properly." for i in range(12)]
+    docs += [
+        "\n".join(lines),  # passes C4
+        "\n".join(lines[:3] + ["Read our privacy policy here."] + lines[3:]),  # C4 removes the policy line
+        "\n".join(lines) + "\nlorem ipsum dolor sit amet",  # lorem ipsum
+        "\n".join(lines + ["{"]),  # curly bracket
+        "", " ", "\n\n\n", "x" * 5000, "word " * 2000,
+    ]
+    return docs
+
+
+def _datatrove_directly(recipe, texts):
+    """datatrove's own pipeline steps chained on the documents (not our wrapper): the kept documents."""
+    from datatrove.data import Document
+
+    from transforms.filtering import _datatrove_filter
+
+    data = (Document(text=t, id=str(i)) for i, t in enumerate(texts))
+    for stage in recipe.filters:
+        data = _datatrove_filter(stage).run(data, rank=0, world_size=1)
+    return {d.id: d.text for d in data}
+
+
+@pytest.mark.parametrize("preset", ["fineweb", "gopher", "c4"])
+def test_datatrove_engine_agrees_100_percent_with_datatrove(preset, varied_corpus):
+    recipe = load_recipe(preset, engine="datatrove")
+    ids = [str(i) for i in range(len(varied_corpus))]
+    decisions = DatatroveEngine(recipe).apply(varied_corpus, ids)
+    assert len(decisions) == len(varied_corpus)
+    kept = {i: d.text for i, d in zip(ids, decisions) if d.keep}
+    assert kept == _datatrove_directly(recipe, varied_corpus)  # same documents kept, same (modified) text
+    for d in decisions:
+        if not d.keep:
+            assert d.stage in {s.name for s in recipe.filters} and d.reason
+    assert 0 < len(kept) < len(varied_corpus)  # the corpus exercises both outcomes
+
+
+def test_c4_line_removal_is_reported_as_a_modification(varied_corpus):
+    recipe = parse_recipe({"filters": [{"name": "c4_quality", "params": {"filter_no_terminal_punct": False}}]}, "c4")
+    text = varied_corpus[-8]
+    (decision,) = DatatroveEngine(recipe).apply([text], ["p"])
+    assert decision.keep and decision.modified_by == ("c4_quality",)
+    assert "privacy policy" not in decision.text and decision.text.count("\n") == text.count("\n") - 1
+
+
+def test_first_dropping_stage_ends_the_chain():
+    recipe = parse_recipe({"filters": ["gopher_quality", "c4_quality"]}, "two")
+    (decision,) = DatatroveEngine(recipe).apply(["too short"], ["s"])
+    assert (decision.keep, decision.stage, decision.reason) == (False, "gopher_quality", "gopher_short_doc")
