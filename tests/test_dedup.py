@@ -1,0 +1,90 @@
+"""Dedup cores: exact keys, exact modular arithmetic, MinHash finding planted near duplicates but not distinct texts."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transforms.dedup import MinHasher, _mulmod, clusters, exact_key, jaccard
+from transforms.recipes import MinHash
+
+M = (1 << 61) - 1
+
+
+@given(st.lists(st.tuples(st.integers(0, M - 1), st.integers(0, M - 1)), min_size=1, max_size=50))
+@settings(max_examples=200, deadline=None)
+def test_mulmod_is_exact(pairs):
+    a = np.array([p[0] for p in pairs], np.uint64)
+    b = np.array([p[1] for p in pairs], np.uint64)
+    assert _mulmod(a, b).tolist() == [(x * y) % M for x, y in pairs]
+
+
+def test_exact_key_normalises_unicode_and_whitespace_only():
+    assert exact_key("Caf\u00e9  au\n lait ") == exact_key("Cafe\u0301 au lait")
+    assert exact_key("Hello world") != exact_key("hello world")
+    assert len(exact_key("x")) == 16 and exact_key("\ud800 lone") == exact_key("\ud800  lone")
+
+
+def _edit(text: str, rng: random.Random, fraction: float) -> str:
+    """A copy with about ``fraction`` of its words replaced, dropped or duplicated."""
+    words = text.split()
+    out = []
+    for w in words:
+        r = rng.random()
+        if r < fraction / 3:
+            continue
+        out.append(f"w{rng.randrange(10**6)}" if r < 2 * fraction / 3 else w)
+        if fraction * 2 / 3 <= r < fraction:
+            out.append(w)
+    if out == words:  # at least one edit: an edited copy is never an exact copy
+        out[len(out) // 2] = f"w{rng.randrange(10**6)}"
+    return " ".join(out)
+
+
+def test_planted_duplicates_are_found_and_distinct_documents_are_not(ml_texts):
+    rng = random.Random(7)
+    candidates = ["\n".join(ml_texts[i:i + 12]) for i in range(0, 3600, 12)]  # multi-line documents
+    base: list[str] = []
+    for t in candidates:  # the corpus repeats some conversations: keep only texts unlike every earlier one
+        if len(t.split()) >= 60 and all(jaccard(t, b, 5) < 0.3 for b in base):
+            base.append(t)
+    base = base[:120]
+    assert len(base) >= 80
+    docs = {f"d{i:04d}": t for i, t in enumerate(base)}
+    planted = {}
+    for i in range(0, len(base), 4):  # every 4th document gets an exact copy and a lightly edited copy
+        docs[f"x{i:04d}"] = base[i]
+        docs[f"e{i:04d}"] = _edit(base[i], rng, 0.015)  # Jaccard about 0.9 with the original
+        planted[f"x{i:04d}"] = planted[f"e{i:04d}"] = f"d{i:04d}"
+    hasher = MinHasher(MinHash(ngram=5, bands=14, rows=8))
+    groups: dict[bytes, list[str]] = {}
+    for doc_id, text in docs.items():
+        for key in hasher.band_keys(text):
+            groups.setdefault(key, []).append(doc_id)
+    found = clusters(groups.values())
+    assert found == planted, {k: v for k, v in found.items() if planted.get(k) != v}
+    for dup, rep in planted.items():
+        assert jaccard(docs[dup], docs[rep], 5) > 0.8
+    exact_groups: dict[bytes, list[str]] = {}
+    for doc_id, text in docs.items():
+        exact_groups.setdefault(exact_key(text), []).append(doc_id)
+    assert clusters(exact_groups.values()) == {k: v for k, v in planted.items() if k.startswith("x")}
+
+
+def test_signatures_are_deterministic_and_estimate_jaccard(ml_texts):
+    a = " ".join(ml_texts[:80])
+    b = _edit(a, random.Random(3), 0.3)
+    h1, h2 = MinHasher(MinHash(5, 20, 10, seed=3)), MinHasher(MinHash(5, 20, 10, seed=3))
+    s1, s2 = h1.signature(a), h2.signature(b)
+    assert np.array_equal(s1, MinHasher(MinHash(5, 20, 10, seed=3)).signature(a))
+    assert abs(float(np.mean(s1 == s2)) - jaccard(a, b, 5)) < 0.1
+    assert h1.band_keys("") == [] and h1.band_keys("!!! ...") == []
+    assert len(h1.band_keys("two words")) == 20  # shorter than n words: one shingle of all words
+
+
+def test_clusters_join_chains_and_pick_the_smallest_id():
+    assert clusters([["c", "b"], ["b", "a"], ["x", "y"], ["z"]]) == {"b": "a", "c": "a", "y": "x"}
+    assert clusters([["d", "e"], ["a", "e"]]) == {"d": "a", "e": "a"}
