@@ -25,6 +25,7 @@ from pipelines.beam_tuning import shorten_state_sampling
 from schemas import manifest as m
 from transforms.commit import commit, prepare_output, read_manifest
 from transforms.prepare_stream import StreamConfig, TokenizeAndPack
+from transforms.recipes import DATATROVE, Recipe, load_recipe
 from transforms.sources import (
     DEFAULT_STREAM_BYTES,
     InputFile,
@@ -64,6 +65,8 @@ class PrepareConfig:
     strict: bool = False
     overwrite: bool = False
     workers: int = 1
+    recipe: str | None = None  # a preset name or a recipe YAML file: quality filters before tokenizing
+    filter_engine: str | None = None  # overrides the recipe's engine
     argv: list[str] = field(default_factory=list)
 
 
@@ -116,11 +119,13 @@ def is_local(args: list[str]) -> bool:
     return runner in LOCAL_RUNNERS or (runner == "PortableRunner" and "--job_endpoint=embed" in args)
 
 
-def fingerprint(cfg: PrepareConfig, tokenizer_sha: str) -> str:
+def fingerprint(cfg: PrepareConfig, tokenizer_sha: str, recipe: Recipe | None = None) -> str:
     """Identity of the job's result: what decides the shards' bytes (not runner, workers or paths of temp files)."""
     keys = ("inputs", "text_field", "id_field", "input_format", "eos_token", "bos_token", "pad_token", "seq_len",
             "shard_rows", "stream_bytes", "packing", "tiktoken_scheme")
     ident = {k: getattr(cfg, k) for k in keys} | {"tokenizer_sha256": tokenizer_sha}
+    if recipe is not None:  # what the filters decide is part of the result (the engine is not: same decisions)
+        ident["recipe"] = {k: v for k, v in recipe.to_dict().items() if k not in ("engine", "name")}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 
@@ -201,14 +206,18 @@ def run(cfg: PrepareConfig, beam_args: list[str] | None = None, progress_dir: st
     if cfg.shard_rows < 1:
         raise ConfigError(f"--shard-rows must be positive, got {cfg.shard_rows}")
     files = expand_inputs(cfg.inputs, cfg.input_format)
+    recipe = load_recipe(cfg.recipe, cfg.filter_engine) if cfg.recipe is not None else None
+    if recipe is not None and recipe.engine != DATATROVE:
+        raise ConfigError(f"recipe {recipe.name!r}: engine {recipe.engine!r} is not available in this version; "
+                          f"use engine: {DATATROVE}")
     spec = resolve_tokenizer(cfg.tokenizer, cfg.eos_token, cfg.bos_token, cfg.pad_token,
                              cfg.tokenizer_backend, cfg.tiktoken_scheme)
-    fp = fingerprint(cfg, spec.sha256)
+    fp = fingerprint(cfg, spec.sha256, recipe)
     prepare_output(cfg.output, fp, cfg.overwrite)
     stream_cfg = StreamConfig(
         output=cfg.output, tokenizer=spec, seq_len=cfg.seq_len, shard_rows=cfg.shard_rows,
         text_field=cfg.text_field, id_field=cfg.id_field, strict=cfg.strict, packing=cfg.packing,
-        progress_dir=progress_dir,
+        progress_dir=progress_dir, recipe=recipe,
     )
     options = beam_options(beam_args, cfg.workers)
     manifest_base = {
@@ -222,6 +231,8 @@ def run(cfg: PrepareConfig, beam_args: list[str] | None = None, progress_dir: st
         m.K_PACKING: cfg.packing,
         m.K_RUNNER: {"runner": runner_name(beam_args) or "FnApiRunner", "workers": cfg.workers},
     }
+    if recipe is not None:
+        manifest_base[m.K_RECIPE] = recipe.to_dict()
     runner = local_runner(beam_args, cfg.workers)
     if runner is not None or is_local(beam_args):
         shorten_state_sampling()  # bundles run in this process (or in pipelines.worker, which does the same)

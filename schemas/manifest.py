@@ -32,6 +32,11 @@ INVALID_UTF8 = "invalid_utf8"  # undecodable bytes replaced by U+FFFD
 LONE_SURROGATE = "lone_surrogate"  # unpaired UTF-16 surrogates replaced by U+FFFD
 NUL_REMOVED = "nul_removed"  # NUL characters removed
 
+# Stages of a rejected/ record: read (the record itself is unusable) or filter (a recipe's stage dropped it; its
+# counts.docs_rejected key is "<stage>/<reason>", e.g. "gopher_quality/gopher_short_doc").
+STAGE_READ = "read"
+STAGE_FILTER = "filter"
+
 # Fields of a rejected/ record.
 REJ_SOURCE = "source"
 REJ_LINE = "line"
@@ -51,6 +56,7 @@ class Counts:
     docs_written: int = 0
     docs_rejected: dict[str, int] = field(default_factory=dict)
     docs_repaired: dict[str, int] = field(default_factory=dict)
+    docs_modified: dict[str, int] = field(default_factory=dict)  # kept documents whose text a recipe stage changed
     tokens: int = 0
     sequences: int = 0
     pad_tokens: int = 0
@@ -69,7 +75,8 @@ class Counts:
         """Add ``other`` into this one and return self."""
         for name in ("records", "docs_written", "tokens", "sequences", "pad_tokens", "bytes_read", "text_chars"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        for target, source in ((self.docs_rejected, other.docs_rejected), (self.docs_repaired, other.docs_repaired)):
+        for target, source in ((self.docs_rejected, other.docs_rejected), (self.docs_repaired, other.docs_repaired),
+                               (self.docs_modified, other.docs_modified)):
             for key, value in source.items():
                 target[key] = target.get(key, 0) + value
         return self
@@ -83,6 +90,7 @@ class Counts:
         d = asdict(self)
         d["docs_rejected"] = dict(sorted(self.docs_rejected.items()))
         d["docs_repaired"] = dict(sorted(self.docs_repaired.items()))
+        d["docs_modified"] = dict(sorted(self.docs_modified.items()))
         return d
 
     @classmethod
@@ -106,3 +114,4 @@ K_REJECTED = "rejected"
 K_RUNNER = "runner"
 K_WALL_TIME = "wall_time_s"
 K_STREAMS = "streams"
+K_RECIPE = "recipe"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from transforms.recipes import Recipe, Stage
+from transforms.recipes import DATATROVE, Recipe, RecipeError, Stage
 
 
 @dataclass(frozen=True)
@@ -67,3 +67,11 @@ class DatatroveEngine:
                     break
             out.append(decision or Decision(True, doc.text, modified_by=tuple(modified)))
         return out
+
+
+def make_engine(recipe: Recipe) -> DatatroveEngine:
+    """The engine a recipe asks for, built (once per worker)."""
+    if recipe.engine == DATATROVE:
+        return DatatroveEngine(recipe)
+    raise RecipeError(f"recipe {recipe.name!r}: engine {recipe.engine!r} is not available in this version; "
+                      f"use engine: {DATATROVE}")

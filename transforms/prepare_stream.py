@@ -18,11 +18,14 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from schemas.manifest import Counts
+from schemas.manifest import STAGE_FILTER, Counts
 from schemas.shards import TEMP_DIR
+from transforms.filtering import make_engine
 from transforms.pack import PACKERS
 from transforms.progress import ProgressWriter
 from transforms.readers import DEFAULT_BATCH_BYTES, DocBatch, read_split
+from transforms.recipes import Recipe
+from transforms.records import Rejection, raw_record
 from transforms.shard_writer import ShardWriter
 from transforms.sources import Stream
 from transforms.tokenizer import (
@@ -59,6 +62,7 @@ class StreamConfig:
     packing: str = "concat"
     batch_bytes: int = DEFAULT_BATCH_BYTES
     progress_dir: str | None = None
+    recipe: Recipe | None = None
 
     @property
     def temp_dir(self) -> str:
@@ -189,9 +193,11 @@ class _UseReference(Exception):
         self.note = note
 
 
-def process_stream(stream: Stream, cfg: StreamConfig, encoders: Encoders, progress: ProgressWriter) -> dict[str, Any]:
+def process_stream(
+    stream: Stream, cfg: StreamConfig, encoders: Encoders, progress: ProgressWriter, engine: Any = None
+) -> dict[str, Any]:
     """Tokenize and pack one stream into temp shards; returns its result (counts, shards, rejected file, backend)."""
-    return start_stream(stream, cfg, encoders, progress)()
+    return start_stream(stream, cfg, encoders, progress, engine=engine)()
 
 
 def start_stream(
@@ -200,6 +206,7 @@ def start_stream(
     encoders: Encoders,
     progress: ProgressWriter,
     chosen: tuple[Encoder, str] | None = None,
+    engine: Any = None,
 ) -> Callable[[], dict[str, Any]]:
     """Read and tokenize one stream, handing its rows to a writer thread; returns the call that waits for the
     writer and gives the stream's result, so that a worker can start its next stream meanwhile.
@@ -240,11 +247,14 @@ def start_stream(
             counts.bytes_read += batch.bytes_read
             for kind, n in batch.repairs.items():
                 counts.repair(kind, n)
-            if batch.rejections:
+            rejections = batch.rejections
+            if engine is not None and batch.texts:
+                rejections = rejections + _apply_filters(engine, batch, counts)
+            if rejections:
                 if rejected_fh is None:
                     rejected_fh = fsspec.open(rejected_url, "wb").open()
-                for rej in batch.rejections:
-                    counts.reject(rej.reason)
+                for rej in rejections:
+                    counts.reject(rej.reason if rej.stage != STAGE_FILTER else rej.detail)
                     rejected_fh.write(orjson.dumps(rej.to_dict()) + b"\n")
             progress.add(records=batch.records, bytes=batch.bytes_read)
             if not batch.texts:
@@ -268,7 +278,7 @@ def start_stream(
         _discard(pool, writer, rejected_fh, rejected_url)
         progress.add(records=-counts.records, bytes=-counts.bytes_read, docs=-counts.docs_written,
                      tokens=-counts.tokens)
-        return start_stream(stream, cfg, encoders, progress, chosen=(redo.encoder, redo.note))
+        return start_stream(stream, cfg, encoders, progress, chosen=(redo.encoder, redo.note), engine=engine)
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         if rejected_fh is not None:
@@ -300,6 +310,25 @@ def start_stream(
     return finish
 
 
+def _apply_filters(engine: Any, batch: DocBatch, counts: Counts) -> list[Rejection]:
+    """Run the recipe's filters on a batch: keep (possibly modified) documents in place, return the dropped ones."""
+    decisions = engine.apply(batch.texts, batch.ids)
+    kept_texts, kept_ids, dropped = [], [], []
+    for i, d in enumerate(decisions):
+        for stage in d.modified_by:
+            counts.docs_modified[stage] = counts.docs_modified.get(stage, 0) + 1
+        if d.keep:
+            kept_texts.append(d.text)
+            kept_ids.append(batch.ids[i])
+            continue
+        dropped.append(Rejection(
+            batch.source, d.reason, line=batch.lines[i], row=batch.rows[i], id=batch.ids[i],
+            detail=f"{d.stage}/{d.reason}", record=raw_record(batch.texts[i]), stage=STAGE_FILTER,
+        ))
+    batch.texts, batch.ids = kept_texts, kept_ids
+    return dropped
+
+
 def _discard(pool: ThreadPoolExecutor, writer: ShardWriter, rejected_fh: Any, rejected_url: str) -> None:
     """Throw away an attempt's temp files (the commit step would ignore them; this keeps the disk tidy)."""
     pool.shutdown(wait=True, cancel_futures=True)
@@ -321,12 +350,14 @@ class TokenizeAndPack(beam.DoFn):
         self.cfg = cfg
         self.encoders: Encoders | None = None
         self.progress: ProgressWriter | None = None
+        self.engine: Any = None
         self._finisher: ThreadPoolExecutor | None = None
         self._finishing: deque[Future] = deque()
 
     def setup(self) -> None:
         self.encoders = Encoders(self.cfg.tokenizer)
         self.progress = ProgressWriter(self.cfg.progress_dir)
+        self.engine = make_engine(self.cfg.recipe) if self.cfg.recipe is not None else None
         self._finisher = ThreadPoolExecutor(1, thread_name_prefix="tokenmill-finish")
 
     def start_bundle(self) -> None:
@@ -334,7 +365,7 @@ class TokenizeAndPack(beam.DoFn):
 
     def process(self, stream: Stream) -> Iterator[dict[str, Any]]:
         yield from self._finished(wait=False)
-        finish = start_stream(stream, self.cfg, self.encoders, self.progress)
+        finish = start_stream(stream, self.cfg, self.encoders, self.progress, engine=self.engine)
         self._finishing.append(self._finisher.submit(finish))
 
     def finish_bundle(self) -> Iterator[WindowedValue]:

@@ -41,6 +41,9 @@ class DocBatch:
 
     texts: list[str] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
+    lines: list[int | None] = field(default_factory=list)  # 1-based line (JSONL) of each document, else None
+    rows: list[int | None] = field(default_factory=list)  # 0-based row (tables) of each document, else None
+    source: str = ""
     rejections: list[Rejection] = field(default_factory=list)
     repairs: dict[str, int] = field(default_factory=dict)
     records: int = 0
@@ -69,6 +72,8 @@ class _Batcher:
             self.repairs.commit()
         self.batch.texts.append(text)
         self.batch.ids.append(doc_id)
+        self.batch.lines.append(line)
+        self.batch.rows.append(row)
         self.batch.records += 1
         self._chars += len(text)
 
@@ -89,6 +94,7 @@ class _Batcher:
         out = self.batch
         out.repairs = self.repairs.counts
         out.bytes_read = bytes_read
+        out.source = self.source
         self.batch = DocBatch()
         self.repairs = Repairs()
         self._chars = 0
