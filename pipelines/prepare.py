@@ -25,7 +25,7 @@ from pipelines.beam_tuning import shorten_state_sampling
 from schemas import manifest as m
 from transforms.commit import commit, prepare_output, read_manifest
 from transforms.prepare_stream import StreamConfig, TokenizeAndPack
-from transforms.recipes import DATATROVE, Recipe, load_recipe
+from transforms.recipes import Recipe, load_recipe
 from transforms.sources import (
     DEFAULT_STREAM_BYTES,
     InputFile,
@@ -207,9 +207,6 @@ def run(cfg: PrepareConfig, beam_args: list[str] | None = None, progress_dir: st
         raise ConfigError(f"--shard-rows must be positive, got {cfg.shard_rows}")
     files = expand_inputs(cfg.inputs, cfg.input_format)
     recipe = load_recipe(cfg.recipe, cfg.filter_engine) if cfg.recipe is not None else None
-    if recipe is not None and recipe.engine != DATATROVE:
-        raise ConfigError(f"recipe {recipe.name!r}: engine {recipe.engine!r} is not available in this version; "
-                          f"use engine: {DATATROVE}")
     spec = resolve_tokenizer(cfg.tokenizer, cfg.eos_token, cfg.bos_token, cfg.pad_token,
                              cfg.tokenizer_backend, cfg.tiktoken_scheme)
     fp = fingerprint(cfg, spec.sha256, recipe)

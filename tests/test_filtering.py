@@ -66,3 +66,31 @@ def test_first_dropping_stage_ends_the_chain():
     recipe = parse_recipe({"filters": ["gopher_quality", "c4_quality"]}, "two")
     (decision,) = DatatroveEngine(recipe).apply(["too short"], ["s"])
     assert (decision.keep, decision.stage, decision.reason) == (False, "gopher_quality", "gopher_short_doc")
+
+
+@pytest.mark.parametrize("preset", ["fineweb", "gopher", "c4"])
+def test_fast_engine_makes_the_same_decisions_and_text_as_datatrove(preset, varied_corpus):
+    from transforms.fast_filters import FastEngine
+
+    recipe = load_recipe(preset)
+    ids = [str(i) for i in range(len(varied_corpus))]
+    reference = DatatroveEngine(recipe).apply(varied_corpus, ids)
+    engine = FastEngine(recipe)
+    for attempt in range(2):  # cold and warm caches
+        fast = engine.apply(varied_corpus, ids)
+        assert fast == reference, [(i, a, b) for i, (a, b) in enumerate(zip(fast, reference)) if a != b][:3]
+
+
+def test_fast_engine_with_changed_parameters_agrees_too(varied_corpus):
+    from transforms.fast_filters import FastEngine
+
+    recipe = parse_recipe({"filters": [
+        {"name": "gopher_repetition", "params": {"top_n_grams": [[2, 0.1]], "dup_n_grams": [[3, 0.05]],
+                                                 "dup_line_frac": None}},
+        {"name": "gopher_quality", "params": {"min_doc_words": 5, "max_doc_words": 400, "min_stop_words": 0,
+                                              "max_non_alpha_words_ratio": 0.5, "stop_words": ["und", "de"]}},
+        {"name": "fineweb_quality", "params": {"line_punct_thr": 0.05, "line_punct_exclude_zero": True,
+                                               "stop_chars": [".", "!"], "short_line_length": 10}},
+    ]}, "custom")
+    ids = [str(i) for i in range(len(varied_corpus))]
+    assert FastEngine(recipe).apply(varied_corpus, ids) == DatatroveEngine(recipe).apply(varied_corpus, ids)

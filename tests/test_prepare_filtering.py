@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from schemas import manifest as m
-from tests.conftest import documents_from_shards, eos_of, hf_ids, prepare, write_jsonl
+from tests.conftest import documents_from_shards, eos_of, hf_ids, prepare, shard_bytes, write_jsonl
 from transforms.filtering import DatatroveEngine
 from transforms.recipes import load_recipe
 
@@ -58,9 +58,12 @@ def test_every_dropped_document_is_in_rejected_with_stage_and_reason(filtered_ru
     assert manifest[m.K_RECIPE]["name"] == "c4" and manifest[m.K_RECIPE]["engine"] == "datatrove"
 
 
-def test_fast_engine_is_refused_until_it_exists(tmp_path, tokenizer_path):
-    from pipelines.prepare import ConfigError
-
-    path = write_jsonl(tmp_path / "in.jsonl", [{"text": "x"}])
-    with pytest.raises(ConfigError, match="engine 'fast' is not available"):
-        prepare(path, tmp_path / "out", tokenizer_path, recipe="fineweb")
+def test_fast_engine_gives_byte_identical_shards_and_rejects(filtered_run, tokenizer_path, tmp_path):
+    path, manifest, out = filtered_run
+    fast = prepare(path, tmp_path / "fast", tokenizer_path, recipe="c4")  # the recipe's default engine: fast
+    assert fast[m.K_RECIPE]["engine"] == "fast"
+    assert shard_bytes(tmp_path / "fast") == shard_bytes(out)
+    assert fast[m.K_COUNTS] == manifest[m.K_COUNTS]
+    assert fast[m.K_FINGERPRINT] == manifest[m.K_FINGERPRINT]  # the engine does not change the result
+    for a, b in zip(sorted((tmp_path / "fast" / "rejected").glob("*")), sorted((out / "rejected").glob("*"))):
+        assert a.read_bytes() == b.read_bytes()

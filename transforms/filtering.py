@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from transforms.recipes import DATATROVE, Recipe, RecipeError, Stage
+from transforms.recipes import DATATROVE, FAST, Recipe, RecipeError, Stage
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,12 @@ class DatatroveEngine:
         return out
 
 
-def make_engine(recipe: Recipe) -> DatatroveEngine:
+def make_engine(recipe: Recipe):
     """The engine a recipe asks for, built (once per worker)."""
     if recipe.engine == DATATROVE:
         return DatatroveEngine(recipe)
-    raise RecipeError(f"recipe {recipe.name!r}: engine {recipe.engine!r} is not available in this version; "
-                      f"use engine: {DATATROVE}")
+    if recipe.engine == FAST:
+        from transforms.fast_filters import FastEngine
+
+        return FastEngine(recipe)
+    raise RecipeError(f"recipe {recipe.name!r}: unknown engine {recipe.engine!r}")

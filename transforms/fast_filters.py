@@ -1,0 +1,267 @@
+"""The fast engine: datatrove's filter rules re-implemented over cached, datatrove-identical words.
+
+Each rule keeps datatrove's parameters, order of checks and reason names, so decisions match (tests compare
+with the datatrove engine). Stages not re-implemented yet run datatrove's own object (same decisions, its speed).
+Known difference: where datatrove would divide by zero (a document without words when ``min_doc_words`` is
+disabled), these rules treat the ratio as 0 instead of raising.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from transforms.filtering import Decision, _datatrove_filter
+from transforms.recipes import Recipe, Stage
+from transforms.words import WordSplitter
+
+
+def _punctuation() -> tuple[frozenset[str], tuple[str, ...]]:
+    from datatrove.utils.text import PUNCTUATION_SET, TERMINAL_PUNCTUATION
+
+    return frozenset(PUNCTUATION_SET), tuple(TERMINAL_PUNCTUATION)
+
+
+class _WordFacts:
+    """Per distinct word: is it made of something other than punctuation, does it hold a letter (cached)."""
+
+    def __init__(self, punctuation: frozenset[str]) -> None:
+        self._punct = punctuation
+        self._facts: dict[str, tuple[bool, bool]] = {}
+
+    def __call__(self, word: str) -> tuple[bool, bool]:
+        facts = self._facts.get(word)
+        if facts is None:
+            if len(self._facts) > 2_000_000:
+                self._facts.clear()
+            facts = (any(c not in self._punct for c in word), any(c.isalpha() for c in word))
+            self._facts[word] = facts
+        return facts
+
+
+class GopherQuality:
+    """Gopher quality rules (datatrove's GopherQualityFilter)."""
+
+    def __init__(self, params: dict, words: WordSplitter, facts: _WordFacts) -> None:
+        self.p = params
+        self.words = words
+        self.facts = facts
+        self.stop_words = frozenset(params["stop_words"]) if params["stop_words"] is not None else frozenset(
+            ("the", "be", "to", "of", "and", "that", "have", "with"))
+
+    def filter(self, text: str) -> tuple[bool, str | None]:
+        p = self.p
+        words = self.words.split(text)
+        n_words = len(words)
+        facts = [self.facts(w) for w in words]
+        lengths = [len(w) for w, (non_symbol, _) in zip(words, facts) if non_symbol]
+        n_non_symbol = len(lengths)
+        if p["min_doc_words"] and n_non_symbol < p["min_doc_words"]:
+            return False, "gopher_short_doc"
+        if p["max_doc_words"] and n_non_symbol > p["max_doc_words"]:
+            return False, "gopher_long_doc"
+        avg = sum(lengths) / n_non_symbol if n_non_symbol else math.nan
+        if p["min_avg_word_length"] and avg < p["min_avg_word_length"]:
+            return False, "gopher_below_avg_threshold"
+        if p["max_avg_word_length"] and avg > p["max_avg_word_length"]:
+            return False, "gopher_above_avg_threshold"
+        # divisions as datatrove writes them (x / n, not x * (1 / n)): the same floats at the thresholds
+        n = n_words or 1  # datatrove would divide by zero here; with no words every count is 0 anyway
+        if p["max_symbol_word_ratio"] and text.count("#") / n > p["max_symbol_word_ratio"]:
+            return False, "gopher_too_many_hashes"
+        if p["max_symbol_word_ratio"] and (text.count("...") + text.count("…")) / n > p["max_symbol_word_ratio"]:
+            return False, "gopher_too_many_ellipsis"
+        lines = text.splitlines()
+        if p["max_bullet_lines_ratio"] and lines and sum(
+            s.lstrip().startswith(("•", "-")) for s in lines
+        ) / len(lines) > p["max_bullet_lines_ratio"]:
+            return False, "gopher_too_many_bullets"
+        if p["max_ellipsis_lines_ratio"] and lines and sum(
+            s.rstrip().endswith(("...", "…")) for s in lines
+        ) / len(lines) > p["max_ellipsis_lines_ratio"]:
+            return False, "gopher_too_many_end_ellipsis"
+        alpha_ratio = sum(alpha for _, alpha in facts) / n
+        if p["max_non_alpha_words_ratio"] and alpha_ratio < p["max_non_alpha_words_ratio"]:
+            return False, "gopher_below_alpha_threshold"
+        if p["min_stop_words"] and len(self.stop_words.intersection(words)) < p["min_stop_words"]:
+            return False, "gopher_enough_stop_words"
+        return True, None
+
+
+_PARAGRAPHS = re.compile(r"\n{2,}")
+_LINES = re.compile("\n+")
+
+
+def _duplicates(items: list[str]) -> tuple[int, int]:
+    """(repeated items, characters in repeated items), counting every occurrence after the first."""
+    seen: set[str] = set()
+    n = chars = 0
+    for item in items:
+        if item in seen:
+            n += 1
+            chars += len(item)
+        else:
+            seen.add(item)
+    return n, chars
+
+
+class GopherRepetition:
+    """Gopher repetition rules (datatrove's GopherRepetitionFilter)."""
+
+    def __init__(self, params: dict, words: WordSplitter) -> None:
+        self.p = params
+        self.words = words
+
+    def filter(self, text: str) -> tuple[bool, str | None]:
+        p = self.p
+        if not text:
+            return False, "empty"
+        size = len(text)
+        paragraphs = _PARAGRAPHS.split(text.strip())
+        dups, chars = _duplicates(paragraphs)
+        if p["dup_para_frac"] and dups / len(paragraphs) > p["dup_para_frac"]:
+            return False, "dup_para_frac"
+        if p["dup_para_char_frac"] and chars / size > p["dup_para_char_frac"]:
+            return False, "dup_para_char_frac"
+        lines = _LINES.split(text)
+        dups, chars = _duplicates(lines)
+        if p["dup_line_frac"] and dups / len(lines) > p["dup_line_frac"]:
+            return False, "dup_line_frac"
+        if p["dup_line_char_frac"] and chars / size > p["dup_line_char_frac"]:
+            return False, "dup_line_char_frac"
+        words = self.words.split(text)
+        for n, frac in p["top_n_grams"]:
+            if len(words) < n:
+                continue
+            # the most frequent n-gram, the first seen among equals (as Counter.most_common), joined by spaces
+            counts: dict[tuple[str, ...], int] = {}
+            for i in range(len(words) - n + 1):
+                gram = tuple(words[i : i + n])
+                counts[gram] = counts.get(gram, 0) + 1
+            best, best_count = None, 0
+            for gram, count in counts.items():
+                if count > best_count:
+                    best, best_count = gram, count
+            top_chars = (sum(map(len, best)) + n - 1) * best_count
+            if top_chars / size > frac:
+                return False, f"top_{n}_gram"
+        for n, frac in p["dup_n_grams"]:
+            # n-grams joined without separator; a repeat skips its n words (datatrove's find_all_duplicate)
+            seen: set[str] = set()
+            repeated = 0
+            i = 0
+            last = len(words) - n + 1
+            while i < last:
+                gram = "".join(words[i : i + n])
+                if gram in seen:
+                    repeated += len(gram)
+                    i += n
+                else:
+                    seen.add(gram)
+                    i += 1
+            if repeated / size > frac:
+                return False, f"duplicated_{n}_n_grams"
+        return True, None
+
+
+class FineWebQuality:
+    """FineWeb quality rules (datatrove's FineWebQualityFilter)."""
+
+    def __init__(self, params: dict, words: WordSplitter, terminal: tuple[str, ...]) -> None:
+        self.p = params
+        self.words = words
+        self.stop_chars = tuple(params["stop_chars"]) if params["stop_chars"] is not None else terminal
+
+    def filter(self, text: str) -> tuple[bool, str | None]:
+        p = self.p
+        lines = [line for line in text.split("\n") if line.strip() != ""]
+        if not lines:
+            return False, "empty"
+        ratio = sum(1 for line in lines if line.endswith(self.stop_chars)) / len(lines)
+        if ratio < p["line_punct_thr"] and not (ratio == 0 and p["line_punct_exclude_zero"]):
+            return False, "line_punct_ratio"
+        if sum(1 for line in lines if len(line) <= p["short_line_length"]) / len(lines) > p["short_line_thr"]:
+            return False, "short_line_ratio"
+        seen: set[str] = set()
+        dup_chars = 0
+        for line in lines:
+            if line in seen:
+                dup_chars += len(line)
+            else:
+                seen.add(line)
+        chars = len(text) - text.count("\n")
+        if (dup_chars / chars if chars else 0.0) > p["char_duplicates_ratio"]:
+            return False, "char_dup_ratio"
+        n_words = len(self.words.split(text))
+        if (text.count("\n") / n_words if n_words else 0.0) > p["new_line_ratio"]:
+            return False, "list_ratio"
+        return True, None
+
+
+class _Datatrove:
+    """A stage without a fast implementation yet: datatrove's own filter object."""
+
+    def __init__(self, stage: Stage) -> None:
+        from datatrove.data import Document
+
+        self._filter = _datatrove_filter(stage)
+        self._document = Document
+        self.modifies = True
+
+    def run(self, text: str) -> tuple[bool, str | None, str]:
+        doc = self._document(text=text, id="")
+        result = self._filter.filter(doc)
+        keep, reason = result if isinstance(result, tuple) else (result, None)
+        return keep, reason, doc.text
+
+
+class FastEngine:
+    """The recipe's filters, fast where re-implemented, datatrove's objects elsewhere; same Decisions."""
+
+    name = "fast"
+
+    def __init__(self, recipe: Recipe) -> None:
+        self.recipe = recipe
+        punctuation, terminal = _punctuation()
+        facts = _WordFacts(punctuation)
+        splitters: dict[str, WordSplitter] = {}
+
+        def splitter(language: str) -> WordSplitter | None:
+            try:
+                if language not in splitters:
+                    splitters[language] = WordSplitter(language)
+                return splitters[language]
+            except ValueError:  # no fast splitter for this language yet: datatrove's filter instead
+                return None
+
+        self.stages: list[tuple[str, object]] = []
+        for stage in recipe.filters:
+            words = splitter(stage.params.get("language", "eng")) if "language" in stage.params else None
+            if stage.name == "gopher_repetition" and words is not None:
+                self.stages.append((stage.name, GopherRepetition(stage.params, words)))
+            elif stage.name == "gopher_quality" and words is not None:
+                self.stages.append((stage.name, GopherQuality(stage.params, words, facts)))
+            elif stage.name == "fineweb_quality" and words is not None:
+                self.stages.append((stage.name, FineWebQuality(stage.params, words, terminal)))
+            else:
+                self.stages.append((stage.name, _Datatrove(stage)))
+
+    def apply(self, texts: list[str], ids: list[str]) -> list[Decision]:
+        """One Decision per document, in order (ids are not used by any rule)."""
+        out: list[Decision] = []
+        for text in texts:
+            decision = None
+            modified: list[str] = []
+            for name, rule in self.stages:
+                if isinstance(rule, _Datatrove):
+                    keep, reason, new_text = rule.run(text)
+                    if new_text != text:
+                        modified.append(name)
+                        text = new_text
+                else:
+                    keep, reason = rule.filter(text)
+                if not keep:
+                    decision = Decision(False, text, name, reason or name, tuple(modified))
+                    break
+            out.append(decision or Decision(True, text, modified_by=tuple(modified)))
+        return out
