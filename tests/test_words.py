@@ -26,3 +26,14 @@ def test_identical_to_datatrove_split_into_words(ml_texts):
 def test_unknown_language_is_a_clear_error():
     with pytest.raises(ValueError, match="no fast word splitter for language 'zxx'"):
         WordSplitter("zxx")
+
+
+def test_sentence_count_is_datatroves(ml_texts):
+    from datatrove.utils.text import split_into_sentences
+
+    lines = [line.strip() for t in ml_texts[:1500] for line in t.splitlines() if line.strip()]
+    lines += ["Hello.  World", "A.  !B", "Dr. Smith went home. He slept!", "Wait... what?? Yes!!", "x\tyz. ab",
+              "end.\u00a0Next one", "¿Qué? ¡Sí! No.", "一。二！三？", " lead. trail ", ""]
+    splitter = WordSplitter("eng")
+    for line in lines:
+        assert splitter.sentence_count(line) == len(split_into_sentences(line, "eng")), line

@@ -164,6 +164,51 @@ class GopherRepetition:
         return True, None
 
 
+class C4Quality:
+    """C4 quality rules (datatrove's C4QualityFilter with ``split_paragraph``): removes lines, may drop the page."""
+
+    modifies = True
+
+    def __init__(self, params: dict, words: WordSplitter) -> None:
+        from datatrove.pipeline.filters.c4_filters import CITATION_REGEX, ELLIPSIS, END_PUNCTUATION, POLICY_SUBSTRINGS
+
+        self.p = params
+        self.words = words
+        self.citation, self.ellipsis, self.end_punct = CITATION_REGEX, ELLIPSIS, tuple(END_PUNCTUATION)
+        self.policy = tuple(POLICY_SUBSTRINGS)
+
+    def run(self, text: str) -> tuple[bool, str | None, str]:
+        p = self.p
+        sentences = 0
+        kept: list[str] = []
+        for line in text.splitlines():
+            line = line.strip()
+            words = line.split()
+            if p["max_word_length"] != -1 and any(len(w) > p["max_word_length"] for w in words):
+                continue
+            if p["remove_citations"]:
+                line = self.citation.sub("", line)
+            if p["filter_no_terminal_punct"] and (not line.endswith(self.end_punct) or line.endswith(self.ellipsis)):
+                continue
+            if len(words) < p["min_words_per_line"]:
+                continue
+            lower = line.lower()
+            if p["filter_lorem_ipsum"] and "lorem ipsum" in lower:
+                return False, "lorem_ipsum", text
+            if p["filter_javascript"] and "javascript" in lower:
+                continue
+            if p["filter_curly_bracket"] and "{" in line:
+                return False, "curly_bracket", text
+            if p["filter_policy"] and any(s in lower for s in self.policy):
+                continue
+            if p["min_num_sentences"] != -1:
+                sentences += self.words.sentence_count(line)
+            kept.append(line)
+        if sentences < p["min_num_sentences"]:
+            return False, "too_few_sentences", text
+        return True, None, "\n".join(kept).strip()
+
+
 class FineWebQuality:
     """FineWeb quality rules (datatrove's FineWebQualityFilter)."""
 
@@ -241,6 +286,8 @@ class FastEngine:
                 self.stages.append((stage.name, GopherRepetition(stage.params, words)))
             elif stage.name == "gopher_quality" and words is not None:
                 self.stages.append((stage.name, GopherQuality(stage.params, words, facts)))
+            elif stage.name == "c4_quality" and words is not None and stage.params["split_paragraph"]:
+                self.stages.append((stage.name, C4Quality(stage.params, words)))
             elif stage.name == "fineweb_quality" and words is not None:
                 self.stages.append((stage.name, FineWebQuality(stage.params, words, terminal)))
             else:
@@ -253,7 +300,7 @@ class FastEngine:
             decision = None
             modified: list[str] = []
             for name, rule in self.stages:
-                if isinstance(rule, _Datatrove):
+                if getattr(rule, "modifies", False):
                     keep, reason, new_text = rule.run(text)
                     if new_text != text:
                         modified.append(name)

@@ -8,6 +8,11 @@ spaCy ``Doc`` per document: chunks repeat (Zipf), and a cached chunk costs a dic
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
+_WHITESPACE_RUNS = re.compile(r"(\s+)")
+
 MAX_CACHED_CHUNKS = 2_000_000  # about 200-400 MB at most; cleared (not evicted one by one) when full
 
 # datatrove language code (its tokenizer_assignment.csv) -> spaCy language, for the languages we cache so far
@@ -43,3 +48,51 @@ class WordSplitter:
             words = cache.get(chunk)
             out.extend(words if words is not None else self.chunk_words(chunk))
         return out
+
+    def sentence_count(self, text: str) -> int:
+        """Sentences spaCy's Sentencizer finds in the text (datatrove's ``len(split_into_sentences(text))``).
+
+        Rebuilt from spaCy's tokens: whitespace runs other than one space are tokens of their own (neither
+        punctuation nor sentence-final), and a new sentence starts at the first such or non-punctuation token after
+        a sentence-final character.
+        """
+        count = 0
+        seen_final = False
+        first = True
+        for part in _WHITESPACE_RUNS.split(text):
+            if not part:
+                continue
+            if part.isspace():
+                if part == " " and not first:
+                    continue  # a single space belongs to the token before it
+                tokens: list[str | None] = [None]
+            else:
+                tokens = self.chunk_words(part)
+            for token in tokens:
+                if first:
+                    count, first = 1, False
+                final = token is not None and token in _SENTENCE_FINAL
+                if seen_final and not final and not (token is not None and _is_punct(token)):
+                    count += 1
+                    seen_final = False
+                elif final:
+                    seen_final = True
+        return max(count, 1)  # datatrove's split_into_sentences gives [""] for a text without tokens
+
+
+def _sentence_final() -> frozenset[str]:
+    from spacy.pipeline import Sentencizer
+
+    return frozenset(Sentencizer.default_punct_chars)
+
+
+_SENTENCE_FINAL = _sentence_final()
+_PUNCT_CACHE: dict[str, bool] = {}
+
+
+def _is_punct(token: str) -> bool:
+    """spaCy's IS_PUNCT: every character is Unicode punctuation (category P*)."""
+    value = _PUNCT_CACHE.get(token)
+    if value is None:
+        value = _PUNCT_CACHE[token] = all(unicodedata.category(c).startswith("P") for c in token)
+    return value
