@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
+
 from transforms.filtering import Decision, _datatrove_filter
 from transforms.recipes import Recipe, Stage
 from transforms.words import WordSplitter
@@ -130,29 +132,39 @@ class GopherRepetition:
         if p["dup_line_char_frac"] and chars / size > p["dup_line_char_frac"]:
             return False, "dup_line_char_frac"
         words = self.words.split(text)
+        if not words:
+            return True, None
+        lengths = np.fromiter(map(len, words), np.int64, len(words))
+        ends = np.concatenate(([0], np.cumsum(lengths)))  # character offsets of the words, joined without spaces
+        if p["top_n_grams"]:
+            index: dict[str, int] = {}
+            ids = np.fromiter((index.setdefault(w, len(index)) for w in words), np.int64, len(words))
         for n, frac in p["top_n_grams"]:
             if len(words) < n:
                 continue
             # the most frequent n-gram, the first seen among equals (as Counter.most_common), joined by spaces
-            counts: dict[tuple[str, ...], int] = {}
-            for i in range(len(words) - n + 1):
-                gram = tuple(words[i : i + n])
-                counts[gram] = counts.get(gram, 0) + 1
-            best, best_count = None, 0
-            for gram, count in counts.items():
-                if count > best_count:
-                    best, best_count = gram, count
-            top_chars = (sum(map(len, best)) + n - 1) * best_count
+            grams = np.lib.stride_tricks.sliding_window_view(ids, n)
+            vocab = len(index)
+            if vocab ** n < 2**62:  # one exact integer per n-gram: a fast 1-d sort
+                keys = grams @ (vocab ** np.arange(n, dtype=np.int64))
+                _, first, counts = np.unique(keys, return_index=True, return_counts=True)
+            else:
+                _, first, counts = np.unique(grams, axis=0, return_index=True, return_counts=True)
+            best = counts.max()
+            at = int(first[counts == best].min())
+            top_chars = (int(ends[at + n] - ends[at]) + n - 1) * int(best)
             if top_chars / size > frac:
                 return False, f"top_{n}_gram"
+        joined = "".join(words)
         for n, frac in p["dup_n_grams"]:
             # n-grams joined without separator; a repeat skips its n words (datatrove's find_all_duplicate)
             seen: set[str] = set()
             repeated = 0
             i = 0
             last = len(words) - n + 1
+            bounds = ends.tolist()
             while i < last:
-                gram = "".join(words[i : i + n])
+                gram = joined[bounds[i] : bounds[i + n]]
                 if gram in seen:
                     repeated += len(gram)
                     i += n
