@@ -48,6 +48,13 @@ def add_prepare_arguments(ap: argparse.ArgumentParser) -> None:
                     help="output directory (local or fsspec URL): shards/, rejected/, manifest.json")
     io.add_argument("--overwrite", action="store_true",
                     help="replace an output directory that holds another job's result")
+    fl = ap.add_argument_group("quality filtering")
+    fl.add_argument("--recipe", default=None, metavar="NAME|FILE",
+                    help="filters applied before tokenizing: a preset (fineweb, gopher, c4) or a recipe YAML file; "
+                         "dropped documents go to rejected/ with stage and reason")
+    fl.add_argument("--filter-engine", choices=("fast", "datatrove"), default=None,
+                    help="fast (default): tokenmill's implementation; datatrove: datatrove's own filter classes "
+                         "(same decisions, slower)")
     tk = ap.add_argument_group("tokenization")
     tk.add_argument("--tokenizer", "-t", required=True, metavar="PATH",
                     help="HF tokenizer.json or tiktoken rank file (local path or fsspec URL)")
@@ -157,9 +164,10 @@ def _user_error(exc: BaseException) -> str | None:
     from transforms.commit import OutputError
     from transforms.readers import BadRecordError
     from transforms.sources import InputError
+    from transforms.recipes import RecipeError
     from transforms.tokenizer import TokenizerError
 
-    if isinstance(exc, (InputError, OutputError, TokenizerError, ConfigError)):
+    if isinstance(exc, (InputError, OutputError, TokenizerError, ConfigError, RecipeError)):
         return str(exc)
     text = str(exc)
     marker = BadRecordError.PREFIX
@@ -188,7 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 eos_token=args.eos_token, bos_token=args.bos_token, pad_token=args.pad_token,
                 tokenizer_backend=args.tokenizer_backend, tiktoken_scheme=args.tiktoken_scheme,
                 shard_rows=args.shard_rows, stream_bytes=args.stream_mb * 1024 * 1024, strict=args.strict,
-                overwrite=args.overwrite, workers=args.workers, argv=["tokenmill", *argv],
+                overwrite=args.overwrite, workers=args.workers, recipe=args.recipe, filter_engine=args.filter_engine,
+                argv=["tokenmill", *argv],
             )
             manifest = _run_prepare(cfg, beam_args, not args.no_progress)
             print(summary_table(manifest, args.output), file=sys.stderr)

@@ -67,3 +67,21 @@ def test_fast_engine_gives_byte_identical_shards_and_rejects(filtered_run, token
     assert fast[m.K_FINGERPRINT] == manifest[m.K_FINGERPRINT]  # the engine does not change the result
     for a, b in zip(sorted((tmp_path / "fast" / "rejected").glob("*")), sorted((out / "rejected").glob("*"))):
         assert a.read_bytes() == b.read_bytes()
+
+
+def test_command_line_recipe_and_its_errors(filtered_run, tokenizer_path, tmp_path, capsys):
+    from pipelines import cli
+
+    path, manifest, _ = filtered_run
+    out = tmp_path / "cli"
+    assert cli.main(["prepare", "-i", path, "-t", tokenizer_path, "--seq-len", "64", "-o", str(out),
+                     "--recipe", "c4", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "c4_quality/" in err and json.loads((out / "manifest.json").read_text())[m.K_COUNTS] == manifest[m.K_COUNTS]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("filters: [{name: gopher_qualty}]\n")
+    for recipe, words in ((str(bad), "unknown stage 'gopher_qualty'"), ("finweb", "neither a preset")):
+        assert cli.main(["prepare", "-i", path, "-t", tokenizer_path, "--seq-len", "64", "-o", str(tmp_path / "x"),
+                         "--recipe", recipe]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1, err
