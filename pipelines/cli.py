@@ -163,8 +163,8 @@ def _user_error(exc: BaseException) -> str | None:
     from pipelines.prepare import ConfigError
     from transforms.commit import OutputError
     from transforms.readers import BadRecordError
-    from transforms.sources import InputError
     from transforms.recipes import RecipeError
+    from transforms.sources import InputError
     from transforms.tokenizer import TokenizerError
 
     if isinstance(exc, (InputError, OutputError, TokenizerError, ConfigError, RecipeError)):
