@@ -94,3 +94,23 @@ def test_fast_engine_with_changed_parameters_agrees_too(varied_corpus):
     ]}, "custom")
     ids = [str(i) for i in range(len(varied_corpus))]
     assert FastEngine(recipe).apply(varied_corpus, ids) == DatatroveEngine(recipe).apply(varied_corpus, ids)
+
+
+def test_substring_hashes_are_equal_for_equal_substrings():
+    import random
+
+    import numpy as np
+
+    from transforms.fast_filters import _SubstringHashes
+
+    rng = random.Random(5)
+    text = "".join(rng.choice("ab€😀") for _ in range(3000))
+    hashes = _SubstringHashes(text)
+    starts = np.array([rng.randrange(0, 2900) for _ in range(2000)], np.int64)
+    stops = starts + np.array([rng.randrange(1, 8) for _ in range(2000)], np.int64)
+    keys = hashes.keys(starts, stops).tolist()
+    by_text: dict[str, set[int]] = {}
+    for a, b, k in zip(starts.tolist(), stops.tolist(), keys):
+        by_text.setdefault(text[a:b], set()).add(k)
+    assert all(len(k) == 1 for k in by_text.values())  # equal substrings, equal keys
+    assert len(set(keys)) == len(by_text)  # and here no two different substrings collide

@@ -155,25 +155,92 @@ class GopherRepetition:
             top_chars = (int(ends[at + n] - ends[at]) + n - 1) * int(best)
             if top_chars / size > frac:
                 return False, f"top_{n}_gram"
-        joined = "".join(words)
+        if p["dup_n_grams"]:
+            joined = "".join(words)
+            hashes = _SubstringHashes(joined)
+            bounds = ends.tolist()
         for n, frac in p["dup_n_grams"]:
-            # n-grams joined without separator; a repeat skips its n words (datatrove's find_all_duplicate)
+            last = len(words) - n + 1
+            if last <= 0:
+                continue
+            # n-grams joined without separator; a repeat skips its n words (datatrove's find_all_duplicate). Only
+            # positions whose substring hash occurs twice can repeat (equal strings have equal hashes), so the
+            # exact string comparison runs on those alone, in order, with the same skips.
+            keys = hashes.keys(ends[:last], ends[n : n + last])
+            _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+            candidates = np.flatnonzero(counts[inverse] > 1).tolist()
             seen: set[str] = set()
             repeated = 0
             i = 0
-            last = len(words) - n + 1
-            bounds = ends.tolist()
-            while i < last:
-                gram = joined[bounds[i] : bounds[i + n]]
+            for c in candidates:
+                if c < i:
+                    continue  # inside a repeat that was skipped
+                gram = joined[bounds[c] : bounds[c + n]]
                 if gram in seen:
                     repeated += len(gram)
-                    i += n
+                    i = c + n
                 else:
                     seen.add(gram)
-                    i += 1
+                    i = c + 1
             if repeated / size > frac:
                 return False, f"duplicated_{n}_n_grams"
         return True, None
+
+
+class _SubstringHashes:
+    """Polynomial hashes of any substring of one string (two moduli), from prefix sums: equal substrings always
+    get equal keys; different ones almost never do (and are then told apart by an exact comparison)."""
+
+    _MODS = (np.uint64(2147483647), np.uint64(2147483629))
+    _BASE = 1_000_003
+
+    def __init__(self, text: str) -> None:
+        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32).astype(np.uint64) + np.uint64(1)
+        self._prefix = []
+        self._inverse = []
+        for mod in self._MODS:
+            powers = _powers(self._BASE, len(codes), int(mod))
+            inverse = _powers(pow(self._BASE, -1, int(mod)), len(codes) + 1, int(mod))
+            terms = (codes * powers) % mod  # each term < 2^31: the prefix sums stay exact in uint64
+            self._prefix.append(np.concatenate(([np.uint64(0)], np.cumsum(terms, dtype=np.uint64))))
+            self._inverse.append(inverse)
+
+    def keys(self, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+        """One uint64 key per [start, stop) substring (positions as character offsets)."""
+        out = []
+        for mod, prefix, inverse in zip(self._MODS, self._prefix, self._inverse):
+            h = (prefix[stops] - prefix[starts]) % mod
+            out.append((h * inverse[starts]) % mod)  # shift to position 0: comparable across offsets
+        return (out[0] << np.uint64(32)) | out[1]
+
+
+_POWERS: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _powers(base: int, count: int, mod: int) -> np.ndarray:
+    """base^0 .. base^(count-1) mod ``mod`` as uint64 (computed once per process, grown on demand)."""
+    table = _POWERS.get((base, mod))
+    if table is None or table.size < count:
+        table = _POWERS[(base, mod)] = _compute_powers(base, max(count, 2 * (table.size if table is not None else 0),
+                                                                  1 << 16), mod)
+    return table[:count]
+
+
+def _compute_powers(base: int, count: int, mod: int) -> np.ndarray:
+    """base^0 .. base^(count-1) mod ``mod`` as uint64, vectorised by blocks of 1024."""
+    block = 1024
+    first = np.empty(min(block, max(count, 1)), np.uint64)
+    value = 1
+    for i in range(first.size):
+        first[i] = value
+        value = value * base % mod
+    step = pow(base, first.size, mod)
+    blocks = []
+    scale = 1
+    for _ in range(0, count, first.size):
+        blocks.append(first * np.uint64(scale) % np.uint64(mod))
+        scale = scale * step % mod
+    return np.concatenate(blocks)[:count] if blocks else np.empty(0, np.uint64)
 
 
 class C4Quality:
