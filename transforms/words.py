@@ -29,6 +29,8 @@ class WordSplitter:
             raise ValueError(f"no fast word splitter for language {language!r} yet (known: {sorted(_SPACY_LANGUAGES)})")
         self._tokenizer = spacy.blank(_SPACY_LANGUAGES[language]).tokenizer
         self._cache: dict[str, list[str]] = {}
+        self._last_text: str | None = None
+        self._last_words: list[str] = []
 
     def chunk_words(self, chunk: str) -> list[str]:
         """The words of one whitespace-free chunk (cached)."""
@@ -41,12 +43,15 @@ class WordSplitter:
         return words
 
     def split(self, text: str) -> list[str]:
-        """Every word of the text, in order."""
+        """Every word of the text, in order (the last text's words are kept: filters in a row share them)."""
+        if text is self._last_text:
+            return self._last_words
         cache = self._cache
         out: list[str] = []
         for chunk in text.split():
             words = cache.get(chunk)
             out.extend(words if words is not None else self.chunk_words(chunk))
+        self._last_text, self._last_words = text, out
         return out
 
     def sentence_count(self, text: str) -> int:
