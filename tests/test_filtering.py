@@ -114,3 +114,17 @@ def test_substring_hashes_are_equal_for_equal_substrings():
         by_text.setdefault(text[a:b], set()).add(k)
     assert all(len(k) == 1 for k in by_text.values())  # equal substrings, equal keys
     assert len(set(keys)) == len(by_text)  # and here no two different substrings collide
+
+
+def test_language_stage_keeps_wanted_languages_in_both_engines(ml_texts):
+    from transforms.fast_filters import FastEngine
+
+    german = "Das ist ein deutscher Text über das Wetter, die Berge und die Menschen in der Stadt. " * 3
+    french = "Ceci est un texte français sur le temps, les montagnes et les gens de la ville. " * 3
+    english = "This is an English text about the weather, the mountains and the people of the city. " * 3
+    recipe = parse_recipe({"filters": [{"name": "language", "params": {"languages": ["de", "en"],
+                                                                       "min_score": 0.5}}]}, "lang")
+    texts = [german, french, english, "12345 678"]
+    for engine in (DatatroveEngine(recipe), FastEngine(recipe)):
+        got = [(d.keep, d.reason) for d in engine.apply(texts, ["a", "b", "c", "d"])]
+        assert got == [(True, None), (False, "language_not_wanted"), (True, None), (False, "language_not_wanted")]

@@ -322,6 +322,13 @@ class FineWebQuality:
         return True, None
 
 
+class _Rule:
+    """A rule given as a function text -> (keep, reason)."""
+
+    def __init__(self, check) -> None:
+        self.filter = check
+
+
 class _Datatrove:
     """A stage without a fast implementation yet: datatrove's own filter object."""
 
@@ -361,7 +368,9 @@ class FastEngine:
         self.stages: list[tuple[str, object]] = []
         for stage in recipe.filters:
             words = splitter(stage.params.get("language", "eng")) if "language" in stage.params else None
-            if stage.name == "gopher_repetition" and words is not None:
+            if stage.name == "language":
+                self.stages.append((stage.name, _Rule(_datatrove_filter(stage).check)))
+            elif stage.name == "gopher_repetition" and words is not None:
                 self.stages.append((stage.name, GopherRepetition(stage.params, words)))
             elif stage.name == "gopher_quality" and words is not None:
                 self.stages.append((stage.name, GopherQuality(stage.params, words, facts)))

@@ -24,7 +24,34 @@ class Decision:
     modified_by: tuple[str, ...] = ()
 
 
+class LanguageStage:
+    """The ``language`` stage (both engines): keep documents in wanted languages with a high enough score."""
+
+    def __init__(self, languages: tuple[str, ...] | None, min_score: float) -> None:
+        from transforms.langid import LanguageIdentifier
+
+        self.identifier = LanguageIdentifier()
+        self.languages = frozenset(languages) if languages else None
+        self.min_score = min_score
+
+    def check(self, text: str) -> tuple[bool, str | None]:
+        """(keep, reason)."""
+        lang, score = self.identifier.identify(text)
+        if self.languages is not None and lang not in self.languages:
+            return False, "language_not_wanted"
+        if score < self.min_score:
+            return False, "language_score_too_low"
+        return True, None
+
+    def filter(self, doc) -> bool | tuple[bool, str]:
+        """datatrove's filter protocol."""
+        keep, reason = self.check(doc.text)
+        return True if keep else (False, reason)
+
+
 def _datatrove_filter(stage: Stage):
+    if stage.name == "language":
+        return LanguageStage(stage.params["languages"], stage.params["min_score"])
     module, cls = STAGE_CLASSES[stage.name].rsplit(".", 1)
     return getattr(importlib.import_module(module), cls)(**stage.datatrove_kwargs())
 

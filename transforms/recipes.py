@@ -116,6 +116,13 @@ STAGES: dict[str, StageSpec] = {
             "line punctuation, short lines, duplicated lines (FineWeb, Penedo et al. 2024)",
         ),
         StageSpec(
+            "language",
+            "",  # datatrove's LanguageFilter downloads a fastText model: tokenmill's offline identifier instead
+            {"languages": None, "min_score": 0.65},
+            {"languages": _STRINGS},
+            "keep documents in these languages (ISO 639-1 codes) identified with at least min_score",
+        ),
+        StageSpec(
             "regex",
             "datatrove.pipeline.filters.RegexFilter",
             {"regex_exp": None},
