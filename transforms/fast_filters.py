@@ -13,8 +13,8 @@ import re
 
 import numpy as np
 
-from transforms.filtering import Decision, _datatrove_filter
-from transforms.recipes import Recipe, Stage
+from transforms.filtering import DatatroveRule, Decision, _datatrove_filter, run_chain
+from transforms.recipes import Recipe
 from transforms.words import WordSplitter
 
 
@@ -41,7 +41,18 @@ class _WordFacts:
         return facts
 
 
-class GopherQuality:
+class _TextRule:
+    """A rule that only keeps or drops (never changes text), in the chain's rule protocol."""
+
+    def filter(self, text: str) -> tuple[bool, str | None]:  # pragma: no cover - every rule defines it
+        raise NotImplementedError
+
+    def run(self, text: str) -> tuple[bool, str | None, str]:
+        """(keep, reason, the unchanged text)."""
+        return (*self.filter(text), text)
+
+
+class GopherQuality(_TextRule):
     """Gopher quality rules (datatrove's GopherQualityFilter)."""
 
     def __init__(self, params: dict, words: WordSplitter, facts: _WordFacts) -> None:
@@ -107,7 +118,7 @@ def _duplicates(items: list[str]) -> tuple[int, int]:
     return n, chars
 
 
-class GopherRepetition:
+class GopherRepetition(_TextRule):
     """Gopher repetition rules (datatrove's GopherRepetitionFilter)."""
 
     def __init__(self, params: dict, words: WordSplitter) -> None:
@@ -246,8 +257,6 @@ def _compute_powers(base: int, count: int, mod: int) -> np.ndarray:
 class C4Quality:
     """C4 quality rules (datatrove's C4QualityFilter with ``split_paragraph``): removes lines, may drop the page."""
 
-    modifies = True
-
     def __init__(self, params: dict, words: WordSplitter) -> None:
         from datatrove.pipeline.filters.c4_filters import CITATION_REGEX, ELLIPSIS, END_PUNCTUATION, POLICY_SUBSTRINGS
 
@@ -288,7 +297,7 @@ class C4Quality:
         return True, None, "\n".join(kept).strip()
 
 
-class FineWebQuality:
+class FineWebQuality(_TextRule):
     """FineWeb quality rules (datatrove's FineWebQualityFilter)."""
 
     def __init__(self, params: dict, words: WordSplitter, terminal: tuple[str, ...]) -> None:
@@ -322,30 +331,6 @@ class FineWebQuality:
         return True, None
 
 
-class _Rule:
-    """A rule given as a function text -> (keep, reason)."""
-
-    def __init__(self, check) -> None:
-        self.filter = check
-
-
-class _Datatrove:
-    """A stage without a fast implementation yet: datatrove's own filter object."""
-
-    def __init__(self, stage: Stage) -> None:
-        from datatrove.data import Document
-
-        self._filter = _datatrove_filter(stage)
-        self._document = Document
-        self.modifies = True
-
-    def run(self, text: str) -> tuple[bool, str | None, str]:
-        doc = self._document(text=text, id="")
-        result = self._filter.filter(doc)
-        keep, reason = result if isinstance(result, tuple) else (result, None)
-        return keep, reason, doc.text
-
-
 class FastEngine:
     """The recipe's filters, fast where re-implemented, datatrove's objects elsewhere; same Decisions."""
 
@@ -369,7 +354,7 @@ class FastEngine:
         for stage in recipe.filters:
             words = splitter(stage.params.get("language", "eng")) if "language" in stage.params else None
             if stage.name == "language":
-                self.stages.append((stage.name, _Rule(_datatrove_filter(stage).check)))
+                self.stages.append((stage.name, _datatrove_filter(stage)))  # tokenmill's own stage, shared
             elif stage.name == "gopher_repetition" and words is not None:
                 self.stages.append((stage.name, GopherRepetition(stage.params, words)))
             elif stage.name == "gopher_quality" and words is not None:
@@ -379,24 +364,8 @@ class FastEngine:
             elif stage.name == "fineweb_quality" and words is not None:
                 self.stages.append((stage.name, FineWebQuality(stage.params, words, terminal)))
             else:
-                self.stages.append((stage.name, _Datatrove(stage)))
+                self.stages.append((stage.name, DatatroveRule(stage)))
 
     def apply(self, texts: list[str], ids: list[str]) -> list[Decision]:
-        """One Decision per document, in order (ids are not used by any rule)."""
-        out: list[Decision] = []
-        for text in texts:
-            decision = None
-            modified: list[str] = []
-            for name, rule in self.stages:
-                if getattr(rule, "modifies", False):
-                    keep, reason, new_text = rule.run(text)
-                    if new_text != text:
-                        modified.append(name)
-                        text = new_text
-                else:
-                    keep, reason = rule.filter(text)
-                if not keep:
-                    decision = Decision(False, text, name, reason or name, tuple(modified))
-                    break
-            out.append(decision or Decision(True, text, modified_by=tuple(modified)))
-        return out
+        """One Decision per document, in order (no rule uses the ids)."""
+        return run_chain(self.stages, texts)

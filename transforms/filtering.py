@@ -48,6 +48,10 @@ class LanguageStage:
         keep, reason = self.check(doc.text)
         return True if keep else (False, reason)
 
+    def run(self, text: str) -> tuple[bool, str | None, str]:
+        """The chain's rule protocol (see run_chain)."""
+        return (*self.check(text), text)
+
 
 def _datatrove_filter(stage: Stage):
     if stage.name == "language":
@@ -65,6 +69,42 @@ def _stage_classes() -> dict[str, str]:
 STAGE_CLASSES = _stage_classes()
 
 
+class DatatroveRule:
+    """One stage as datatrove's own filter object, in the chain's rule protocol."""
+
+    def __init__(self, stage: Stage) -> None:
+        from datatrove.data import Document
+
+        self._filter = _datatrove_filter(stage)
+        self._document = Document
+
+    def run(self, text: str) -> tuple[bool, str | None, str]:
+        """(keep, reason, text after the filter: C4 removes lines)."""
+        doc = self._document(text=text, id="")
+        result = self._filter.filter(doc)
+        keep, reason = result if isinstance(result, tuple) else (result, None)
+        return keep, reason, doc.text
+
+
+def run_chain(stages: list[tuple[str, object]], texts: list[str]) -> list[Decision]:
+    """One Decision per text: each (name, rule) in order, ``rule.run(text) -> (keep, reason, text)``; the first
+    drop ends the chain, and a changed text is passed on and reported as modified by that stage."""
+    out: list[Decision] = []
+    for text in texts:
+        decision = None
+        modified: list[str] = []
+        for name, rule in stages:
+            keep, reason, new_text = rule.run(text)
+            if new_text != text:
+                modified.append(name)
+                text = new_text
+            if not keep:
+                decision = Decision(False, text, name, reason or name, tuple(modified))
+                break
+        out.append(decision or Decision(True, text, modified_by=tuple(modified)))
+    return out
+
+
 class DatatroveEngine:
     """The recipe's filters as datatrove objects, applied document by document (datatrove's own decisions)."""
 
@@ -72,28 +112,11 @@ class DatatroveEngine:
 
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
-        self.stages = [(stage.name, _datatrove_filter(stage)) for stage in recipe.filters]
+        self.stages = [(stage.name, DatatroveRule(stage)) for stage in recipe.filters]
 
     def apply(self, texts: list[str], ids: list[str]) -> list[Decision]:
-        """One Decision per document, in order."""
-        from datatrove.data import Document
-
-        out: list[Decision] = []
-        for text, doc_id in zip(texts, ids):
-            doc = Document(text=text, id=doc_id)
-            decision = None
-            modified: list[str] = []
-            for name, filt in self.stages:
-                before = doc.text
-                result = filt.filter(doc)
-                keep, reason = result if isinstance(result, tuple) else (result, None)
-                if doc.text != before:
-                    modified.append(name)
-                if not keep:
-                    decision = Decision(False, doc.text, name, reason or name, tuple(modified))
-                    break
-            out.append(decision or Decision(True, doc.text, modified_by=tuple(modified)))
-        return out
+        """One Decision per document, in order (no filter uses the ids)."""
+        return run_chain(self.stages, texts)
 
 
 def make_engine(recipe: Recipe):

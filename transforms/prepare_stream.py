@@ -254,7 +254,7 @@ def start_stream(
                 if rejected_fh is None:
                     rejected_fh = fsspec.open(rejected_url, "wb").open()
                 for rej in rejections:
-                    counts.reject(rej.reason if rej.stage != STAGE_FILTER else rej.detail)
+                    counts.reject(rej.count_key)
                     rejected_fh.write(orjson.dumps(rej.to_dict()) + b"\n")
             progress.add(records=batch.records, bytes=batch.bytes_read)
             if not batch.texts:
@@ -324,6 +324,7 @@ def _apply_filters(engine: Any, batch: DocBatch, counts: Counts) -> list[Rejecti
         dropped.append(Rejection(
             batch.source, d.reason, line=batch.lines[i], row=batch.rows[i], id=batch.ids[i],
             detail=f"{d.stage}/{d.reason}", record=raw_record(batch.texts[i]), stage=STAGE_FILTER,
+            counted_as=f"{d.stage}/{d.reason}",
         ))
     batch.texts, batch.ids = kept_texts, kept_ids
     return dropped

@@ -30,6 +30,12 @@ class Rejection:
     detail: str = ""
     record: str = ""
     stage: str = "read"
+    counted_as: str = ""  # the docs_rejected key when it is not the reason (filters: "<stage>/<reason>")
+
+    @property
+    def count_key(self) -> str:
+        """The key this rejection is counted under in the manifest's docs_rejected."""
+        return self.counted_as or self.reason
 
     def to_dict(self) -> dict[str, Any]:
         """The rejected/ record."""
