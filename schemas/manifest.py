@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 MANIFEST_FORMAT = "tokenmill.packed/1"
+DOCUMENTS_FORMAT = "tokenmill.documents/1"  # ``tokenmill filter``: documents, no shards
 
 # Reasons a record is rejected (written to rejected/ with the record). Keys of counts.docs_rejected.
 MALFORMED_JSON = "malformed_json"
@@ -36,6 +37,11 @@ NUL_REMOVED = "nul_removed"  # NUL characters removed
 # counts.docs_rejected key is "<stage>/<reason>", e.g. "gopher_quality/gopher_short_doc").
 STAGE_READ = "read"
 STAGE_FILTER = "filter"
+STAGE_DEDUP = "dedup"  # reasons below; counted as "dedup/<reason>"
+
+# Deduplication reasons: the rejected record names the kept document it duplicates (REJ_DUPLICATE_OF).
+EXACT_DUPLICATE = "exact_duplicate"  # same text after Unicode and whitespace normalisation
+NEAR_DUPLICATE = "near_duplicate"  # MinHash-LSH candidate of the same cluster
 
 # Fields of a rejected/ record.
 REJ_SOURCE = "source"
@@ -45,6 +51,7 @@ REJ_REASON = "reason"
 REJ_STAGE = "stage"
 REJ_DETAIL = "detail"
 REJ_RECORD = "record"
+REJ_DUPLICATE_OF = "duplicate_of"  # dedup: {"id", "source", "line"/"row"} of the kept representative
 REJECTED_RECORD_CHARS = 1024
 
 
@@ -115,3 +122,6 @@ K_RUNNER = "runner"
 K_WALL_TIME = "wall_time_s"
 K_STREAMS = "streams"
 K_RECIPE = "recipe"
+K_DOCUMENTS = "documents"  # document files: path, rows, bytes, sha256
+K_DEDUP = "dedup"  # duplicates found: exact, near, duplicate_rate
+K_MODIFIED = "modified"  # modified/ files (original text of documents a recipe stage changed)

@@ -5,21 +5,10 @@ from __future__ import annotations
 import random
 
 import numpy as np
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from transforms.dedup import MinHasher, _mulmod, clusters, exact_key, jaccard
+from schemas.manifest import EXACT_DUPLICATE, NEAR_DUPLICATE
+from transforms.dedup import MinHasher, clusters, exact_key, jaccard, make_ref, resolve_duplicates, split_ref
 from transforms.recipes import MinHash
-
-M = (1 << 61) - 1
-
-
-@given(st.lists(st.tuples(st.integers(0, M - 1), st.integers(0, M - 1)), min_size=1, max_size=50))
-@settings(max_examples=200, deadline=None)
-def test_mulmod_is_exact(pairs):
-    a = np.array([p[0] for p in pairs], np.uint64)
-    b = np.array([p[1] for p in pairs], np.uint64)
-    assert _mulmod(a, b).tolist() == [(x * y) % M for x, y in pairs]
 
 
 def test_exact_key_normalises_unicode_and_whitespace_only():
@@ -88,3 +77,32 @@ def test_signatures_are_deterministic_and_estimate_jaccard(ml_texts):
 def test_clusters_join_chains_and_pick_the_smallest_id():
     assert clusters([["c", "b"], ["b", "a"], ["x", "y"], ["z"]]) == {"b": "a", "c": "a", "y": "x"}
     assert clusters([["d", "e"], ["a", "e"]]) == {"d": "a", "e": "a"}
+
+
+def test_signature_is_the_same_whatever_the_block_size(ml_texts, monkeypatch):
+    import transforms.dedup as dedup
+
+    text = " ".join(ml_texts[:1500])  # thousands of shingles: more than one block
+    hasher = MinHasher(MinHash())
+    assert hasher.shingles(text).size > dedup._SHINGLE_CHUNK
+    whole = hasher.signature(text)
+    monkeypatch.setattr(dedup, "_SHINGLE_CHUNK", 7)
+    assert np.array_equal(hasher.signature(text), whole)
+    assert whole.max() < 2**32
+
+
+def test_refs_order_documents_as_read():
+    refs = [make_ref(s, o) for s, o in ((0, 0), (0, 5), (0, 2**32 - 1), (1, 0), (7, 3))]
+    assert refs == sorted(refs) and [split_ref(r) for r in refs][-1] == (7, 3)
+
+
+def test_resolution_keeps_the_first_read_and_names_it():
+    a, b, c, d, e = (make_ref(0, 0), "A"), (make_ref(0, 1), "B"), (make_ref(1, 0), "C"), (make_ref(2, 0), "D"), \
+        (make_ref(2, 1), "E")
+    exact = [[c, a], [e, d]]  # C is an exact copy of A; E of D
+    near = [[b, a, c], [d, e]]  # B is near A (and C, which is A); D and E are near each other
+    got = resolve_duplicates(exact, near)
+    assert got == {b[0]: (NEAR_DUPLICATE, "A"), c[0]: (EXACT_DUPLICATE, "A"), e[0]: (EXACT_DUPLICATE, "D")}
+    # an exact copy of a near duplicate names the kept representative, as a near duplicate of it
+    assert resolve_duplicates([[c, b]], [[a, b]]) == {b[0]: (NEAR_DUPLICATE, "A"), c[0]: (NEAR_DUPLICATE, "A")}
+    assert resolve_duplicates([], []) == {}

@@ -1,12 +1,15 @@
-"""Deduplication cores: exact keys, MinHash signatures, LSH band keys and duplicate clusters.
+"""Deduplication cores: exact keys, MinHash signatures, LSH band keys and duplicate resolution.
 
-Pure numpy/stdlib functions; the Beam graph shuffles only their small outputs (16-byte keys and document ids),
+Pure numpy/stdlib functions; the Beam graph shuffles only their small outputs (keys, document refs and ids),
 never texts. Everything is deterministic: the same text gives the same keys in every process and on every run.
 
 * exact: a 128-bit hash of the text with Unicode (NFC) and whitespace normalised;
-* near duplicates: word ``ngram`` shingles of the simplified text (NFKC, case-folded, punctuation removed),
-  ``bands * rows`` MinHash values, one key per band; documents sharing any band key are candidates, and the
-  connected components of candidates are clusters whose representative is the smallest id.
+* near duplicates: word ``ngram`` shingles of the simplified text (NFKC, case-folded, punctuation removed), hashed
+  to 32 bits, ``bands * rows`` MinHash values from the multiply-add-shift family ``((a*x + b) mod 2^64) >> 32``
+  (2-independent for 32-bit keys, three vector operations per value), one key per band; documents sharing any band
+  key are candidates;
+* resolution: connected components of exact groups and band groups; the representative is the document read
+  first (smallest ref), every other member names it.
 """
 
 from __future__ import annotations
@@ -19,11 +22,25 @@ from typing import Iterable
 
 import numpy as np
 
+from schemas.manifest import EXACT_DUPLICATE, NEAR_DUPLICATE
 from transforms.recipes import MinHash
 
 _SPACE = re.compile(r"\s+")
 _WORD = re.compile(r"\w+")
-_MERSENNE = np.uint64((1 << 61) - 1)
+_SHINGLE_CHUNK = 4096  # shingles per signature block: bounds the (hashes x shingles) temporary to ~4 MB
+_EMPTY = np.iinfo(np.uint64).max
+
+REF_BITS = 32  # a document ref is (stream index << 32) | ordinal of the document in its stream
+
+
+def make_ref(stream: int, ordinal: int) -> int:
+    """The ref of a stream's ``ordinal``-th document (refs order documents as they were read)."""
+    return (stream << REF_BITS) | ordinal
+
+
+def split_ref(ref: int) -> tuple[int, int]:
+    """(stream index, ordinal) of a ref."""
+    return ref >> REF_BITS, ref & ((1 << REF_BITS) - 1)
 
 
 def exact_key(text: str) -> bytes:
@@ -44,13 +61,12 @@ class MinHasher:
         self.config = config
         n = config.bands * config.rows
         rng = np.random.Generator(np.random.PCG64(config.seed))
-        # h_i(x) = (a_i * x + b_i) mod (2^61 - 1), a_i != 0: a standard universal family over 61-bit shingle hashes
-        self._a = rng.integers(1, int(_MERSENNE), size=n, dtype=np.uint64)
-        self._b = rng.integers(0, int(_MERSENNE), size=n, dtype=np.uint64)
+        self._a = (rng.integers(0, 1 << 63, size=n, dtype=np.uint64) << np.uint64(1)) | np.uint64(1)  # odd
+        self._b = rng.integers(0, 1 << 63, size=n, dtype=np.uint64)
         self._word_hashes: dict[str, int] = {}
 
     def shingles(self, text: str) -> np.ndarray:
-        """Distinct 61-bit hashes of the text's word n-grams (a text shorter than n words is one shingle)."""
+        """Distinct 32-bit hashes of the text's word n-grams (a text shorter than n words is one shingle)."""
         words = simplified_words(text)
         if not words:
             return np.zeros(0, np.uint64)
@@ -60,63 +76,54 @@ class MinHasher:
         ids = np.fromiter((cache.get(w) or cache.setdefault(w, zlib.crc32(w.encode("utf-8", "surrogatepass")) + 1)
                            for w in words), np.uint64, len(words))
         k = min(self.config.ngram, len(ids))
-        # polynomial rolling combination of k consecutive word hashes, kept below 2^61 - 1
         h = np.zeros(len(ids) - k + 1, np.uint64)
-        for j in range(k):
-            h = _mod_mersenne(_mulmod(h, np.uint64(1_000_003)) + ids[j : len(ids) - k + 1 + j])
-        return np.unique(h)
+        for j in range(k):  # polynomial combination of k consecutive word hashes, wrapping mod 2^64
+            h = h * np.uint64(0x100000001B3) + ids[j : len(ids) - k + 1 + j]
+        return np.unique(_mix64(h) >> np.uint64(32))
 
     def signature(self, text: str) -> np.ndarray:
-        """``bands * rows`` MinHash values (uint64); all-max for a text without words."""
+        """``bands * rows`` MinHash values (uint64 below 2^32); all-max for a text without words."""
         sh = self.shingles(text)
         if sh.size == 0:
-            return np.full(self._a.size, np.iinfo(np.uint64).max, np.uint64)
-        values = _mod_mersenne(_mulmod(self._a[:, None], sh[None, :]) + self._b[:, None])
-        return values.min(axis=1)
+            return np.full(self._a.size, _EMPTY, np.uint64)
+        sig = np.full(self._a.size, _EMPTY, np.uint64)
+        a, b = self._a[:, None], self._b[:, None]
+        for start in range(0, sh.size, _SHINGLE_CHUNK):
+            block = (a * sh[None, start : start + _SHINGLE_CHUNK] + b) >> np.uint64(32)
+            np.minimum(sig, block.min(axis=1), out=sig)
+        return sig
 
     def band_keys(self, text: str) -> list[bytes]:
-        """One 16-byte key per band (the band index is part of the key); none for a text without words."""
+        """One 12-byte key per band (the band index is hashed in); none for a text without words."""
         sig = self.signature(text)
-        if sig[0] == np.iinfo(np.uint64).max:
+        if sig[0] == _EMPTY:
             return []
         rows = self.config.rows
+        raw = sig.astype("<u4").tobytes()
         return [
-            hashlib.blake2b(b.to_bytes(2, "little") + sig[b * rows : (b + 1) * rows].tobytes(), digest_size=16).digest()
+            hashlib.blake2b(raw[b * rows * 4 : (b + 1) * rows * 4], digest_size=12, person=b.to_bytes(2, "little"))
+            .digest()
             for b in range(self.config.bands)
         ]
 
 
-def _mulmod(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(a * b) mod (2^61 - 1) for values below 2^61, exactly, in uint64 arithmetic (split into 31/30-bit halves)."""
-    a = np.asarray(a, np.uint64)
-    b = np.asarray(b, np.uint64)
-    a_hi, a_lo = a >> np.uint64(31), a & np.uint64((1 << 31) - 1)
-    b_hi, b_lo = b >> np.uint64(31), b & np.uint64((1 << 31) - 1)
-    # a*b = a_hi*b_hi*2^62 + (a_hi*b_lo + a_lo*b_hi)*2^31 + a_lo*b_lo ; 2^61 = 1 (mod M) so 2^62 = 2
-    hh = _mod_mersenne(a_hi * b_hi * np.uint64(2))
-    mid = _mod_mersenne(a_hi * b_lo) + _mod_mersenne(a_lo * b_hi)
-    mid = _mod_mersenne(mid)
-    mid = _mod_mersenne((mid >> np.uint64(30)) + ((mid & np.uint64((1 << 30) - 1)) << np.uint64(31)))
-    lo = _mod_mersenne(a_lo * b_lo)
-    return _mod_mersenne(_mod_mersenne(hh + mid) + lo)
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: every input bit affects every output bit (so the top 32 bits are a good hash)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
 
 
-def _mod_mersenne(x: np.ndarray) -> np.ndarray:
-    """x mod (2^61 - 1) for x < 2^64."""
-    x = np.asarray(x, np.uint64)
-    x = (x & _MERSENNE) + (x >> np.uint64(61))
-    return np.where(x >= _MERSENNE, x - _MERSENNE, x)
+def clusters(groups: Iterable[Iterable]) -> dict:
+    """Duplicate → representative for documents grouped by shared keys (connected components, smallest wins).
 
-
-def clusters(groups: Iterable[Iterable[str]]) -> dict[str, str]:
-    """Duplicate → representative for documents grouped by shared keys (connected components, smallest id wins).
-
-    ``groups`` are the id lists of documents that share one key (an exact key or a band key); representatives
-    are not in the result.
+    ``groups`` are the ids (or refs) of documents that share one key; representatives are not in the result.
     """
-    parent: dict[str, str] = {}
+    parent: dict = {}
 
-    def find(x: str) -> str:
+    def find(x):
         root = x
         while parent.get(root, root) != root:
             root = parent[root]
@@ -138,6 +145,34 @@ def clusters(groups: Iterable[Iterable[str]]) -> dict[str, str]:
         root = find(doc)
         if root != doc:
             out[doc] = root
+    return out
+
+
+def resolve_duplicates(
+    exact_groups: Iterable[list[tuple[int, str]]], near_groups: Iterable[list[tuple[int, str]]]
+) -> dict[int, tuple[str, str]]:
+    """ref → (reason, representative's id) for every duplicate, from groups of (ref, id) sharing a key.
+
+    Groups are joined into connected components whose first-read document (smallest ref) is kept; a member is an
+    ``exact_duplicate`` when it shares its exact key with that representative, else a ``near_duplicate``.
+    """
+    ids: dict[int, str] = {}
+    exact_first: dict[int, int] = {}  # ref → smallest ref of its exact group
+    groups: list[list[int]] = []
+    for group in exact_groups:
+        refs = sorted({ref for ref, _ in group})
+        for ref, doc_id in group:
+            ids[ref] = doc_id
+            exact_first[ref] = refs[0]
+        groups.append(refs)
+    for group in near_groups:
+        for ref, doc_id in group:
+            ids[ref] = doc_id
+        groups.append([ref for ref, _ in group])
+    out = {}
+    for dup, rep in clusters(groups).items():
+        reason = EXACT_DUPLICATE if exact_first.get(dup) == rep else NEAR_DUPLICATE
+        out[dup] = (reason, ids[rep])
     return out
 
 

@@ -1,0 +1,77 @@
+"""Document Parquet files (``documents/``: kept documents of ``filter`` and ``prepare --emit-documents``).
+
+One row per kept document, in input order within each file::
+
+    id      string   the record's id (or ``<file>:<line>`` / ``<file>#<row>``)
+    text    string   the text as tokenized (after any recipe stage that changes text, e.g. C4's line removal)
+    source  string   the input file it came from
+    line    int64    1-based line in a JSONL file (null for tables and text files)
+    row     int64    0-based row in a table (null otherwise)
+    meta    string   a JSON object of signals (``lang``, ``lang_score`` with a language stage; ``{}`` otherwise)
+
+Reading back::
+
+    import datasets
+    ds = datasets.load_dataset("parquet", data_files="out/documents/*.parquet", split="train")
+
+    from schemas.documents import iter_documents
+    for doc in iter_documents("out/"):     # file order from the manifest; meta decoded
+        doc["id"], doc["text"], doc["meta"].get("lang")
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+import pyarrow as pa
+
+DOC_ID = "id"
+DOC_TEXT = "text"
+DOC_SOURCE = "source"
+DOC_LINE = "line"
+DOC_ROW = "row"
+DOC_META = "meta"
+
+# keys inside meta
+META_LANG = "lang"
+META_LANG_SCORE = "lang_score"
+
+DOCUMENTS_DIR = "documents"
+DOCUMENT_NAME = "part-{index:05d}.parquet"
+
+DOCUMENT_SCHEMA = pa.schema(
+    [
+        pa.field(DOC_ID, pa.string(), nullable=False),
+        pa.field(DOC_TEXT, pa.string(), nullable=False),
+        pa.field(DOC_SOURCE, pa.string(), nullable=False),
+        pa.field(DOC_LINE, pa.int64()),
+        pa.field(DOC_ROW, pa.int64()),
+        pa.field(DOC_META, pa.string(), nullable=False),
+    ]
+)
+
+
+def document_paths(output_dir: str) -> list[str]:
+    """Document file paths of a finished output directory, in manifest order."""
+    import fsspec
+
+    from schemas.manifest import K_DOCUMENTS
+    from schemas.shards import MANIFEST_FILE
+
+    with fsspec.open(f"{output_dir.rstrip('/')}/{MANIFEST_FILE}", "rb") as fh:
+        manifest = json.load(fh)
+    return [f"{output_dir.rstrip('/')}/{d['path']}" for d in manifest.get(K_DOCUMENTS, [])]
+
+
+def iter_documents(output_dir: str) -> Iterator[dict[str, Any]]:
+    """Every kept document of a finished output directory as a dict (``meta`` decoded), in order."""
+    import fsspec
+    import pyarrow.parquet as pq
+
+    for path in document_paths(output_dir):
+        with fsspec.open(path, "rb") as fh:
+            for batch in pq.ParquetFile(fh).iter_batches(batch_size=1024):
+                for rec in batch.to_pylist():
+                    rec[DOC_META] = json.loads(rec[DOC_META])
+                    yield rec
