@@ -28,10 +28,9 @@ def _positive(text: str) -> int:
     return value
 
 
-def add_prepare_arguments(ap: argparse.ArgumentParser) -> None:
-    """The options of ``prepare`` (shared with ``demo`` where they apply)."""
+def add_input_arguments(ap: argparse.ArgumentParser) -> None:
+    """Inputs and the output directory (prepare and filter)."""
     from transforms.sources import FORMATS
-    from transforms.tokenizer import BACKENDS, TIKTOKEN_SCHEMES
 
     io = ap.add_argument_group("input and output")
     io.add_argument("--input", "-i", action="append", required=True, metavar="PATH",
@@ -45,16 +44,52 @@ def add_prepare_arguments(ap: argparse.ArgumentParser) -> None:
                     help="field/column holding the document id (default: id); when missing, the id is "
                          "'<file>:<line>' (JSONL) or '<file>#<row>' (tables)")
     io.add_argument("--output", "-o", required=True, metavar="DIR",
-                    help="output directory (local or fsspec URL): shards/, rejected/, manifest.json")
+                    help="output directory (local or fsspec URL); manifest.json is written last")
     io.add_argument("--overwrite", action="store_true",
                     help="replace an output directory that holds another job's result")
-    fl = ap.add_argument_group("quality filtering")
-    fl.add_argument("--recipe", default=None, metavar="NAME|FILE",
-                    help="filters applied before tokenizing: a preset (fineweb, gopher, c4) or a recipe YAML file; "
-                         "dropped documents go to rejected/ with stage and reason")
+
+
+def add_recipe_arguments(ap: argparse.ArgumentParser, required: bool) -> None:
+    """The recipe options (prepare and filter)."""
+    fl = ap.add_argument_group("quality filtering and deduplication")
+    fl.add_argument("--recipe", default=None, required=required, metavar="NAME|FILE",
+                    help="filters, language identification and deduplication applied before anything else: a "
+                         "preset (fineweb, gopher, c4) or a recipe YAML file; dropped documents go to rejected/ "
+                         "with stage and reason")
     fl.add_argument("--filter-engine", choices=("fast", "datatrove"), default=None,
-                    help="fast (default): tokenmill's implementation; datatrove: datatrove's own filter classes "
-                         "(same decisions, slower)")
+                    help="fast (the recipe's default): tokenmill's implementation; datatrove: datatrove's own "
+                         "filter classes (same decisions, slower)")
+    fl.add_argument("--recipe-processes", type=_positive, default=None, metavar="N",
+                    help="processes per worker running the recipe's filters and dedup keys (default: the local "
+                         "cores shared among --workers when the input is 16 MB or more, else 1; 1 on remote runners)")
+
+
+def add_running_arguments(ap: argparse.ArgumentParser) -> None:
+    """How the job runs (prepare and filter)."""
+    from transforms.sources import DEFAULT_STREAM_BYTES
+
+    run = ap.add_argument_group("running")
+    run.add_argument("--stream-mb", type=_positive, default=DEFAULT_STREAM_BYTES >> 20,
+                     help=f"input MB per stream (default: {DEFAULT_STREAM_BYTES >> 20}): streams are processed in "
+                          "parallel, each in order by one worker")
+    run.add_argument("--workers", type=_positive, default=1,
+                     help="local worker processes for the default runner (default: 1)")
+    run.add_argument("--strict", action="store_true",
+                     help="stop at the first bad record with an error naming its file and line, instead of "
+                          "rejecting it into rejected/ and going on")
+    run.add_argument("--no-progress", action="store_true", help="no live progress line, even on a terminal")
+    run.add_argument("--verbose", "-v", action="store_true", help="show Beam's own log messages")
+
+
+def add_prepare_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of ``prepare``."""
+    from transforms.tokenizer import BACKENDS, TIKTOKEN_SCHEMES
+
+    add_input_arguments(ap)
+    ap.add_argument_group("input and output").add_argument(
+        "--emit-documents", action="store_true",
+        help="also write the kept documents (id, text, source, line/row, meta) as Parquet under documents/")
+    add_recipe_arguments(ap, required=False)
     tk = ap.add_argument_group("tokenization")
     tk.add_argument("--tokenizer", "-t", required=True, metavar="PATH",
                     help="HF tokenizer.json or tiktoken rank file (local path or fsspec URL)")
@@ -74,18 +109,9 @@ def add_prepare_arguments(ap: argparse.ArgumentParser) -> None:
     pk = ap.add_argument_group("packing and shards")
     pk.add_argument("--seq-len", type=_positive, required=True, help="tokens per packed row")
     pk.add_argument("--shard-rows", type=_positive, default=8192,
-                    help="rows per shard at most (default: 8192); each stream starts a new shard")
-    pk.add_argument("--stream-mb", type=_positive, default=32,
-                    help="input MB per packing stream (default: 32): streams are packed in parallel and each ends "
-                         "with at most one padded row")
-    run = ap.add_argument_group("running")
-    run.add_argument("--workers", type=_positive, default=1,
-                     help="local worker processes for the default runner (default: 1)")
-    run.add_argument("--strict", action="store_true",
-                     help="stop at the first bad record with an error naming its file and line, instead of "
-                          "rejecting it into rejected/ and going on")
-    run.add_argument("--no-progress", action="store_true", help="no live progress line, even on a terminal")
-    run.add_argument("--verbose", "-v", action="store_true", help="show Beam's own log messages")
+                    help="rows per shard at most (default: 8192); each stream starts a new shard and ends with at "
+                         "most one padded row")
+    add_running_arguments(ap)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_prepare_arguments(prep)
+    filt = sub.add_parser(
+        "filter",
+        help="filter and deduplicate a corpus by a recipe: kept documents as Parquet, dropped ones with reasons",
+        description="Read every input, apply the recipe (quality filters, language identification, exact and "
+                    "MinHash deduplication) and write the kept documents as Parquet under documents/ (id, text as "
+                    "the filters left it, source, line/row, meta such as lang), every dropped document under "
+                    "rejected/ with its stage and reason, and a manifest (written last). No tokenizer needed.",
+        epilog=EPILOG_BEAM,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_input_arguments(filt)
+    add_recipe_arguments(filt, required=True)
+    add_running_arguments(filt)
     demo = sub.add_parser(
         "demo",
         help="build a corpus from this Python's standard library, train a small tokenizer, run prepare on it",
@@ -143,17 +182,24 @@ def _quiet_logs(verbose: bool) -> None:
 
 def _run_prepare(cfg, beam_args: list[str], show_progress: bool) -> dict:
     from pipelines import prepare
+
+    return _run_with_progress(prepare.run, cfg, beam_args, show_progress)
+
+
+def _run_with_progress(run, cfg, beam_args: list[str], show_progress: bool) -> dict:
+    """``run(cfg, beam_args)``, with a live progress line on a terminal for local runs."""
+    from pipelines.prepare import is_local
     from transforms.progress import ProgressDisplay
 
-    if not (show_progress and sys.stderr.isatty() and prepare.is_local(beam_args)):
-        return prepare.run(cfg, beam_args)
+    if not (show_progress and sys.stderr.isatty() and is_local(beam_args)):
+        return run(cfg, beam_args)
     progress_dir = tempfile.mkdtemp(prefix="tokenmill-progress-")
     try:
         from transforms.sources import expand_inputs
 
         total = sum(f.size for f in expand_inputs(cfg.inputs, cfg.input_format))
         with ProgressDisplay(progress_dir, total, None):
-            return prepare.run(cfg, beam_args, progress_dir=progress_dir)
+            return run(cfg, beam_args, progress_dir=progress_dir)
     finally:
         shutil.rmtree(progress_dir, ignore_errors=True)
 
@@ -197,9 +243,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tokenizer_backend=args.tokenizer_backend, tiktoken_scheme=args.tiktoken_scheme,
                 shard_rows=args.shard_rows, stream_bytes=args.stream_mb * 1024 * 1024, strict=args.strict,
                 overwrite=args.overwrite, workers=args.workers, recipe=args.recipe, filter_engine=args.filter_engine,
+                emit_documents=args.emit_documents, recipe_processes=args.recipe_processes,
                 argv=["tokenmill", *argv],
             )
             manifest = _run_prepare(cfg, beam_args, not args.no_progress)
+            print(summary_table(manifest, args.output), file=sys.stderr)
+            return 0
+        if args.command == "filter":
+            from pipelines import filter as filter_job
+            from transforms.report import summary_table
+
+            cfg = filter_job.FilterConfig(
+                inputs=args.input, output=args.output, recipe=args.recipe, text_field=args.text_field,
+                id_field=args.id_field, input_format=args.input_format, filter_engine=args.filter_engine,
+                stream_bytes=args.stream_mb * 1024 * 1024, strict=args.strict, overwrite=args.overwrite,
+                workers=args.workers, recipe_processes=args.recipe_processes, argv=["tokenmill", *argv],
+            )
+            manifest = _run_with_progress(filter_job.run, cfg, beam_args, not args.no_progress)
             print(summary_table(manifest, args.output), file=sys.stderr)
             return 0
         if args.command == "demo":

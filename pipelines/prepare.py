@@ -1,14 +1,19 @@
-"""``tokenmill prepare``: read → tokenize → pack → write shards → commit manifest.
+"""``tokenmill prepare``: read → recipe (filters) → [dedup] → tokenize → pack → write shards → commit manifest.
 
     small input:  planned streams ──────────────────────────────────────┐
-    big input:    files ─► PlanSplits ─► GroupIntoStreams ─► Distribute ─┴► TokenizeAndPack ─► Collect ─► Commit
-                                                                                   └─► rejected/   (manifest last)
+    big input:    files ─► PlanSplits ─► GroupIntoStreams ─► Distribute ─┴► streams
+
+    no dedup:  streams ─► ProcessStream (read, filter, tokenize, pack) ─────────────────────────► Collect ─► Commit
+    dedup:     streams ─► StageStream (read, filter, keys) ─┬─ staged ──────────────┐
+                                                            └─ keys ─► FindDuplicates ─┴► Join ─► FinishStaged ─┘
+    every pass ─► rejected/ (reason per record); Commit renames files into place and writes the manifest last
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
 import sys
 import time
@@ -24,7 +29,9 @@ from pipelines import tokenmill_version
 from pipelines.beam_tuning import shorten_state_sampling
 from schemas import manifest as m
 from transforms.commit import commit, prepare_output, read_manifest
-from transforms.prepare_stream import StreamConfig, TokenizeAndPack
+from transforms.dedup_transforms import FindDuplicates
+from transforms.gather import GatherAll
+from transforms.prepare_stream import FinishStaged, ProcessStream, StageStream, StreamConfig
 from transforms.recipes import Recipe, load_recipe
 from transforms.sources import (
     DEFAULT_STREAM_BYTES,
@@ -67,6 +74,8 @@ class PrepareConfig:
     workers: int = 1
     recipe: str | None = None  # a preset name or a recipe YAML file: quality filters before tokenizing
     filter_engine: str | None = None  # overrides the recipe's engine
+    emit_documents: bool = False  # also write the kept documents under documents/
+    recipe_processes: int | None = None  # processes per worker for the recipe's filters (None: automatic)
     argv: list[str] = field(default_factory=list)
 
 
@@ -122,8 +131,8 @@ def is_local(args: list[str]) -> bool:
 def fingerprint(cfg: PrepareConfig, tokenizer_sha: str, recipe: Recipe | None = None) -> str:
     """Identity of the job's result: what decides the shards' bytes (not runner, workers or paths of temp files)."""
     keys = ("inputs", "text_field", "id_field", "input_format", "eos_token", "bos_token", "pad_token", "seq_len",
-            "shard_rows", "stream_bytes", "packing", "tiktoken_scheme")
-    ident = {k: getattr(cfg, k) for k in keys} | {"tokenizer_sha256": tokenizer_sha}
+            "shard_rows", "stream_bytes", "packing", "tiktoken_scheme", "emit_documents")
+    ident = {k: getattr(cfg, k, None) for k in keys} | {"tokenizer_sha256": tokenizer_sha}
     if recipe is not None:  # what the filters decide is part of the result (the engine is not: same decisions)
         ident["recipe"] = {k: v for k, v in recipe.to_dict().items() if k not in ("engine", "name")}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
@@ -133,21 +142,6 @@ def fingerprint(cfg: PrepareConfig, tokenizer_sha: str, recipe: Recipe | None = 
 # only when there is enough of it to be worth a shuffle (the plan is the same either way).
 PLAN_IN_PARALLEL_BYTES = 1 << 30
 PLAN_IN_PARALLEL_FILES = 64
-
-
-def _gather() -> beam.PTransform:
-    """All elements of a (small) PCollection as one list, via one GroupByKey (cheaper than ToList)."""
-
-    @beam.ptransform_fn
-    def gather(pcoll):
-        return (
-            pcoll
-            | "Key" >> beam.Map(lambda x: (0, x))
-            | "Group" >> beam.GroupByKey()
-            | "Values" >> beam.MapTuple(lambda _, xs: list(xs))
-        )
-
-    return gather()
 
 
 def _distribute() -> beam.PTransform:
@@ -182,19 +176,79 @@ def build(p: beam.Pipeline, files: list[InputFile], stream_cfg: StreamConfig, cf
             p
             | "ListInputs" >> beam.Create(list(enumerate(files)))
             | "PlanSplits" >> beam.FlatMapTuple(plan_splits, stream_bytes=cfg.stream_bytes)
-            | "CollectSplits" >> _gather()
+            | "CollectSplits" >> GatherAll()
             | "GroupIntoStreams" >> beam.FlatMap(group_into_streams, stream_bytes=cfg.stream_bytes)
             | "Distribute" >> _distribute()
         )
     else:
         planned = plan_streams(files, cfg.stream_bytes)
         streams = p | "PlannedStreams" >> beam.Create(planned, reshuffle=not one_worker)
+    if not stream_cfg.dedup:
+        results = streams | "ProcessStream" >> beam.ParDo(ProcessStream(stream_cfg))
+    else:
+        staged = streams | "StageStream" >> beam.ParDo(StageStream(stream_cfg)).with_outputs(
+            "exact", "near", main="staged")
+        duplicates = (staged.exact, staged.near) | "FindDuplicates" >> FindDuplicates()
+        results = (
+            {"staged": staged.staged, "duplicates": duplicates}
+            | "JoinDuplicates" >> beam.CoGroupByKey()
+            | "FinishStaged" >> beam.ParDo(FinishStaged(stream_cfg))
+        )
     return (
-        streams
-        | "TokenizeAndPack" >> beam.ParDo(TokenizeAndPack(stream_cfg))
-        | "CollectResults" >> _gather()
+        results
+        | "CollectResults" >> GatherAll()
         | "Commit" >> beam.Map(commit, stream_cfg.output, manifest_base, started)
     )
+
+
+def recipe_processes(requested: int | None, recipe: Recipe | None, files: list[InputFile], beam_args: list[str],
+                     workers: int) -> int:
+    """Processes per worker for the recipe's filters: as asked, else the local cores shared among the workers
+    when the filters have enough input to repay starting them (one otherwise, and on remote runners, whose
+    workers already run a process per core)."""
+    if requested is not None:
+        return requested
+    if recipe is None or not (recipe.filters or recipe.dedup.minhash) or not is_local(beam_args):
+        return 1
+    if sum(f.size for f in files) < AUTO_PROCESSES_MIN_BYTES:
+        return 1
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+AUTO_PROCESSES_MIN_BYTES = 16 << 20
+
+
+def manifest_header(fmt: str, command: str, cfg: Any, fp: str, files: list[InputFile], beam_args: list[str],
+                    stream_cfg: StreamConfig) -> dict[str, Any]:
+    """The manifest keys every job records: format, version, job, fingerprint, inputs, runner, recipe."""
+    header = {
+        m.K_FORMAT: fmt,
+        m.K_VERSION: tokenmill_version(),
+        m.K_JOB: {"command": command, "argv": cfg.argv or sys.argv, "config": asdict(cfg)},
+        m.K_FINGERPRINT: fp,
+        m.K_INPUTS: [asdict(f) for f in files],
+        m.K_RUNNER: {"runner": runner_name(beam_args) or "FnApiRunner", "workers": cfg.workers,
+                     "recipe_processes": stream_cfg.recipe_processes},
+    }
+    if stream_cfg.recipe is not None:
+        header[m.K_RECIPE] = stream_cfg.recipe.to_dict()
+    return header
+
+
+def execute(cfg: Any, files: list[InputFile], stream_cfg: StreamConfig, manifest_base: dict[str, Any],
+            fingerprint_: str, beam_args: list[str], started: float) -> dict[str, Any]:
+    """Run the graph of a prepare or filter job and return the committed manifest."""
+    options = beam_options(beam_args, cfg.workers)
+    runner = local_runner(beam_args, cfg.workers)
+    if runner is not None or is_local(beam_args):
+        shorten_state_sampling()  # bundles run in this process (or in pipelines.worker, which does the same)
+    p = beam.Pipeline(runner=runner, options=options)
+    build(p, files, stream_cfg, cfg, manifest_base, started, one_worker=in_process(beam_args, cfg.workers))
+    p.run().wait_until_finish()
+    manifest = read_manifest(cfg.output)
+    if manifest is None or manifest.get(m.K_FINGERPRINT) != fingerprint_:
+        raise RuntimeError(f"the pipeline finished but wrote no manifest into {cfg.output!r}")
+    return manifest
 
 
 def run(cfg: PrepareConfig, beam_args: list[str] | None = None, progress_dir: str | None = None) -> dict[str, Any]:
@@ -214,29 +268,9 @@ def run(cfg: PrepareConfig, beam_args: list[str] | None = None, progress_dir: st
     stream_cfg = StreamConfig(
         output=cfg.output, tokenizer=spec, seq_len=cfg.seq_len, shard_rows=cfg.shard_rows,
         text_field=cfg.text_field, id_field=cfg.id_field, strict=cfg.strict, packing=cfg.packing,
-        progress_dir=progress_dir, recipe=recipe,
+        progress_dir=progress_dir, recipe=recipe, emit_documents=cfg.emit_documents,
+        recipe_processes=recipe_processes(cfg.recipe_processes, recipe, files, beam_args, cfg.workers),
     )
-    options = beam_options(beam_args, cfg.workers)
-    manifest_base = {
-        m.K_FORMAT: m.MANIFEST_FORMAT,
-        m.K_VERSION: tokenmill_version(),
-        m.K_JOB: {"command": "prepare", "argv": cfg.argv or sys.argv, "config": asdict(cfg)},
-        m.K_FINGERPRINT: fp,
-        m.K_INPUTS: [asdict(f) for f in files],
-        m.K_TOKENIZER: spec.manifest(),
-        m.K_SEQ_LEN: cfg.seq_len,
-        m.K_PACKING: cfg.packing,
-        m.K_RUNNER: {"runner": runner_name(beam_args) or "FnApiRunner", "workers": cfg.workers},
-    }
-    if recipe is not None:
-        manifest_base[m.K_RECIPE] = recipe.to_dict()
-    runner = local_runner(beam_args, cfg.workers)
-    if runner is not None or is_local(beam_args):
-        shorten_state_sampling()  # bundles run in this process (or in pipelines.worker, which does the same)
-    p = beam.Pipeline(runner=runner, options=options)
-    build(p, files, stream_cfg, cfg, manifest_base, started, one_worker=in_process(beam_args, cfg.workers))
-    p.run().wait_until_finish()
-    manifest = read_manifest(cfg.output)
-    if manifest is None or manifest.get(m.K_FINGERPRINT) != fp:
-        raise RuntimeError(f"the pipeline finished but wrote no manifest into {cfg.output!r}")
-    return manifest
+    manifest_base = manifest_header(m.MANIFEST_FORMAT, "prepare", cfg, fp, files, beam_args, stream_cfg)
+    manifest_base.update({m.K_TOKENIZER: spec.manifest(), m.K_SEQ_LEN: cfg.seq_len, m.K_PACKING: cfg.packing})
+    return execute(cfg, files, stream_cfg, manifest_base, fp, beam_args, started)

@@ -24,15 +24,16 @@ def test_top_level_help_lists_commands(capsys):
     assert "prepare" in out and "demo" in out
 
 
-def test_every_prepare_option_is_in_help_and_readme(capsys):
+@pytest.mark.parametrize("command, at_least", [("prepare", 20), ("filter", 14)])
+def test_every_option_is_in_help_and_readme(command, at_least, capsys):
     parser = cli.build_parser()
-    prepare = parser._subparsers._group_actions[0].choices["prepare"]
-    options = [s for a in prepare._actions for s in a.option_strings if s.startswith("--") and s != "--help"]
+    sub = parser._subparsers._group_actions[0].choices[command]
+    options = [s for a in sub._actions for s in a.option_strings if s.startswith("--") and s != "--help"]
     with pytest.raises(SystemExit):
-        cli.main(["prepare", "--help"])
+        cli.main([command, "--help"])
     help_text = capsys.readouterr().out
     readme = README.read_text()
-    assert len(options) >= 18
+    assert len(options) >= at_least
     for opt in options:
         assert opt in help_text
         assert f"`{opt}" in readme, f"{opt} is not documented in README.md"

@@ -14,10 +14,12 @@ import fsspec
 from fsspec.core import url_to_fs
 
 from schemas import manifest as m
-from schemas.manifest import Counts
+from schemas.documents import DOCUMENT_NAME, DOCUMENTS_DIR
+from schemas.manifest import STAGE_DEDUP, Counts
 from schemas.shards import MANIFEST_FILE, REJECTED_DIR, REJECTED_NAME, SHARD_NAME, SHARDS_DIR, TEMP_DIR
 
-_OURS = {MANIFEST_FILE, SHARDS_DIR, REJECTED_DIR, TEMP_DIR, MANIFEST_FILE + ".tmp"}
+_RESULT_DIRS = (SHARDS_DIR, DOCUMENTS_DIR, REJECTED_DIR)
+_OURS = {MANIFEST_FILE, TEMP_DIR, MANIFEST_FILE + ".tmp", *_RESULT_DIRS}
 
 
 class OutputError(ValueError):
@@ -83,49 +85,57 @@ def prepare_output(output: str, fingerprint: str, overwrite: bool) -> None:
     except OSError as exc:
         raise OutputError(f"--output {output!r} is not writable ({exc})") from exc
     # the manifest goes first: from here on the directory is not a result until the new manifest lands
-    for name in (MANIFEST_FILE, MANIFEST_FILE + ".tmp", SHARDS_DIR, REJECTED_DIR, TEMP_DIR):
+    for name in (MANIFEST_FILE, MANIFEST_FILE + ".tmp", *_RESULT_DIRS, TEMP_DIR):
         path = posixpath.join(root, name)
         if fs.exists(path):
             fs.rm(path, recursive=True)
 
 
 def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, Any], started: float) -> dict:
-    """Rename temp shards into ``shards/part-NNNNN.parquet`` in stream order, write manifest.json last."""
+    """Rename temp shards, document files and rejected files into place in stream order; write manifest.json last."""
     fs, root = _fs(output)
     results = sorted(results, key=lambda r: r["stream"])
-    shards: list[dict[str, Any]] = []
-    rejected: list[dict[str, Any]] = []
+    placed: dict[str, list[dict[str, Any]]] = {SHARDS_DIR: [], DOCUMENTS_DIR: [], REJECTED_DIR: []}
+    names = {SHARDS_DIR: SHARD_NAME, DOCUMENTS_DIR: DOCUMENT_NAME, REJECTED_DIR: REJECTED_NAME}
     counts = Counts()
     backends: dict[str, int] = {}
     notes: list[str] = []
-    fs.makedirs(posixpath.join(root, SHARDS_DIR), exist_ok=True)
+
+    def place(kind: str, item: dict[str, Any]) -> None:
+        rel = posixpath.join(kind, names[kind].format(index=len(placed[kind])))
+        fs.makedirs(posixpath.join(root, kind), exist_ok=True)
+        fs.mv(_path(fs, item["temp_url"]), posixpath.join(root, rel))
+        placed[kind].append({"path": rel, **{k: v for k, v in item.items() if k != "temp_url"}})
+
     for r in results:
         counts.merge(Counts.from_dict(r["counts"]))
         if r["backend"]:
             backends[r["backend"]] = backends.get(r["backend"], 0) + 1
         if r["backend_note"]:
             notes.append(r["backend_note"])
-        for shard in r["shards"]:
-            rel = posixpath.join(SHARDS_DIR, SHARD_NAME.format(index=len(shards)))
-            fs.mv(_path(fs, shard["temp_url"]), posixpath.join(root, rel))
-            shards.append({"path": rel, **{k: v for k, v in shard.items() if k != "temp_url"}})
-        if r["rejected"]:
-            fs.makedirs(posixpath.join(root, REJECTED_DIR), exist_ok=True)
-            rel = posixpath.join(REJECTED_DIR, REJECTED_NAME.format(index=r["stream"]))
-            fs.mv(_path(fs, r["rejected"]["temp_url"]), posixpath.join(root, rel))
-            rejected.append({"path": rel, "records": r["rejected"]["records"]})
-    _remove_stale(fs, root, {s["path"] for s in shards} | {x["path"] for x in rejected})
+        for kind, key in ((SHARDS_DIR, "shards"), (DOCUMENTS_DIR, "documents"), (REJECTED_DIR, "rejected")):
+            for item in r[key]:
+                place(kind, item)
+    _remove_stale(fs, root, {x["path"] for files in placed.values() for x in files})
     temp = posixpath.join(root, TEMP_DIR)
     if fs.exists(temp):
         fs.rm(temp, recursive=True)
     manifest = dict(manifest_base)
-    manifest[m.K_TOKENIZER] = dict(manifest[m.K_TOKENIZER], backend=_backend_name(backends), backend_streams=backends)
-    if notes:
-        manifest[m.K_TOKENIZER]["backend_notes"] = notes[:20]
+    if m.K_TOKENIZER in manifest:
+        manifest[m.K_TOKENIZER] = dict(manifest[m.K_TOKENIZER], backend=_backend_name(backends),
+                                       backend_streams=backends)
+        if notes:
+            manifest[m.K_TOKENIZER]["backend_notes"] = notes[:20]
     manifest[m.K_COUNTS] = counts.to_dict()
     manifest[m.K_STREAMS] = len(results)
-    manifest[m.K_SHARDS] = shards
-    manifest[m.K_REJECTED] = rejected
+    if m.K_TOKENIZER in manifest:
+        manifest[m.K_SHARDS] = placed[SHARDS_DIR]
+    if placed[DOCUMENTS_DIR] or manifest_base.get(m.K_FORMAT) == m.DOCUMENTS_FORMAT:
+        manifest[m.K_DOCUMENTS] = placed[DOCUMENTS_DIR]
+    manifest[m.K_REJECTED] = placed[REJECTED_DIR]
+    recipe = manifest.get(m.K_RECIPE)
+    if recipe and (recipe["dedup"]["exact"] or recipe["dedup"].get("minhash")):
+        manifest[m.K_DEDUP] = dedup_summary(counts)
     manifest[m.K_WALL_TIME] = round(time.time() - started, 3)
     if counts.records != counts.docs_written + counts.rejected_total():
         raise RuntimeError(f"tokenmill: internal error: counts do not add up: {counts.to_dict()}")
@@ -134,6 +144,19 @@ def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, 
         fh.write(json.dumps(manifest, indent=2, sort_keys=False).encode() + b"\n")
     fs.mv(tmp, posixpath.join(root, MANIFEST_FILE))
     return manifest
+
+
+def dedup_summary(counts: Counts) -> dict[str, Any]:
+    """Duplicates found, and their share of the documents that reached deduplication (after the filters)."""
+    found = {k.split("/", 1)[1]: v for k, v in counts.docs_rejected.items() if k.startswith(f"{STAGE_DEDUP}/")}
+    total = sum(found.values())
+    considered = counts.docs_written + total
+    return {
+        m.EXACT_DUPLICATE: found.get(m.EXACT_DUPLICATE, 0),
+        m.NEAR_DUPLICATE: found.get(m.NEAR_DUPLICATE, 0),
+        "documents_considered": considered,
+        "duplicate_rate": round(total / considered, 6) if considered else 0.0,
+    }
 
 
 def _backend_name(backends: dict[str, int]) -> str | None:
@@ -147,7 +170,7 @@ def _path(fs: fsspec.AbstractFileSystem, url: str) -> str:
 
 
 def _remove_stale(fs: fsspec.AbstractFileSystem, root: str, keep: set[str]) -> None:
-    for sub in (SHARDS_DIR, REJECTED_DIR):
+    for sub in _RESULT_DIRS:
         base = posixpath.join(root, sub)
         if not fs.exists(base):
             continue

@@ -28,13 +28,16 @@ class DocumentWriter:
 
     def write(self, ids: Sequence[str], texts: Sequence[str], source: str | Sequence[str],
               lines: Sequence[int | None], rows: Sequence[int | None],
-              metas: Sequence[dict[str, Any] | None] | None = None) -> None:
-        """Add documents (parallel sequences; one ``source`` string applies to all)."""
+              metas: Sequence[dict[str, Any] | str | None] | None = None) -> None:
+        """Add documents (parallel sequences; one ``source`` string applies to all; a meta may be JSON text)."""
         n = len(texts)
         if not n:
             return
         sources = [source] * n if isinstance(source, str) else list(source)
-        meta = [orjson.dumps(x).decode() if x else "{}" for x in metas] if metas is not None else ["{}"] * n
+        if not metas:
+            meta = ["{}"] * n
+        else:
+            meta = [x if isinstance(x, str) else orjson.dumps(x).decode() if x else "{}" for x in metas]
         batch = pa.RecordBatch.from_arrays(
             [pa.array(ids, pa.string()), pa.array(texts, pa.string()), pa.array(sources, pa.string()),
              pa.array(lines, pa.int64()), pa.array(rows, pa.int64()), pa.array(meta, pa.string())],

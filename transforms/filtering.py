@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
+from schemas.documents import META_LANG, META_LANG_SCORE
 from transforms.recipes import DATATROVE, FAST, Recipe, RecipeError, Stage
 
 
@@ -22,6 +23,7 @@ class Decision:
     stage: str | None = None
     reason: str | None = None
     modified_by: tuple[str, ...] = ()
+    meta: dict | None = None  # signals a stage measured (the language stage: lang, lang_score)
 
 
 class LanguageStage:
@@ -34,23 +36,26 @@ class LanguageStage:
         self.languages = frozenset(languages) if languages else None
         self.min_score = min_score
 
-    def check(self, text: str) -> tuple[bool, str | None]:
-        """(keep, reason)."""
+    def check(self, text: str) -> tuple[bool, str | None, dict]:
+        """(keep, reason, {lang, lang_score})."""
         lang, score = self.identifier.identify(text)
+        meta = {META_LANG: lang, META_LANG_SCORE: round(score, 4)}
         if self.languages is not None and lang not in self.languages:
-            return False, "language_not_wanted"
+            return False, "language_not_wanted", meta
         if score < self.min_score:
-            return False, "language_score_too_low"
-        return True, None
+            return False, "language_score_too_low", meta
+        return True, None, meta
 
     def filter(self, doc) -> bool | tuple[bool, str]:
-        """datatrove's filter protocol."""
-        keep, reason = self.check(doc.text)
+        """datatrove's filter protocol (the language lands in ``doc.metadata`` as datatrove's own filter does)."""
+        keep, reason, meta = self.check(doc.text)
+        doc.metadata.update({"language": meta[META_LANG], "language_score": meta[META_LANG_SCORE]})
         return True if keep else (False, reason)
 
-    def run(self, text: str) -> tuple[bool, str | None, str]:
-        """The chain's rule protocol (see run_chain)."""
-        return (*self.check(text), text)
+    def run(self, text: str) -> tuple[bool, str | None, str, dict]:
+        """The chain's rule protocol (see run_chain), with the measured language."""
+        keep, reason, meta = self.check(text)
+        return keep, reason, text, meta
 
 
 def _datatrove_filter(stage: Stage):
@@ -80,6 +85,8 @@ class DatatroveRule:
 
     def run(self, text: str) -> tuple[bool, str | None, str]:
         """(keep, reason, text after the filter: C4 removes lines)."""
+        if isinstance(self._filter, LanguageStage):
+            return self._filter.run(text)
         doc = self._document(text=text, id="")
         result = self._filter.filter(doc)
         keep, reason = result if isinstance(result, tuple) else (result, None)
@@ -87,21 +94,26 @@ class DatatroveRule:
 
 
 def run_chain(stages: list[tuple[str, object]], texts: list[str]) -> list[Decision]:
-    """One Decision per text: each (name, rule) in order, ``rule.run(text) -> (keep, reason, text)``; the first
-    drop ends the chain, and a changed text is passed on and reported as modified by that stage."""
+    """One Decision per text: each (name, rule) in order, ``rule.run(text) -> (keep, reason, text[, meta])``; the
+    first drop ends the chain, a changed text is passed on and reported as modified by that stage, and the signals
+    a rule measured (``meta``) are kept."""
     out: list[Decision] = []
     for text in texts:
         decision = None
         modified: list[str] = []
+        meta: dict | None = None
         for name, rule in stages:
-            keep, reason, new_text = rule.run(text)
+            result = rule.run(text)
+            keep, reason, new_text = result[:3]
+            if len(result) > 3:
+                meta = {**(meta or {}), **result[3]}
             if new_text != text:
                 modified.append(name)
                 text = new_text
             if not keep:
-                decision = Decision(False, text, name, reason or name, tuple(modified))
+                decision = Decision(False, text, name, reason or name, tuple(modified), meta)
                 break
-        out.append(decision or Decision(True, text, modified_by=tuple(modified)))
+        out.append(decision or Decision(True, text, modified_by=tuple(modified), meta=meta))
     return out
 
 

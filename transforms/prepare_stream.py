@@ -1,4 +1,11 @@
-"""Read → tokenize → pack → write for one stream: the core of ``prepare``, and its thin Beam adapter."""
+"""The per-stream work of ``prepare`` and ``filter``, and its thin Beam adapters.
+
+    one pass (no dedup):  read ─► recipe ─► [tokenize ─► pack ─► shards] + [documents]     (ProcessStream)
+    dedup, pass 1:        read ─► recipe (filters, keys) ─► staged documents + keys      (StageStream)
+    dedup, pass 2:        staged documents ─► drop duplicates ─► [shards] + [documents]   (FinishStaged)
+
+Every record a pass reads is counted once; every document it drops goes to its rejected file with a reason.
+"""
 
 from __future__ import annotations
 
@@ -18,12 +25,14 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from schemas.manifest import STAGE_FILTER, Counts
+from schemas.manifest import STAGE_DEDUP, STAGE_FILTER, Counts
 from schemas.shards import TEMP_DIR
-from transforms.filtering import make_engine
+from transforms.dedup import make_ref
+from transforms.document_writer import DocumentWriter, read_documents
 from transforms.pack import PACKERS
 from transforms.progress import ProgressWriter
 from transforms.readers import DEFAULT_BATCH_BYTES, DocBatch, read_split
+from transforms.recipe_work import DocKeys, RecipeRunner
 from transforms.recipes import Recipe
 from transforms.records import Rejection, raw_record
 from transforms.shard_writer import ShardWriter
@@ -53,7 +62,7 @@ class StreamConfig:
     """Everything a worker needs to turn a stream into shards (picklable)."""
 
     output: str
-    tokenizer: TokenizerSpec
+    tokenizer: TokenizerSpec | None  # None: no tokenizing (``tokenmill filter``)
     seq_len: int
     shard_rows: int
     text_field: str = "text"
@@ -63,6 +72,13 @@ class StreamConfig:
     batch_bytes: int = DEFAULT_BATCH_BYTES
     progress_dir: str | None = None
     recipe: Recipe | None = None
+    emit_documents: bool = False  # write kept documents under documents/
+    recipe_processes: int = 1  # processes running the recipe's filters and keys (1: in the worker itself)
+
+    @property
+    def dedup(self) -> bool:
+        """Whether the recipe deduplicates (two passes with a shuffle of keys between them)."""
+        return self.recipe is not None and (self.recipe.dedup.exact or self.recipe.dedup.minhash is not None)
 
     @property
     def temp_dir(self) -> str:
@@ -193,181 +209,383 @@ class _UseReference(Exception):
         self.note = note
 
 
-def process_stream(
-    stream: Stream, cfg: StreamConfig, encoders: Encoders, progress: ProgressWriter, engine: Any = None
-) -> dict[str, Any]:
-    """Tokenize and pack one stream into temp shards; returns its result (counts, shards, rejected file, backend)."""
-    return start_stream(stream, cfg, encoders, progress, engine=engine)()
+class _Attempt:
+    """One attempt at one pass over a stream: its counts, its rejected file and its share of the progress.
 
-
-def start_stream(
-    stream: Stream,
-    cfg: StreamConfig,
-    encoders: Encoders,
-    progress: ProgressWriter,
-    chosen: tuple[Encoder, str] | None = None,
-    engine: Any = None,
-) -> Callable[[], dict[str, Any]]:
-    """Read and tokenize one stream, handing its rows to a writer thread; returns the call that waits for the
-    writer and gives the stream's result, so that a worker can start its next stream meanwhile.
-
-    With ``auto``, gigatoken starts at once while its verification on the stream's first documents runs beside
-    it; on a mismatch (rare) this attempt is discarded and the stream redone with the reference encoder.
+    Temp names carry a random attempt id, so retried or speculative attempts never write over each other.
     """
-    attempt = uuid.uuid4().hex[:12]  # retried or speculative attempts never write over each other
-    prefix = f"{cfg.temp_dir}/s{stream.index:05d}-{attempt}"
-    spec = cfg.tokenizer
-    counts = Counts()
-    packer = PACKERS[cfg.packing](cfg.seq_len, spec.pad_id)
-    writer = ShardWriter(prefix, cfg.seq_len, cfg.shard_rows)
-    rejected_url = f"{prefix}-rejected.jsonl"
-    rejected_fh = None
-    encoder, note = chosen if chosen is not None else (None, "")
-    verifying: Future | None = None
-    # Parquet encoding and compression run in one background thread (in order) while the next batch tokenizes
-    pool = ThreadPoolExecutor(1, thread_name_prefix="tokenmill-writer")
-    writes: deque[Future] = deque()
 
-    def write(rows) -> None:
-        writes.append(pool.submit(writer.write, rows))
-        while len(writes) > _WRITES_IN_FLIGHT:
-            writes.popleft().result()
+    def __init__(self, cfg: StreamConfig, stream_index: int, progress: ProgressWriter, name: str) -> None:
+        self.stream = stream_index
+        self.prefix = f"{cfg.temp_dir}/s{stream_index:05d}-{name}-{uuid.uuid4().hex[:12]}"
+        self.counts = Counts()
+        self.progress = progress
+        self._shown: dict[str, int] = {}
+        self._rejected_url = f"{self.prefix}-rejected.jsonl"
+        self._rejected_fh: Any = None
+        self._rejected_n = 0
 
-    def check() -> None:
-        """auto's verification has resolved: go on with gigatoken, or start over with the reference."""
-        nonlocal verifying
-        verified, verdict = verifying.result()
-        verifying = None
-        if verified is not encoder:
-            raise _UseReference(verified, verdict)
+    def show(self, force: bool = False, **deltas: int) -> None:
+        """Add to the live progress (remembered, so that a discarded attempt can take it back)."""
+        for key, value in deltas.items():
+            self._shown[key] = self._shown.get(key, 0) + value
+        self.progress.add(force=force, **deltas)
 
-    try:
-        for batch in _prefetch(_batches(stream, cfg), _PREFETCH_BATCHES):
-            counts.records += batch.records
-            counts.bytes_read += batch.bytes_read
-            for kind, n in batch.repairs.items():
-                counts.repair(kind, n)
-            rejections = batch.rejections
-            if engine is not None and batch.texts:
-                rejections = rejections + _apply_filters(engine, batch, counts)
-            if rejections:
-                if rejected_fh is None:
-                    rejected_fh = fsspec.open(rejected_url, "wb").open()
-                for rej in rejections:
-                    counts.reject(rej.count_key)
-                    rejected_fh.write(orjson.dumps(rej.to_dict()) + b"\n")
-            progress.add(records=batch.records, bytes=batch.bytes_read)
-            if not batch.texts:
-                continue
-            if encoder is None:
-                encoder, verifying = encoders.start(batch.texts, f"stream {stream.index} ({batch.ids[0]})")
-                note = encoders.fast_error if verifying is None else ""  # why auto could not use gigatoken
-            flat, lens = encoder.encode_batch(batch.texts)
-            flat, lens = add_specials(flat, lens, spec.eos_id, spec.bos_id)
-            counts.docs_written += len(batch.texts)
-            counts.tokens += int(flat.size)
-            counts.text_chars += sum(map(len, batch.texts))
-            progress.add(docs=len(batch.texts), tokens=int(flat.size))
-            write(packer.add(flat, lens))
-            if verifying is not None and verifying.done():
-                check()
-        if verifying is not None:
-            check()
-        write(packer.finish())
-    except _UseReference as redo:
-        _discard(pool, writer, rejected_fh, rejected_url)
-        progress.add(records=-counts.records, bytes=-counts.bytes_read, docs=-counts.docs_written,
-                     tokens=-counts.tokens)
-        return start_stream(stream, cfg, encoders, progress, chosen=(redo.encoder, redo.note), engine=engine)
-    except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
-        if rejected_fh is not None:
-            rejected_fh.close()
-        raise
+    def reject(self, rejections: list[Rejection]) -> None:
+        """Write rejected records and count them."""
+        if not rejections:
+            return
+        if self._rejected_fh is None:
+            self._rejected_fh = fsspec.open(self._rejected_url, "wb").open()
+        for rej in rejections:
+            self.counts.reject(rej.count_key)
+            self._rejected_fh.write(orjson.dumps(rej.to_dict()) + b"\n")
+        self._rejected_n += len(rejections)
 
-    def finish() -> dict[str, Any]:
-        try:
-            while writes:
-                writes.popleft().result()
-            shards = writer.close()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            if rejected_fh is not None:
-                rejected_fh.close()
-        counts.sequences = sum(s["rows"] for s in shards)
-        counts.pad_tokens = sum(s["pad_tokens"] for s in shards)
-        progress.add(force=True, streams=1)
-        return {
-            "stream": stream.index,
-            "counts": counts.to_dict(),
-            "shards": shards,
-            "rejected": {"temp_url": rejected_url, "records": counts.rejected_total()} if rejected_fh else None,
-            "backend": encoder.name if encoder is not None else None,
-            "backend_note": note,
-            "inputs": sorted({s.url for s in stream.splits}),
-        }
+    def rejected(self) -> list[dict[str, Any]]:
+        """Close the rejected file: [{temp_url, records}] (empty when nothing was rejected)."""
+        if self._rejected_fh is None:
+            return []
+        self._rejected_fh.close()
+        return [{"temp_url": self._rejected_url, "records": self._rejected_n}]
 
-    return finish
+    def discard(self) -> None:
+        """Throw away this attempt's rejected file and take back its progress."""
+        if self._rejected_fh is not None:
+            self._rejected_fh.close()
+            fs, path = fsspec.core.url_to_fs(self._rejected_url)
+            if fs.exists(path):
+                fs.rm(path)
+        self.progress.add(**{k: -v for k, v in self._shown.items()})
+
+    def close(self) -> None:
+        """Close files after a failure (the temp directory is cleared by the next run)."""
+        if self._rejected_fh is not None:
+            self._rejected_fh.close()
 
 
-def _apply_filters(engine: Any, batch: DocBatch, counts: Counts) -> list[Rejection]:
-    """Run the recipe's filters on a batch: keep (possibly modified) documents in place, return the dropped ones."""
-    decisions = engine.apply(batch.texts, batch.ids)
-    kept_texts, kept_ids, dropped = [], [], []
+class StreamTools:
+    """What a worker keeps across streams: encoders (loaded on first use), the recipe runner, progress."""
+
+    def __init__(self, cfg: StreamConfig, keys: bool = False) -> None:
+        self.cfg = cfg
+        self.progress = ProgressWriter(cfg.progress_dir)
+        self.runner = RecipeRunner(cfg.recipe, cfg.recipe_processes, keys) if cfg.recipe is not None else None
+        self._encoders: Encoders | None = None
+
+    @property
+    def encoders(self) -> Encoders:
+        """The tokenizer's encoders (started on first use)."""
+        if self._encoders is None:
+            self._encoders = Encoders(self.cfg.tokenizer)
+        return self._encoders
+
+    def close(self) -> None:
+        """Stop the recipe's worker processes."""
+        if self.runner is not None:
+            self.runner.close()
+
+
+def read_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools, attempt: _Attempt,
+                keys: list[tuple[int, str, DocKeys]] | None = None) -> Iterator[DocBatch]:
+    """The stream's documents after the recipe, batch by batch; read and filter rejections go to the attempt.
+
+    With ``keys``, each kept document's (ref, id, dedup keys) is appended to it as the batch is yielded.
+    """
+    batches = _prefetch(_batches(stream, cfg), _PREFETCH_BATCHES)
+    worked = tools.runner.map(batches) if tools.runner is not None else ((b, None, None) for b in batches)
+    kept = 0
+    for batch, decisions, doc_keys in worked:
+        c = attempt.counts
+        c.records += batch.records
+        c.bytes_read += batch.bytes_read
+        for kind, n in batch.repairs.items():
+            c.repair(kind, n)
+        rejections = batch.rejections
+        if decisions:
+            dropped, kept_keys = apply_decisions(batch, decisions, doc_keys, c)
+            rejections = rejections + dropped
+            if keys is not None:
+                for i, k in enumerate(kept_keys):
+                    keys.append((make_ref(stream.index, kept + i), batch.ids[i], k))
+        kept += len(batch.texts)
+        attempt.reject(rejections)
+        attempt.show(records=batch.records, bytes=batch.bytes_read)
+        yield batch
+
+
+def apply_decisions(batch: DocBatch, decisions: list, keys: list[DocKeys | None],
+                    counts: Counts) -> tuple[list[Rejection], list[DocKeys]]:
+    """Keep a batch's (possibly modified) documents in place; return the dropped ones and the kept ones' keys."""
+    texts, ids, lines, rows, metas, kept_keys, dropped = [], [], [], [], [], [], []
     for i, d in enumerate(decisions):
         for stage in d.modified_by:
             counts.docs_modified[stage] = counts.docs_modified.get(stage, 0) + 1
         if d.keep:
-            kept_texts.append(d.text)
-            kept_ids.append(batch.ids[i])
+            texts.append(d.text)
+            ids.append(batch.ids[i])
+            lines.append(batch.lines[i])
+            rows.append(batch.rows[i])
+            metas.append(d.meta)
+            kept_keys.append(keys[i])
             continue
         dropped.append(Rejection(
             batch.source, d.reason, line=batch.lines[i], row=batch.rows[i], id=batch.ids[i],
             detail=f"{d.stage}/{d.reason}", record=raw_record(batch.texts[i]), stage=STAGE_FILTER,
             counted_as=f"{d.stage}/{d.reason}",
         ))
-    batch.texts, batch.ids = kept_texts, kept_ids
-    return dropped
+    batch.texts, batch.ids, batch.lines, batch.rows, batch.metas = texts, ids, lines, rows, metas
+    return dropped, kept_keys
 
 
-def _discard(pool: ThreadPoolExecutor, writer: ShardWriter, rejected_fh: Any, rejected_url: str) -> None:
-    """Throw away an attempt's temp files (the commit step would ignore them; this keeps the disk tidy)."""
-    pool.shutdown(wait=True, cancel_futures=True)
-    writer.abort()
-    if rejected_fh is not None:
-        rejected_fh.close()
-        fs, path = fsspec.core.url_to_fs(rejected_url)
-        fs.rm(path)
+def read_staged(url: str, duplicates: dict[int, tuple[str, str]], attempt: _Attempt) -> Iterator[DocBatch]:
+    """Pass 2's documents: the staged file of pass 1 without its duplicates (``ordinal → (reason, kept id)``),
+    which go to the attempt's rejected file naming the document they duplicate."""
+    ordinal = 0
+    for table in read_documents(url):
+        cols = table.to_pydict()
+        n = len(cols["text"])
+        start = 0
+        while start < n:  # one DocBatch per run of documents from the same source file
+            source = cols["source"][start]
+            stop = start + 1
+            while stop < n and cols["source"][stop] == source:
+                stop += 1
+            batch = DocBatch(source=source)
+            dropped = []
+            for i in range(start, stop):
+                dup = duplicates.get(ordinal + i - start)
+                if dup is None:
+                    batch.texts.append(cols["text"][i])
+                    batch.ids.append(cols["id"][i])
+                    batch.lines.append(cols["line"][i])
+                    batch.rows.append(cols["row"][i])
+                    batch.metas.append(cols["meta"][i])
+                    continue
+                reason, kept_id = dup
+                dropped.append(Rejection(
+                    source, reason, line=cols["line"][i], row=cols["row"][i], id=cols["id"][i],
+                    detail=f"duplicate of {kept_id}", record=raw_record(cols["text"][i]), stage=STAGE_DEDUP,
+                    counted_as=f"{STAGE_DEDUP}/{reason}", duplicate_of=kept_id,
+                ))
+            ordinal += stop - start
+            attempt.reject(dropped)
+            yield batch
+            start = stop
 
 
-class TokenizeAndPack(beam.DoFn):
-    """Beam adapter: one stream in, one small result dict out; the tokenizer loads once per worker.
+class _PackSink:
+    """Tokenize → pack → Parquet shards (``prepare``), the writer one batch behind in its own thread.
 
-    A stream's writer finishes in the background while the next stream of the bundle starts tokenizing; the
-    results are emitted as their writers finish, and all of them by the end of the bundle.
+    With ``auto``, gigatoken starts at once while its verification on the stream's first documents runs beside
+    it; on a mismatch (rare) ``add``/``end`` raise _UseReference and the caller redoes the pass with the reference.
     """
+
+    def __init__(self, cfg: StreamConfig, tools: StreamTools, attempt: _Attempt,
+                 chosen: tuple[Encoder, str] | None) -> None:
+        self.cfg = cfg
+        self.tools = tools
+        self.attempt = attempt
+        self.spec = cfg.tokenizer
+        self.packer = PACKERS[cfg.packing](cfg.seq_len, self.spec.pad_id)
+        self.writer = ShardWriter(attempt.prefix, cfg.seq_len, cfg.shard_rows)
+        self.encoder, self.note = chosen if chosen is not None else (None, "")
+        self.verifying: Future | None = None
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="tokenmill-writer")
+        self.writes: deque[Future] = deque()
+
+    def add(self, batch: DocBatch) -> None:
+        """Tokenize and pack a batch of kept documents."""
+        if self.encoder is None:
+            where = f"stream {self.attempt.stream} ({batch.ids[0]})"
+            self.encoder, self.verifying = self.tools.encoders.start(batch.texts, where)
+            self.note = self.tools.encoders.fast_error if self.verifying is None else ""  # why not gigatoken
+        flat, lens = self.encoder.encode_batch(batch.texts)
+        flat, lens = add_specials(flat, lens, self.spec.eos_id, self.spec.bos_id)
+        c = self.attempt.counts
+        c.tokens += int(flat.size)
+        self.attempt.show(tokens=int(flat.size))
+        self._write(self.packer.add(flat, lens))
+        if self.verifying is not None and self.verifying.done():
+            self._check()
+
+    def end(self) -> None:
+        """All documents are in: settle the verification and pad the last row."""
+        if self.verifying is not None:
+            self._check()
+        self._write(self.packer.finish())
+
+    def finish(self) -> dict[str, Any]:
+        """Wait for the writer: the pass's shards and backend."""
+        try:
+            while self.writes:
+                self.writes.popleft().result()
+            shards = self.writer.close()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        c = self.attempt.counts
+        c.sequences = sum(s["rows"] for s in shards)
+        c.pad_tokens = sum(s["pad_tokens"] for s in shards)
+        return {"shards": shards, "backend": self.encoder.name if self.encoder is not None else None,
+                "backend_note": self.note}
+
+    def discard(self) -> None:
+        """Stop writing and delete this attempt's shards."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.writer.abort()
+
+    def _write(self, rows) -> None:
+        self.writes.append(self.pool.submit(self.writer.write, rows))
+        while len(self.writes) > _WRITES_IN_FLIGHT:
+            self.writes.popleft().result()
+
+    def _check(self) -> None:
+        """auto's verification has resolved: go on with gigatoken, or start over with the reference."""
+        verified, verdict = self.verifying.result()
+        self.verifying = None
+        if verified is not self.encoder:
+            raise _UseReference(verified, verdict)
+
+
+def _write_documents(writer: DocumentWriter, batch: DocBatch) -> None:
+    writer.write(batch.ids, batch.texts, batch.source, batch.lines, batch.rows, batch.metas)
+
+
+def run_pass(
+    cfg: StreamConfig,
+    tools: StreamTools,
+    stream_index: int,
+    name: str,
+    source: Callable[[_Attempt], Iterable[DocBatch]],
+    earlier: dict[str, Any] | None = None,
+    chosen: tuple[Encoder, str] | None = None,
+) -> Callable[[], dict[str, Any]]:
+    """Feed a source's kept documents to the sinks the job wants (shards, documents); returns the call that waits
+    for the writers and gives the stream's result (merged with an ``earlier`` pass's), so a worker can start its
+    next stream meanwhile."""
+    attempt = _Attempt(cfg, stream_index, tools.progress, name)
+    pack = _PackSink(cfg, tools, attempt, chosen) if cfg.tokenizer is not None else None
+    documents = DocumentWriter(f"{attempt.prefix}-documents.parquet") if cfg.emit_documents else None
+    try:
+        for batch in source(attempt):
+            if not batch.texts:
+                continue
+            attempt.counts.docs_written += len(batch.texts)
+            attempt.counts.text_chars += sum(map(len, batch.texts))
+            attempt.show(docs=len(batch.texts))
+            if documents is not None:
+                _write_documents(documents, batch)
+            if pack is not None:
+                pack.add(batch)
+        if pack is not None:
+            pack.end()
+    except _UseReference as redo:
+        pack.discard()
+        if documents is not None:
+            documents.abort()
+        attempt.discard()
+        return run_pass(cfg, tools, stream_index, name, source, earlier, chosen=(redo.encoder, redo.note))
+    except BaseException:
+        if pack is not None:
+            pack.discard()
+        attempt.close()
+        raise
+
+    def finish() -> dict[str, Any]:
+        packed = pack.finish() if pack is not None else {"shards": [], "backend": None, "backend_note": ""}
+        written = documents.close() if documents is not None else None
+        attempt.show(force=True, streams=1)
+        result = {
+            "stream": stream_index,
+            "counts": attempt.counts.to_dict(),
+            **packed,
+            "documents": [written] if written else [],
+            "rejected": attempt.rejected(),
+            "inputs": [],
+        }
+        return merge_results(earlier, result) if earlier is not None else result
+
+    return finish
+
+
+def merge_results(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """One stream's result from its two passes: counts added, files of both."""
+    out = dict(second)
+    out["counts"] = Counts.from_dict(first["counts"]).merge(Counts.from_dict(second["counts"])).to_dict()
+    out["rejected"] = first["rejected"] + second["rejected"]
+    out["inputs"] = first["inputs"]
+    return out
+
+
+def stream_inputs(stream: Stream) -> list[str]:
+    """The input files a stream reads."""
+    return sorted({s.url for s in stream.splits})
+
+
+def process_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools) -> Callable[[], dict[str, Any]]:
+    """The one-pass flow (no dedup): read → recipe → sinks."""
+    finish = run_pass(cfg, tools, stream.index, "p", lambda attempt: read_stream(stream, cfg, tools, attempt))
+
+    def with_inputs() -> dict[str, Any]:
+        return {**finish(), "inputs": stream_inputs(stream)}
+
+    return with_inputs
+
+
+def stage_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools) -> Iterator[tuple[str, Any]]:
+    """Dedup pass 1: read → recipe → staged documents; yields ("exact"|"near", (key, (ref, id))) for every kept
+    document as it goes, and last ("staged", (stream index, result))."""
+    attempt = _Attempt(cfg, stream.index, tools.progress, "a")
+    staged = DocumentWriter(f"{attempt.prefix}-staged.parquet")
+    keys: list[tuple[int, str, DocKeys]] = []
+    try:
+        for batch in read_stream(stream, cfg, tools, attempt, keys):
+            _write_documents(staged, batch)
+            for ref, doc_id, (exact, bands) in keys:
+                if exact is not None:
+                    yield "exact", (exact, (ref, doc_id))
+                for band in bands:
+                    yield "near", (band, (ref, doc_id))
+            keys.clear()
+    except BaseException:
+        attempt.close()
+        raise
+    written = staged.close()
+    result = {"stream": stream.index, "counts": attempt.counts.to_dict(), "rejected": attempt.rejected(),
+              "staged": written["temp_url"] if written else None, "inputs": stream_inputs(stream)}
+    yield "staged", (stream.index, result)
+
+
+def finish_staged(staged: dict[str, Any], duplicates: dict[int, tuple[str, str]], cfg: StreamConfig,
+                  tools: StreamTools) -> Callable[[], dict[str, Any]]:
+    """Dedup pass 2: the staged documents of one stream minus its duplicates → sinks."""
+    url = staged["staged"]
+
+    def source(attempt: _Attempt) -> Iterable[DocBatch]:
+        return read_staged(url, duplicates, attempt) if url else ()
+
+    return run_pass(cfg, tools, staged["stream"], "b", source, earlier=staged)
+
+
+class _StreamDoFn(beam.DoFn):
+    """Shared adapter: worker tools in setup, results emitted as their writers finish (all by bundle end)."""
+
+    keys = False
 
     def __init__(self, cfg: StreamConfig) -> None:
         self.cfg = cfg
-        self.encoders: Encoders | None = None
-        self.progress: ProgressWriter | None = None
-        self.engine: Any = None
+        self.tools: StreamTools | None = None
         self._finisher: ThreadPoolExecutor | None = None
         self._finishing: deque[Future] = deque()
 
     def setup(self) -> None:
-        self.encoders = Encoders(self.cfg.tokenizer)
-        self.progress = ProgressWriter(self.cfg.progress_dir)
-        self.engine = make_engine(self.cfg.recipe) if self.cfg.recipe is not None else None
+        self.tools = StreamTools(self.cfg, keys=self.keys)
+        if self.cfg.tokenizer is not None and not (self.keys and self.cfg.dedup):
+            self.tools.encoders  # start loading the tokenizer while the first stream is read
         self._finisher = ThreadPoolExecutor(1, thread_name_prefix="tokenmill-finish")
 
     def start_bundle(self) -> None:
         self._finishing = deque()
-
-    def process(self, stream: Stream) -> Iterator[dict[str, Any]]:
-        yield from self._finished(wait=False)
-        finish = start_stream(stream, self.cfg, self.encoders, self.progress, engine=self.engine)
-        self._finishing.append(self._finisher.submit(finish))
 
     def finish_bundle(self) -> Iterator[WindowedValue]:
         for result in self._finished(wait=True):
@@ -376,14 +594,59 @@ class TokenizeAndPack(beam.DoFn):
     def teardown(self) -> None:
         if self._finisher is not None:
             self._finisher.shutdown(wait=True, cancel_futures=True)
+        if self.tools is not None:
+            self.tools.close()
+
+    def _submit(self, finish: Callable[[], dict[str, Any]]) -> None:
+        self._finishing.append(self._finisher.submit(finish))
 
     def _finished(self, wait: bool) -> Iterator[dict[str, Any]]:
         """Results of streams whose writers are done (all of them if ``wait``), with their metrics counted."""
         while self._finishing and (wait or self._finishing[0].done()):
             result = self._finishing.popleft().result()
-            c = result["counts"]
-            for name in ("records", "docs_written", "tokens", "sequences", "pad_tokens", "bytes_read"):
-                beam.metrics.Metrics.counter(METRICS_NAMESPACE, name).inc(c[name])
-            for reason, n in c["docs_rejected"].items():
-                beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"rejected_{reason}").inc(n)
+            count_metrics(result["counts"])
             yield result
+
+
+def count_metrics(counts: dict[str, Any]) -> None:
+    """A stream's counts as Beam metrics (summed across workers by the runner)."""
+    for name in ("records", "docs_written", "tokens", "sequences", "pad_tokens", "bytes_read"):
+        beam.metrics.Metrics.counter(METRICS_NAMESPACE, name).inc(counts[name])
+    for reason, n in counts["docs_rejected"].items():
+        beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"rejected_{reason}").inc(n)
+    for stage, n in counts["docs_modified"].items():
+        beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"modified_{stage}").inc(n)
+
+
+class ProcessStream(_StreamDoFn):
+    """One pass: a stream in, its result dict out (shards and/or documents written under temp names)."""
+
+    def process(self, stream: Stream) -> Iterator[dict[str, Any]]:
+        yield from self._finished(wait=False)
+        self._submit(process_stream(stream, self.cfg, self.tools))
+
+
+class StageStream(_StreamDoFn):
+    """Dedup pass 1: a stream in; its documents' keys out on the ``exact`` and ``near`` outputs, and
+    (stream index, staged result) on the main output."""
+
+    keys = True
+
+    def process(self, stream: Stream) -> Iterator[Any]:
+        for tag, value in stage_stream(stream, self.cfg, self.tools):
+            yield value if tag == "staged" else beam.pvalue.TaggedOutput(tag, value)
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        return iter(())
+
+
+class FinishStaged(_StreamDoFn):
+    """Dedup pass 2: (stream index, {staged: [result], duplicates: [[(ordinal, reason, kept id)], ...]}) in,
+    the stream's result out."""
+
+    def process(self, element: tuple[int, dict[str, list]]) -> Iterator[dict[str, Any]]:
+        yield from self._finished(wait=False)
+        _, joined = element
+        (staged,) = joined["staged"]
+        duplicates = {ordinal: (reason, kept) for found in joined["duplicates"] for ordinal, reason, kept in found}
+        self._submit(finish_staged(staged, duplicates, self.cfg, self.tools))

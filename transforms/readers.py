@@ -42,6 +42,7 @@ class DocBatch:
     ids: list[str] = field(default_factory=list)
     lines: list[int | None] = field(default_factory=list)  # 1-based line (JSONL) of each document, else None
     rows: list[int | None] = field(default_factory=list)  # 0-based row (tables) of each document, else None
+    metas: list[dict | str | None] = field(default_factory=list)  # signals per document (after a recipe), or empty
     source: str = ""
     rejections: list[Rejection] = field(default_factory=list)
     repairs: dict[str, int] = field(default_factory=dict)

@@ -31,6 +31,7 @@ class Rejection:
     record: str = ""
     stage: str = "read"
     counted_as: str = ""  # the docs_rejected key when it is not the reason (filters: "<stage>/<reason>")
+    duplicate_of: str | None = None  # dedup: id of the kept document this one duplicates
 
     @property
     def count_key(self) -> str:
@@ -49,6 +50,8 @@ class Rejection:
         d[m.REJ_STAGE] = self.stage
         d[m.REJ_DETAIL] = scrub(self.detail)
         d[m.REJ_RECORD] = scrub(self.record[: m.REJECTED_RECORD_CHARS])
+        if self.duplicate_of is not None:
+            d[m.REJ_DUPLICATE_OF] = scrub(self.duplicate_of)
         return d
 
     def where(self) -> str:

@@ -1,0 +1,64 @@
+"""``tokenmill filter``: read → recipe (filters, language, dedup) → kept documents as Parquet → commit manifest.
+
+The same graph as ``prepare`` without tokenizing: every kept document lands in ``documents/`` (id, text as the
+filters left it, source, line/row, meta), every dropped one in ``rejected/`` with its stage and reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipelines.prepare import execute, manifest_header, recipe_processes
+from schemas import manifest as m
+from transforms.commit import prepare_output
+from transforms.prepare_stream import StreamConfig
+from transforms.recipes import Recipe, load_recipe
+from transforms.sources import DEFAULT_STREAM_BYTES, expand_inputs
+
+
+@dataclass
+class FilterConfig:
+    """The filter job as the user configured it."""
+
+    inputs: list[str]
+    output: str
+    recipe: str  # a preset name or a recipe YAML file
+    text_field: str = "text"
+    id_field: str = "id"
+    input_format: str | None = None
+    filter_engine: str | None = None  # overrides the recipe's engine
+    stream_bytes: int = DEFAULT_STREAM_BYTES
+    strict: bool = False
+    overwrite: bool = False
+    workers: int = 1
+    recipe_processes: int | None = None  # processes per worker for the recipe (None: automatic)
+    argv: list[str] = field(default_factory=list)
+
+
+def fingerprint(cfg: FilterConfig, recipe: Recipe) -> str:
+    """Identity of the job's result (not runner, workers, engine or temp paths)."""
+    ident = {k: getattr(cfg, k) for k in ("inputs", "text_field", "id_field", "input_format", "stream_bytes")}
+    ident["command"] = "filter"
+    ident["recipe"] = {k: v for k, v in recipe.to_dict().items() if k not in ("engine", "name")}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+
+
+def run(cfg: FilterConfig, beam_args: list[str] | None = None, progress_dir: str | None = None) -> dict[str, Any]:
+    """Check everything that can be checked up front, run the pipeline, return the manifest."""
+    beam_args = list(beam_args or [])
+    started = time.time()
+    files = expand_inputs(cfg.inputs, cfg.input_format)
+    recipe = load_recipe(cfg.recipe, cfg.filter_engine)
+    fp = fingerprint(cfg, recipe)
+    prepare_output(cfg.output, fp, cfg.overwrite)
+    stream_cfg = StreamConfig(
+        output=cfg.output, tokenizer=None, seq_len=0, shard_rows=0, text_field=cfg.text_field,
+        id_field=cfg.id_field, strict=cfg.strict, progress_dir=progress_dir, recipe=recipe, emit_documents=True,
+        recipe_processes=recipe_processes(cfg.recipe_processes, recipe, files, beam_args, cfg.workers),
+    )
+    manifest_base = manifest_header(m.DOCUMENTS_FORMAT, "filter", cfg, fp, files, beam_args, stream_cfg)
+    return execute(cfg, files, stream_cfg, manifest_base, fp, beam_args, started)

@@ -1,0 +1,115 @@
+"""Dedup in the pipeline: planted exact and edited copies are found across files and streams and name the kept
+document; distinct documents are kept; counts add up; results are identical on every run and worker count."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+
+import pytest
+
+from pipelines.filter import FilterConfig
+from pipelines.filter import run as run_filter
+from schemas import manifest as m
+from schemas.documents import iter_documents
+from tests.conftest import documents_from_shards, eos_of, hf_ids, prepare, shard_bytes, write_jsonl
+from tests.test_dedup import _edit
+from transforms.dedup import jaccard
+
+RECIPE = "dedup: {exact: true, minhash: {ngram: 5, bands: 14, rows: 8}}\n"
+
+
+@pytest.fixture(scope="module")
+def planted(ml_texts, tmp_path_factory):
+    """Two JSONL files of distinct documents with exact and edited copies planted after their originals."""
+    rng = random.Random(11)
+    base: list[str] = []
+    for i in range(0, 3600, 12):
+        t = "\n".join(ml_texts[i:i + 12])
+        if len(t.split()) >= 60 and all(jaccard(t, b, 5) < 0.3 for b in base):
+            base.append(t)
+    base = base[:90]
+    records, expected = [], {}  # expected: duplicate id -> (reason, original id)
+    for i, text in enumerate(base):
+        records.append({"id": f"d{i:03d}", "text": text})
+    for i in range(0, len(base), 3):  # copies come later in the input than their originals
+        records.append({"id": f"x{i:03d}", "text": base[i].replace("\n", "  \n")})  # whitespace differs only
+        expected[f"x{i:03d}"] = (m.EXACT_DUPLICATE, f"d{i:03d}")
+        edited = _edit(base[i], rng, 0.015)
+        while jaccard(edited, base[i], 5) < 0.9:  # a near copy: found by 14x8 LSH with probability > 0.999
+            edited = _edit(base[i], rng, 0.015)
+        records.append({"id": f"e{i:03d}", "text": edited})
+        expected[f"e{i:03d}"] = (m.NEAR_DUPLICATE, f"d{i:03d}")
+    d = tmp_path_factory.mktemp("planted")
+    half = len(records) // 2
+    files = [write_jsonl(d / "a.jsonl", records[:half]), write_jsonl(d / "b.jsonl", records[half:])]
+    recipe = d / "dedup.yaml"
+    recipe.write_text(RECIPE)
+    return files, str(recipe), records, expected
+
+
+def _rejected(out) -> list[dict]:
+    return [json.loads(line) for f in sorted((out / "rejected").glob("*.jsonl")) for line in f.open()]
+
+
+@pytest.fixture(scope="module")
+def deduped(planted, tokenizer_path, tmp_path_factory):
+    files, recipe, _, _ = planted
+    out = tmp_path_factory.mktemp("dedup") / "out"
+    # small streams: documents and their copies land in different streams (and files)
+    return out, prepare(files, out, tokenizer_path, recipe=recipe, stream_bytes=40_000, emit_documents=True)
+
+
+def test_planted_duplicates_are_found_and_name_the_kept_document(planted, deduped):
+    _, _, records, expected = planted
+    out, manifest = deduped
+    assert manifest[m.K_STREAMS] > 3
+    rejected = _rejected(out)
+    found = {r["id"]: (r["reason"], r[m.REJ_DUPLICATE_OF]) for r in rejected}
+    assert found == expected
+    assert all(r["stage"] == m.STAGE_DEDUP and r["detail"] == f"duplicate of {r[m.REJ_DUPLICATE_OF]}"
+               for r in rejected)
+    c = manifest[m.K_COUNTS]
+    assert c["records"] == len(records) == c["docs_written"] + sum(c["docs_rejected"].values())
+    n_exact = sum(1 for r, _ in expected.values() if r == m.EXACT_DUPLICATE)
+    assert c["docs_rejected"] == {"dedup/exact_duplicate": n_exact, "dedup/near_duplicate": len(expected) - n_exact}
+    assert manifest[m.K_DEDUP] == {
+        m.EXACT_DUPLICATE: n_exact, m.NEAR_DUPLICATE: len(expected) - n_exact,
+        "documents_considered": len(records), "duplicate_rate": round(len(expected) / len(records), 6),
+    }
+
+
+def test_kept_documents_are_the_originals_in_order_and_are_what_was_packed(planted, deduped, tokenizer_path,
+                                                                           hf_tokenizer):
+    _, _, records, expected = planted
+    out, _ = deduped
+    kept = [r for r in records if r["id"] not in expected]
+    docs = list(iter_documents(str(out)))
+    assert [(d["id"], d["text"]) for d in docs] == [(r["id"], r["text"]) for r in kept]
+    assert all(d["source"].endswith(("a.jsonl", "b.jsonl")) and d["line"] >= 1 for d in docs)
+    got = Counter(map(tuple, documents_from_shards(out, eos_of(tokenizer_path))))
+    assert got == Counter(map(tuple, hf_ids(hf_tokenizer, [r["text"] for r in kept])))
+
+
+def test_reruns_and_two_workers_give_identical_bytes(planted, deduped, tokenizer_path, tmp_path):
+    files, recipe, _, _ = planted
+    out, manifest = deduped
+    again = tmp_path / "again"
+    prepare(files, again, tokenizer_path, recipe=recipe, stream_bytes=40_000, emit_documents=True, workers=2,
+            recipe_processes=2)
+    assert shard_bytes(again) == shard_bytes(out)
+    for sub in ("documents", "rejected"):
+        a = {p.name: p.read_bytes() for p in sorted((again / sub).iterdir())}
+        assert a == {p.name: p.read_bytes() for p in sorted((out / sub).iterdir())}
+    assert json.loads((again / "manifest.json").read_text())[m.K_COUNTS] == manifest[m.K_COUNTS]
+
+
+def test_exact_only_keeps_near_copies(planted, tmp_path):
+    files, _, records, expected = planted
+    recipe = tmp_path / "exact.yaml"
+    recipe.write_text("dedup: {exact: true}\n")
+    manifest = run_filter(FilterConfig(inputs=files, output=str(tmp_path / "out"), recipe=str(recipe)))
+    exact = {k for k, (reason, _) in expected.items() if reason == m.EXACT_DUPLICATE}
+    assert {r["id"] for r in _rejected(tmp_path / "out")} == exact
+    assert manifest[m.K_COUNTS]["docs_written"] == len(records) - len(exact)

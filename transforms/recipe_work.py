@@ -1,0 +1,111 @@
+"""A recipe's per-document work on batches: the filter chain, then dedup keys of the kept documents.
+
+``RecipeWork`` is the pure core (texts in, decisions and keys out). ``RecipeRunner`` feeds it batches in order,
+either in this process or in a pool of processes: the filters are pure Python and hold the GIL, so a worker
+uses more than one core only through processes.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import replace
+from typing import Any, Iterable, Iterator
+
+from transforms.filtering import Decision, make_engine
+from transforms.recipes import Recipe
+
+DocKeys = tuple[bytes | None, list[bytes]]  # (exact key or None, MinHash band keys)
+
+
+class RecipeWork:
+    """Filters (if the recipe has any) and, with ``keys``, the dedup keys of every kept document."""
+
+    def __init__(self, recipe: Recipe, keys: bool) -> None:
+        self.engine = make_engine(recipe) if recipe.filters else None
+        self.exact = keys and recipe.dedup.exact
+        self.hasher = None
+        if keys and recipe.dedup.minhash is not None:
+            from transforms.dedup import MinHasher
+
+            self.hasher = MinHasher(recipe.dedup.minhash)
+
+    def __call__(self, texts: list[str]) -> tuple[list[Decision], list[DocKeys | None]]:
+        """One Decision per text, and per text its keys (None for dropped texts or without dedup)."""
+        if self.engine is not None:
+            decisions = self.engine.apply(texts, [""] * len(texts))
+        else:
+            decisions = [Decision(True, t) for t in texts]
+        keys: list[DocKeys | None] = [None] * len(texts)
+        if self.exact or self.hasher is not None:
+            from transforms.dedup import exact_key
+
+            for i, d in enumerate(decisions):
+                if d.keep:
+                    keys[i] = (exact_key(d.text) if self.exact else None,
+                               self.hasher.band_keys(d.text) if self.hasher is not None else [])
+        return decisions, keys
+
+
+_WORK: RecipeWork | None = None
+
+
+def _start_process(recipe: Recipe, keys: bool) -> None:
+    global _WORK
+    _WORK = RecipeWork(recipe, keys)
+
+
+def _work_in_process(texts: list[str]) -> tuple[list[Decision], list[DocKeys | None]]:
+    decisions, keys = _WORK(texts)
+    # unchanged texts are not sent back (the parent has them): only C4-style modifications travel
+    return [d if d.text is not t else replace(d, text=None) for d, t in zip(decisions, texts)], keys
+
+
+class RecipeRunner:
+    """Runs RecipeWork over batches in order, in ``processes`` worker processes (1: in this process)."""
+
+    def __init__(self, recipe: Recipe, processes: int = 1, keys: bool = False) -> None:
+        self.recipe = recipe
+        self.processes = processes
+        self.keys = keys
+        self._work: RecipeWork | None = None
+        self._pool: ProcessPoolExecutor | None = None
+
+    def map(self, batches: Iterable[Any]) -> Iterator[tuple[Any, list[Decision], list[DocKeys | None]]]:
+        """(batch, decisions, keys) for each batch (anything with ``texts``), in the order given."""
+        if self.processes <= 1:
+            if self._work is None:
+                self._work = RecipeWork(self.recipe, self.keys)
+            for batch in batches:
+                yield (batch, *self._work(batch.texts))
+            return
+        pool = self._start_pool()
+        pending: deque[tuple[Any, Future | None]] = deque()
+        depth = 2 * self.processes
+        for batch in batches:
+            pending.append((batch, pool.submit(_work_in_process, batch.texts) if batch.texts else None))
+            while len(pending) > depth or (pending and pending[0][1] is None):
+                yield self._result(*pending.popleft())
+        while pending:
+            yield self._result(*pending.popleft())
+
+    @staticmethod
+    def _result(batch: Any, future: Future | None) -> tuple[Any, list[Decision], list[DocKeys | None]]:
+        if future is None:
+            return batch, [], []
+        decisions, keys = future.result()
+        return batch, [d if d.text is not None else replace(d, text=t) for d, t in zip(decisions, batch.texts)], keys
+
+    def _start_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn: a fresh interpreter, never a fork of a process running Beam's threads
+            self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_start_process, initargs=(self.recipe, self.keys))
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the worker processes (if any)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
