@@ -43,6 +43,9 @@ def add_input_arguments(ap: argparse.ArgumentParser) -> None:
     io.add_argument("--id-field", default="id",
                     help="field/column holding the document id (default: id); when missing, the id is "
                          "'<file>:<line>' (JSONL) or '<file>#<row>' (tables)")
+    io.add_argument("--meta-field", action="append", default=[], metavar="NAME",
+                    help="an input field/column to keep in each document's meta (repeat for more), e.g. url; "
+                         "recipe stages that read a field (url_filter) add it themselves")
     io.add_argument("--output", "-o", required=True, metavar="DIR",
                     help="output directory (local or fsspec URL); manifest.json is written last")
     io.add_argument("--overwrite", action="store_true",
@@ -244,6 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 shard_rows=args.shard_rows, stream_bytes=args.stream_mb * 1024 * 1024, strict=args.strict,
                 overwrite=args.overwrite, workers=args.workers, recipe=args.recipe, filter_engine=args.filter_engine,
                 emit_documents=args.emit_documents, recipe_processes=args.recipe_processes,
+                meta_fields=args.meta_field,
                 argv=["tokenmill", *argv],
             )
             manifest = _run_prepare(cfg, beam_args, not args.no_progress)
@@ -257,7 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 inputs=args.input, output=args.output, recipe=args.recipe, text_field=args.text_field,
                 id_field=args.id_field, input_format=args.input_format, filter_engine=args.filter_engine,
                 stream_bytes=args.stream_mb * 1024 * 1024, strict=args.strict, overwrite=args.overwrite,
-                workers=args.workers, recipe_processes=args.recipe_processes, argv=["tokenmill", *argv],
+                workers=args.workers, recipe_processes=args.recipe_processes, meta_fields=args.meta_field,
+                argv=["tokenmill", *argv],
             )
             manifest = _run_with_progress(filter_job.run, cfg, beam_args, not args.no_progress)
             print(summary_table(manifest, args.output), file=sys.stderr)

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.prepare import execute, manifest_header, recipe_processes
+from pipelines.prepare import execute, manifest_header, meta_fields, recipe_processes
 from schemas import manifest as m
 from transforms.commit import prepare_output
 from transforms.prepare_stream import StreamConfig
@@ -35,13 +35,15 @@ class FilterConfig:
     strict: bool = False
     overwrite: bool = False
     workers: int = 1
+    meta_fields: list[str] = field(default_factory=list)  # input fields kept in each document's meta
     recipe_processes: int | None = None  # processes per worker for the recipe (None: automatic)
     argv: list[str] = field(default_factory=list)
 
 
 def fingerprint(cfg: FilterConfig, recipe: Recipe) -> str:
     """Identity of the job's result (not runner, workers, engine or temp paths)."""
-    ident = {k: getattr(cfg, k) for k in ("inputs", "text_field", "id_field", "input_format", "stream_bytes")}
+    keys = ("inputs", "text_field", "id_field", "input_format", "stream_bytes", "meta_fields")
+    ident = {k: getattr(cfg, k) for k in keys}
     ident["command"] = "filter"
     ident["recipe"] = {k: v for k, v in recipe.to_dict().items() if k not in ("engine", "name")}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
@@ -59,6 +61,7 @@ def run(cfg: FilterConfig, beam_args: list[str] | None = None, progress_dir: str
         output=cfg.output, tokenizer=None, seq_len=0, shard_rows=0, text_field=cfg.text_field,
         id_field=cfg.id_field, strict=cfg.strict, progress_dir=progress_dir, recipe=recipe, emit_documents=True,
         recipe_processes=recipe_processes(cfg.recipe_processes, recipe, files, beam_args, cfg.workers),
+        meta_fields=meta_fields(cfg.meta_fields, recipe),
     )
     manifest_base = manifest_header(m.DOCUMENTS_FORMAT, "filter", cfg, fp, files, beam_args, stream_cfg)
     return execute(cfg, files, stream_cfg, manifest_base, fp, beam_args, started)

@@ -75,6 +75,7 @@ class PrepareConfig:
     recipe: str | None = None  # a preset name or a recipe YAML file: quality filters before tokenizing
     filter_engine: str | None = None  # overrides the recipe's engine
     emit_documents: bool = False  # also write the kept documents under documents/
+    meta_fields: list[str] = field(default_factory=list)  # input fields kept in each document's meta
     recipe_processes: int | None = None  # processes per worker for the recipe's filters (None: automatic)
     argv: list[str] = field(default_factory=list)
 
@@ -131,7 +132,7 @@ def is_local(args: list[str]) -> bool:
 def fingerprint(cfg: PrepareConfig, tokenizer_sha: str, recipe: Recipe | None = None) -> str:
     """Identity of the job's result: what decides the shards' bytes (not runner, workers or paths of temp files)."""
     keys = ("inputs", "text_field", "id_field", "input_format", "eos_token", "bos_token", "pad_token", "seq_len",
-            "shard_rows", "stream_bytes", "packing", "tiktoken_scheme", "emit_documents")
+            "shard_rows", "stream_bytes", "packing", "tiktoken_scheme", "emit_documents", "meta_fields")
     ident = {k: getattr(cfg, k, None) for k in keys} | {"tokenizer_sha256": tokenizer_sha}
     if recipe is not None:  # what the filters decide is part of the result (the engine is not: same decisions)
         ident["recipe"] = {k: v for k, v in recipe.to_dict().items() if k not in ("engine", "name")}
@@ -218,6 +219,15 @@ def recipe_processes(requested: int | None, recipe: Recipe | None, files: list[I
 AUTO_PROCESSES_MIN_BYTES = 16 << 20
 
 
+def meta_fields(requested: list[str], recipe: Recipe | None) -> tuple[str, ...]:
+    """Input fields to keep in meta: the user's, and those the recipe's stages read (url_filter's URL)."""
+    fields = list(dict.fromkeys(requested))
+    for stage in recipe.filters if recipe is not None else ():
+        if stage.name == "url_filter" and stage.params["url_field"] not in fields:
+            fields.append(stage.params["url_field"])
+    return tuple(fields)
+
+
 def manifest_header(fmt: str, command: str, cfg: Any, fp: str, files: list[InputFile], beam_args: list[str],
                     stream_cfg: StreamConfig) -> dict[str, Any]:
     """The manifest keys every job records: format, version, job, fingerprint, inputs, runner, recipe."""
@@ -270,6 +280,7 @@ def run(cfg: PrepareConfig, beam_args: list[str] | None = None, progress_dir: st
         text_field=cfg.text_field, id_field=cfg.id_field, strict=cfg.strict, packing=cfg.packing,
         progress_dir=progress_dir, recipe=recipe, emit_documents=cfg.emit_documents,
         recipe_processes=recipe_processes(cfg.recipe_processes, recipe, files, beam_args, cfg.workers),
+        meta_fields=meta_fields(cfg.meta_fields, recipe),
     )
     manifest_base = manifest_header(m.MANIFEST_FORMAT, "prepare", cfg, fp, files, beam_args, stream_cfg)
     manifest_base.update({m.K_TOKENIZER: spec.manifest(), m.K_SEQ_LEN: cfg.seq_len, m.K_PACKING: cfg.packing})

@@ -73,6 +73,7 @@ class StreamConfig:
     progress_dir: str | None = None
     recipe: Recipe | None = None
     emit_documents: bool = False  # write kept documents under documents/
+    meta_fields: tuple[str, ...] = ()  # input fields kept in each document's meta
     recipe_processes: int = 1  # processes running the recipe's filters and keys (1: in the worker itself)
 
     @property
@@ -197,7 +198,7 @@ def _prefetch(items: Iterable[DocBatch], depth: int) -> Iterator[DocBatch]:
 
 def _batches(stream: Stream, cfg: StreamConfig) -> Iterator[DocBatch]:
     for split in stream.splits:
-        yield from read_split(split, cfg.text_field, cfg.id_field, cfg.batch_bytes, cfg.strict)
+        yield from read_split(split, cfg.text_field, cfg.id_field, cfg.batch_bytes, cfg.strict, cfg.meta_fields)
 
 
 class _UseReference(Exception):
@@ -326,7 +327,8 @@ def apply_decisions(batch: DocBatch, decisions: list, keys: list[DocKeys | None]
             ids.append(batch.ids[i])
             lines.append(batch.lines[i])
             rows.append(batch.rows[i])
-            metas.append(d.meta)
+            given = batch.metas[i] if batch.metas else None
+            metas.append({**given, **d.meta} if given and d.meta else d.meta or given)
             kept_keys.append(keys[i])
             continue
         dropped.append(Rejection(

@@ -56,16 +56,18 @@ class _Batcher:
     Repairs noted while a record is validated stay pending: they count only if the record is kept.
     """
 
-    def __init__(self, source: str, batch_bytes: int, strict: bool) -> None:
+    def __init__(self, source: str, batch_bytes: int, strict: bool, meta_fields: tuple[str, ...] = ()) -> None:
         self.source = source
+        self.meta_fields = meta_fields
         self.batch_bytes = batch_bytes
         self.strict = strict
         self.repairs = Repairs()
         self.batch = DocBatch()
         self._chars = 0
 
-    def doc(self, text: str, doc_id: str, line: int | None = None, row: int | None = None) -> None:
-        """Keep one document (and count its pending repairs)."""
+    def doc(self, text: str, doc_id: str, line: int | None = None, row: int | None = None,
+            meta: dict | None = None) -> None:
+        """Keep one document (and count its pending repairs); ``meta``: its kept input fields."""
         if self.repairs.pending:
             if self.strict:  # --strict refuses repairs too: a repaired record is a bad record
                 raise BadRecordError(Rejection(self.source, self.repairs.pending[0], line=line, row=row, id=doc_id))
@@ -74,6 +76,8 @@ class _Batcher:
         self.batch.ids.append(doc_id)
         self.batch.lines.append(line)
         self.batch.rows.append(row)
+        if self.meta_fields:
+            self.batch.metas.append(meta or {})
         self.batch.records += 1
         self._chars += len(text)
 
@@ -107,9 +111,13 @@ def read_split(
     id_field: str = "id",
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     strict: bool = False,
+    meta_fields: tuple[str, ...] = (),
 ) -> Iterator[DocBatch]:
-    """Stream one split as DocBatch objects; unreadable data becomes an ``unreadable_file`` rejection."""
-    batcher = _Batcher(split.url, batch_bytes, strict)
+    """Stream one split as DocBatch objects; unreadable data becomes an ``unreadable_file`` rejection.
+
+    ``meta_fields``: input fields/columns kept in each document's meta (those present and not null).
+    """
+    batcher = _Batcher(split.url, batch_bytes, strict, tuple(meta_fields))
     reader = {JSONL: _read_jsonl, PARQUET: _read_table, ARROW: _read_table, TEXT: _read_text}[split.format]
     yield from reader(split, text_field, id_field, batcher)
 
@@ -219,7 +227,8 @@ def _jsonl_record(
         rec_id = id_of(obj, id_field, split.url, ":", line_no, surrogates)
         b.reject(Rejection(split.url, reason, line=line_no, id=rec_id, detail=detail, record=raw_record(line)))
         return
-    b.doc(text, id_of(obj, id_field, split.url, ":", line_no, surrogates), line=line_no)
+    meta = {k: obj[k] for k in b.meta_fields if obj.get(k) is not None} if b.meta_fields else None
+    b.doc(text, id_of(obj, id_field, split.url, ":", line_no, surrogates), line=line_no, meta=meta)
 
 
 def _read_text(split: Split, text_field: str, id_field: str, batcher: _Batcher) -> Iterator[DocBatch]:
@@ -312,6 +321,7 @@ def _table_records(
             )
         return
     texts = batch.column(text_field).to_pylist()  # non-text values are rejected as non_string_text
+    metas = {k: batch.column(k).to_pylist() for k in b.meta_fields if k in names}
     for i, value in enumerate(texts):
         row_no = first_row + i
         row_id = str(ids[i]) if ids[i] is not None else f"{split.url}#{row_no}"
@@ -319,7 +329,7 @@ def _table_records(
         if reason is not None:
             b.reject(Rejection(split.url, reason, row=row_no, id=row_id, detail=detail, record=_row_json(batch, i)))
             continue
-        b.doc(text, row_id, row=row_no)
+        b.doc(text, row_id, row=row_no, meta={k: v[i] for k, v in metas.items() if v[i] is not None})
 
 
 def _row_json(batch: pa.RecordBatch, i: int) -> str:

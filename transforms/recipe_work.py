@@ -13,7 +13,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import replace
 from typing import Any, Iterable, Iterator
 
-from transforms.filtering import Decision, make_engine
+from transforms.filtering import Decision, make_engine, run_chain
 from transforms.recipes import Recipe
 
 DocKeys = tuple[bytes | None, list[bytes]]  # (exact key or None, MinHash band keys)
@@ -31,10 +31,11 @@ class RecipeWork:
 
             self.hasher = MinHasher(recipe.dedup.minhash)
 
-    def __call__(self, texts: list[str]) -> tuple[list[Decision], list[DocKeys | None]]:
-        """One Decision per text, and per text its keys (None for dropped texts or without dedup)."""
+    def __call__(self, texts: list[str], metas: list | None = None) -> tuple[list[Decision], list[DocKeys | None]]:
+        """One Decision per text (``metas``: the documents' input fields, for stages that read them), and per text
+        its keys (None for dropped texts or without dedup)."""
         if self.engine is not None:
-            decisions = self.engine.apply(texts, [""] * len(texts))
+            decisions = run_chain(self.engine.stages, texts, metas)
         else:
             decisions = [Decision(True, t) for t in texts]
         keys: list[DocKeys | None] = [None] * len(texts)
@@ -56,8 +57,8 @@ def _start_process(recipe: Recipe, keys: bool) -> None:
     _WORK = RecipeWork(recipe, keys)
 
 
-def _work_in_process(texts: list[str]) -> tuple[list[Decision], list[DocKeys | None]]:
-    decisions, keys = _WORK(texts)
+def _work_in_process(texts: list[str], metas: list | None) -> tuple[list[Decision], list[DocKeys | None]]:
+    decisions, keys = _WORK(texts, metas)
     # unchanged texts are not sent back (the parent has them): only C4-style modifications travel
     return [d if d.text is not t else replace(d, text=None) for d, t in zip(decisions, texts)], keys
 
@@ -73,18 +74,19 @@ class RecipeRunner:
         self._pool: ProcessPoolExecutor | None = None
 
     def map(self, batches: Iterable[Any]) -> Iterator[tuple[Any, list[Decision], list[DocKeys | None]]]:
-        """(batch, decisions, keys) for each batch (anything with ``texts``), in the order given."""
+        """(batch, decisions, keys) for each batch (anything with ``texts`` and ``metas``), in the order given."""
         if self.processes <= 1:
             if self._work is None:
                 self._work = RecipeWork(self.recipe, self.keys)
             for batch in batches:
-                yield (batch, *self._work(batch.texts))
+                yield (batch, *self._work(batch.texts, batch.metas or None))
             return
         pool = self._start_pool()
         pending: deque[tuple[Any, Future | None]] = deque()
         depth = 2 * self.processes
         for batch in batches:
-            pending.append((batch, pool.submit(_work_in_process, batch.texts) if batch.texts else None))
+            work = pool.submit(_work_in_process, batch.texts, batch.metas or None) if batch.texts else None
+            pending.append((batch, work))
             while len(pending) > depth or (pending and pending[0][1] is None):
                 yield self._result(*pending.popleft())
         while pending:

@@ -29,6 +29,7 @@ ENGINES = (FAST, DATATROVE)
 
 _PAIRS = "pairs"  # a list of [n, fraction] pairs (Gopher n-gram thresholds)
 _STRINGS = "strings"  # a list of strings
+_INT = "int"  # an integer whose default is None
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class StageSpec:
     params: dict[str, Any]
     kinds: dict[str, str] = field(default_factory=dict)  # parameters whose values are lists: _PAIRS or _STRINGS
     doc: str = ""
+    own_params: tuple[str, ...] = ()  # tokenmill's parameters beside datatrove's (not passed to its class)
 
 
 # Defaults are datatrove's own (checked against its constructors by the tests).
@@ -123,6 +125,40 @@ STAGES: dict[str, StageSpec] = {
             "keep documents in these languages (ISO 639-1 codes) identified with at least min_score",
         ),
         StageSpec(
+            "url_filter",
+            "datatrove.pipeline.filters.URLFilter",
+            {
+                "soft_word_threshold": 2,
+                "extra_domains": None,
+                "extra_urls": None,
+                "banned_words": None,
+                "banned_subwords": None,
+                "soft_banned_words": None,
+                "use_integrated_lists": True,
+                "url_field": "url",
+            },
+            {k: _STRINGS for k in ("extra_domains", "extra_urls", "banned_words", "banned_subwords",
+                                    "soft_banned_words")},
+            "block listed domains, URLs and words in the document's URL (its input field url_field; datatrove's "
+            "lists ship inside datatrove)",
+            own_params=("url_field",),
+        ),
+        StageSpec(
+            "c4_badwords",
+            "datatrove.pipeline.filters.C4BadWordsFilter",
+            {
+                "keep_fraction": 0.0,
+                "fail_on_missing_language": True,
+                "seed": None,
+                "default_language": "en",
+                "lists_dir": None,
+            },
+            {"seed": _INT},
+            "C4's bad-words rule with the LDNOOBW lists from lists_dir (one file per language code, e.g. en, de: "
+            "datatrove downloads them, tokenmill reads local copies)",
+            own_params=("lists_dir",),
+        ),
+        StageSpec(
             "regex",
             "datatrove.pipeline.filters.RegexFilter",
             {"regex_exp": None},
@@ -161,8 +197,9 @@ class Stage:
     params: dict[str, Any]
 
     def datatrove_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for the datatrove filter class."""
-        return dict(self.params)
+        """Keyword arguments for the datatrove filter class (without tokenmill's own parameters)."""
+        own = STAGES[self.name].own_params
+        return {k: v for k, v in self.params.items() if k not in own}
 
 
 @dataclass(frozen=True)
@@ -283,6 +320,9 @@ def _stage(item: Any, where: str) -> Stage:
     params = dict(spec.params)
     for key, value in given.items():
         params[key] = _value(value, spec.params[key], spec.kinds.get(key), f"{where} ({spec.name}.{key})")
+    if spec.name == "c4_badwords" and not isinstance(params["lists_dir"], str):
+        raise RecipeError(f"{where} (c4_badwords): 'lists_dir' is required: a local or fsspec directory holding the "
+                          "LDNOOBW word lists named by language code (en, de, ...); nothing is downloaded")
     if spec.name == "regex" and not isinstance(params["regex_exp"], str):
         raise RecipeError(f"{where} (regex): 'regex_exp' (a regular expression) is required")
     if spec.name == "regex":
@@ -307,6 +347,10 @@ def _value(value: Any, default: Any, kind: str | None, where: str) -> Any:
         if not ok:
             raise RecipeError(f"{where}: expected a list of [n, fraction] pairs, got {value!r}")
         return tuple((int(n), float(f)) for n, f in value)
+    if kind == _INT:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RecipeError(f"{where}: expected an integer, got {value!r}")
+        return value
     if kind == _STRINGS:
         if not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
             raise RecipeError(f"{where}: expected a list of strings, got {value!r}")
