@@ -62,6 +62,9 @@ def add_recipe_arguments(ap: argparse.ArgumentParser, required: bool) -> None:
     fl.add_argument("--filter-engine", choices=("fast", "datatrove"), default=None,
                     help="fast (the recipe's default): tokenmill's implementation; datatrove: datatrove's own "
                          "filter classes (same decisions, slower)")
+    fl.add_argument("--emit-modified", action="store_true",
+                    help="write each kept document whose text a stage changed (C4 line removal) with its original "
+                         "text under modified/ (id, source, line/row, stages, original_text)")
     fl.add_argument("--recipe-processes", type=_positive, default=None, metavar="N",
                     help="processes per worker running the recipe's filters and dedup keys (default: the local "
                          "cores shared among --workers when the input is 16 MB or more, else 1; 1 on remote runners)")
@@ -247,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 shard_rows=args.shard_rows, stream_bytes=args.stream_mb * 1024 * 1024, strict=args.strict,
                 overwrite=args.overwrite, workers=args.workers, recipe=args.recipe, filter_engine=args.filter_engine,
                 emit_documents=args.emit_documents, recipe_processes=args.recipe_processes,
-                meta_fields=args.meta_field,
+                meta_fields=args.meta_field, emit_modified=args.emit_modified,
                 argv=["tokenmill", *argv],
             )
             manifest = _run_prepare(cfg, beam_args, not args.no_progress)
@@ -262,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 id_field=args.id_field, input_format=args.input_format, filter_engine=args.filter_engine,
                 stream_bytes=args.stream_mb * 1024 * 1024, strict=args.strict, overwrite=args.overwrite,
                 workers=args.workers, recipe_processes=args.recipe_processes, meta_fields=args.meta_field,
-                argv=["tokenmill", *argv],
+                emit_modified=args.emit_modified, argv=["tokenmill", *argv],
             )
             manifest = _run_with_progress(filter_job.run, cfg, beam_args, not args.no_progress)
             print(summary_table(manifest, args.output), file=sys.stderr)

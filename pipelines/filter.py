@@ -31,6 +31,7 @@ class FilterConfig:
     id_field: str = "id"
     input_format: str | None = None
     filter_engine: str | None = None  # overrides the recipe's engine
+    emit_modified: bool = False  # write the original text of documents a recipe stage changed under modified/
     stream_bytes: int = DEFAULT_STREAM_BYTES
     strict: bool = False
     overwrite: bool = False
@@ -42,7 +43,7 @@ class FilterConfig:
 
 def fingerprint(cfg: FilterConfig, recipe: Recipe) -> str:
     """Identity of the job's result (not runner, workers, engine or temp paths)."""
-    keys = ("inputs", "text_field", "id_field", "input_format", "stream_bytes", "meta_fields")
+    keys = ("inputs", "text_field", "id_field", "input_format", "stream_bytes", "meta_fields", "emit_modified")
     ident = {k: getattr(cfg, k) for k in keys}
     ident["command"] = "filter"
     ident["recipe"] = {k: v for k, v in recipe.to_dict().items() if k not in ("engine", "name")}
@@ -60,6 +61,7 @@ def run(cfg: FilterConfig, beam_args: list[str] | None = None, progress_dir: str
     stream_cfg = StreamConfig(
         output=cfg.output, tokenizer=None, seq_len=0, shard_rows=0, text_field=cfg.text_field,
         id_field=cfg.id_field, strict=cfg.strict, progress_dir=progress_dir, recipe=recipe, emit_documents=True,
+        emit_modified=cfg.emit_modified,
         recipe_processes=recipe_processes(cfg.recipe_processes, recipe, files, beam_args, cfg.workers),
         meta_fields=meta_fields(cfg.meta_fields, recipe),
     )

@@ -75,6 +75,7 @@ class PrepareConfig:
     recipe: str | None = None  # a preset name or a recipe YAML file: quality filters before tokenizing
     filter_engine: str | None = None  # overrides the recipe's engine
     emit_documents: bool = False  # also write the kept documents under documents/
+    emit_modified: bool = False  # write the original text of documents a recipe stage changed under modified/
     meta_fields: list[str] = field(default_factory=list)  # input fields kept in each document's meta
     recipe_processes: int | None = None  # processes per worker for the recipe's filters (None: automatic)
     argv: list[str] = field(default_factory=list)
@@ -132,7 +133,8 @@ def is_local(args: list[str]) -> bool:
 def fingerprint(cfg: PrepareConfig, tokenizer_sha: str, recipe: Recipe | None = None) -> str:
     """Identity of the job's result: what decides the shards' bytes (not runner, workers or paths of temp files)."""
     keys = ("inputs", "text_field", "id_field", "input_format", "eos_token", "bos_token", "pad_token", "seq_len",
-            "shard_rows", "stream_bytes", "packing", "tiktoken_scheme", "emit_documents", "meta_fields")
+            "shard_rows", "stream_bytes", "packing", "tiktoken_scheme", "emit_documents", "meta_fields",
+            "emit_modified")
     ident = {k: getattr(cfg, k, None) for k in keys} | {"tokenizer_sha256": tokenizer_sha}
     if recipe is not None:  # what the filters decide is part of the result (the engine is not: same decisions)
         ident["recipe"] = {k: v for k, v in recipe.to_dict().items() if k not in ("engine", "name")}
@@ -278,7 +280,7 @@ def run(cfg: PrepareConfig, beam_args: list[str] | None = None, progress_dir: st
     stream_cfg = StreamConfig(
         output=cfg.output, tokenizer=spec, seq_len=cfg.seq_len, shard_rows=cfg.shard_rows,
         text_field=cfg.text_field, id_field=cfg.id_field, strict=cfg.strict, packing=cfg.packing,
-        progress_dir=progress_dir, recipe=recipe, emit_documents=cfg.emit_documents,
+        progress_dir=progress_dir, recipe=recipe, emit_documents=cfg.emit_documents, emit_modified=cfg.emit_modified,
         recipe_processes=recipe_processes(cfg.recipe_processes, recipe, files, beam_args, cfg.workers),
         meta_fields=meta_fields(cfg.meta_fields, recipe),
     )

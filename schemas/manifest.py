@@ -125,3 +125,11 @@ K_RECIPE = "recipe"
 K_DOCUMENTS = "documents"  # document files: path, rows, bytes, sha256
 K_DEDUP = "dedup"  # duplicates found: exact, near, duplicate_rate
 K_MODIFIED = "modified"  # modified/ files (original text of documents a recipe stage changed)
+
+# Fields of a modified/ record (--emit-modified): a kept document whose text a recipe stage changed.
+MOD_SOURCE = "source"
+MOD_LINE = "line"
+MOD_ROW = "row"
+MOD_ID = "id"
+MOD_STAGES = "stages"  # the stages that changed it, in order
+MOD_ORIGINAL = "original_text"  # the text as read (the kept text is in shards/ or documents/)

@@ -30,6 +30,7 @@ INPUT_IDS_LEAF = f"{INPUT_IDS}.list.element"  # the Parquet column path of the t
 
 SHARDS_DIR = "shards"
 REJECTED_DIR = "rejected"
+MODIFIED_DIR = "modified"
 MANIFEST_FILE = "manifest.json"
 TEMP_DIR = "_tokenmill_tmp"
 SHARD_NAME = "part-{index:05d}.parquet"

@@ -100,3 +100,18 @@ def test_filter_needs_a_recipe_and_reports_recipe_errors(corpus_file, tmp_path, 
     assert cli.main(["filter", "-i", path, "-o", str(tmp_path / "b"), "--recipe", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert "unknown parameter(s) 'min_words'" in err and "min_doc_words" in err and len(err.splitlines()) == 1
+
+
+def test_emit_modified_keeps_the_original_text_of_changed_documents(corpus_file, tmp_path):
+    path, records = corpus_file
+    texts = {r["id"]: r["text"] for r in records}
+    manifest = run(FilterConfig(inputs=[path], output=str(tmp_path / "out"), recipe="c4", emit_modified=True))
+    kept = {d["id"]: d["text"] for d in iter_documents(str(tmp_path / "out"))}
+    modified = [json.loads(x) for f in sorted((tmp_path / "out" / "modified").glob("*.jsonl")) for x in f.open()]
+    assert len(modified) == manifest[m.K_COUNTS]["docs_modified"]["c4_quality"] >= 1
+    assert sum(f["records"] for f in manifest[m.K_MODIFIED]) == len(modified)
+    for rec in modified:
+        assert rec["stages"] == ["c4_quality"] and rec["original_text"] == texts[rec["id"]]
+        assert kept[rec["id"]] != rec["original_text"] and rec["line"] == int(rec["id"][3:]) + 1
+    unchanged = set(kept) - {rec["id"] for rec in modified}
+    assert all(kept[i] == texts[i] for i in unchanged)

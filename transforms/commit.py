@@ -16,9 +16,17 @@ from fsspec.core import url_to_fs
 from schemas import manifest as m
 from schemas.documents import DOCUMENT_NAME, DOCUMENTS_DIR
 from schemas.manifest import STAGE_DEDUP, Counts
-from schemas.shards import MANIFEST_FILE, REJECTED_DIR, REJECTED_NAME, SHARD_NAME, SHARDS_DIR, TEMP_DIR
+from schemas.shards import (
+    MANIFEST_FILE,
+    MODIFIED_DIR,
+    REJECTED_DIR,
+    REJECTED_NAME,
+    SHARD_NAME,
+    SHARDS_DIR,
+    TEMP_DIR,
+)
 
-_RESULT_DIRS = (SHARDS_DIR, DOCUMENTS_DIR, REJECTED_DIR)
+_RESULT_DIRS = (SHARDS_DIR, DOCUMENTS_DIR, REJECTED_DIR, MODIFIED_DIR)
 _OURS = {MANIFEST_FILE, TEMP_DIR, MANIFEST_FILE + ".tmp", *_RESULT_DIRS}
 
 
@@ -95,8 +103,9 @@ def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, 
     """Rename temp shards, document files and rejected files into place in stream order; write manifest.json last."""
     fs, root = _fs(output)
     results = sorted(results, key=lambda r: r["stream"])
-    placed: dict[str, list[dict[str, Any]]] = {SHARDS_DIR: [], DOCUMENTS_DIR: [], REJECTED_DIR: []}
-    names = {SHARDS_DIR: SHARD_NAME, DOCUMENTS_DIR: DOCUMENT_NAME, REJECTED_DIR: REJECTED_NAME}
+    placed: dict[str, list[dict[str, Any]]] = {d: [] for d in _RESULT_DIRS}
+    names = {SHARDS_DIR: SHARD_NAME, DOCUMENTS_DIR: DOCUMENT_NAME, REJECTED_DIR: REJECTED_NAME,
+             MODIFIED_DIR: REJECTED_NAME}
     counts = Counts()
     backends: dict[str, int] = {}
     notes: list[str] = []
@@ -113,8 +122,9 @@ def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, 
             backends[r["backend"]] = backends.get(r["backend"], 0) + 1
         if r["backend_note"]:
             notes.append(r["backend_note"])
-        for kind, key in ((SHARDS_DIR, "shards"), (DOCUMENTS_DIR, "documents"), (REJECTED_DIR, "rejected")):
-            for item in r[key]:
+        for kind, key in ((SHARDS_DIR, "shards"), (DOCUMENTS_DIR, "documents"), (REJECTED_DIR, "rejected"),
+                          (MODIFIED_DIR, "modified")):
+            for item in r.get(key, []):
                 place(kind, item)
     _remove_stale(fs, root, {x["path"] for files in placed.values() for x in files})
     temp = posixpath.join(root, TEMP_DIR)
@@ -133,6 +143,8 @@ def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, 
     if placed[DOCUMENTS_DIR] or manifest_base.get(m.K_FORMAT) == m.DOCUMENTS_FORMAT:
         manifest[m.K_DOCUMENTS] = placed[DOCUMENTS_DIR]
     manifest[m.K_REJECTED] = placed[REJECTED_DIR]
+    if placed[MODIFIED_DIR]:
+        manifest[m.K_MODIFIED] = placed[MODIFIED_DIR]
     recipe = manifest.get(m.K_RECIPE)
     if recipe and (recipe["dedup"]["exact"] or recipe["dedup"].get("minhash")):
         manifest[m.K_DEDUP] = dedup_summary(counts)

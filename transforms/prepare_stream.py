@@ -25,7 +25,17 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from schemas.manifest import STAGE_DEDUP, STAGE_FILTER, Counts
+from schemas.manifest import (
+    MOD_ID,
+    MOD_LINE,
+    MOD_ORIGINAL,
+    MOD_ROW,
+    MOD_SOURCE,
+    MOD_STAGES,
+    STAGE_DEDUP,
+    STAGE_FILTER,
+    Counts,
+)
 from schemas.shards import TEMP_DIR
 from transforms.dedup import make_ref
 from transforms.document_writer import DocumentWriter, read_documents
@@ -34,7 +44,7 @@ from transforms.progress import ProgressWriter
 from transforms.readers import DEFAULT_BATCH_BYTES, DocBatch, read_split
 from transforms.recipe_work import DocKeys, RecipeRunner
 from transforms.recipes import Recipe
-from transforms.records import Rejection, raw_record
+from transforms.records import Rejection, raw_record, scrub
 from transforms.shard_writer import ShardWriter
 from transforms.sources import Stream
 from transforms.tokenizer import (
@@ -73,6 +83,7 @@ class StreamConfig:
     progress_dir: str | None = None
     recipe: Recipe | None = None
     emit_documents: bool = False  # write kept documents under documents/
+    emit_modified: bool = False  # write the original text of documents a stage changed under modified/
     meta_fields: tuple[str, ...] = ()  # input fields kept in each document's meta
     recipe_processes: int = 1  # processes running the recipe's filters and keys (1: in the worker itself)
 
@@ -210,10 +221,40 @@ class _UseReference(Exception):
         self.note = note
 
 
-class _Attempt:
-    """One attempt at one pass over a stream: its counts, its rejected file and its share of the progress.
+class _JsonlFile:
+    """A JSON-lines temp file opened on its first record, counting its records."""
 
-    Temp names carry a random attempt id, so retried or speculative attempts never write over each other.
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.records = 0
+        self._fh: Any = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append one record."""
+        if self._fh is None:
+            self._fh = fsspec.open(self.url, "wb").open()
+        self._fh.write(orjson.dumps(record) + b"\n")
+        self.records += 1
+
+    def close(self) -> list[dict[str, Any]]:
+        """Close it: [{temp_url, records}] (empty when nothing was written)."""
+        if self._fh is None:
+            return []
+        self._fh.close()
+        return [{"temp_url": self.url, "records": self.records}]
+
+    def delete(self) -> None:
+        """Close and remove it."""
+        if self._fh is not None:
+            self._fh.close()
+            fs, path = fsspec.core.url_to_fs(self.url)
+            if fs.exists(path):
+                fs.rm(path)
+
+
+class _Attempt:
+    """One attempt at one pass over a stream: its counts, its rejected (and modified) files and its share of the
+    progress. Temp names carry a random attempt id, so retried or speculative attempts never write over each other.
     """
 
     def __init__(self, cfg: StreamConfig, stream_index: int, progress: ProgressWriter, name: str) -> None:
@@ -222,9 +263,8 @@ class _Attempt:
         self.counts = Counts()
         self.progress = progress
         self._shown: dict[str, int] = {}
-        self._rejected_url = f"{self.prefix}-rejected.jsonl"
-        self._rejected_fh: Any = None
-        self._rejected_n = 0
+        self.rejected = _JsonlFile(f"{self.prefix}-rejected.jsonl")
+        self.modified = _JsonlFile(f"{self.prefix}-modified.jsonl") if cfg.emit_modified else None
 
     def show(self, force: bool = False, **deltas: int) -> None:
         """Add to the live progress (remembered, so that a discarded attempt can take it back)."""
@@ -234,35 +274,24 @@ class _Attempt:
 
     def reject(self, rejections: list[Rejection]) -> None:
         """Write rejected records and count them."""
-        if not rejections:
-            return
-        if self._rejected_fh is None:
-            self._rejected_fh = fsspec.open(self._rejected_url, "wb").open()
         for rej in rejections:
             self.counts.reject(rej.count_key)
-            self._rejected_fh.write(orjson.dumps(rej.to_dict()) + b"\n")
-        self._rejected_n += len(rejections)
+            self.rejected.write(rej.to_dict())
 
-    def rejected(self) -> list[dict[str, Any]]:
-        """Close the rejected file: [{temp_url, records}] (empty when nothing was rejected)."""
-        if self._rejected_fh is None:
-            return []
-        self._rejected_fh.close()
-        return [{"temp_url": self._rejected_url, "records": self._rejected_n}]
+    def files(self) -> dict[str, list[dict[str, Any]]]:
+        """Close the files: {"rejected": [...], "modified": [...]} as [{temp_url, records}]."""
+        return {"rejected": self.rejected.close(), "modified": self.modified.close() if self.modified else []}
 
     def discard(self) -> None:
-        """Throw away this attempt's rejected file and take back its progress."""
-        if self._rejected_fh is not None:
-            self._rejected_fh.close()
-            fs, path = fsspec.core.url_to_fs(self._rejected_url)
-            if fs.exists(path):
-                fs.rm(path)
+        """Throw away this attempt's files and take back its progress."""
+        for f in (self.rejected, self.modified):
+            if f is not None:
+                f.delete()
         self.progress.add(**{k: -v for k, v in self._shown.items()})
 
     def close(self) -> None:
         """Close files after a failure (the temp directory is cleared by the next run)."""
-        if self._rejected_fh is not None:
-            self._rejected_fh.close()
+        self.files()
 
 
 class StreamTools:
@@ -304,7 +333,7 @@ def read_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools, attempt: 
             c.repair(kind, n)
         rejections = batch.rejections
         if decisions:
-            dropped, kept_keys = apply_decisions(batch, decisions, doc_keys, c)
+            dropped, kept_keys = apply_decisions(batch, decisions, doc_keys, c, attempt.modified)
             rejections = rejections + dropped
             if keys is not None:
                 for i, k in enumerate(kept_keys):
@@ -315,13 +344,18 @@ def read_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools, attempt: 
         yield batch
 
 
-def apply_decisions(batch: DocBatch, decisions: list, keys: list[DocKeys | None],
-                    counts: Counts) -> tuple[list[Rejection], list[DocKeys]]:
-    """Keep a batch's (possibly modified) documents in place; return the dropped ones and the kept ones' keys."""
+def apply_decisions(batch: DocBatch, decisions: list, keys: list[DocKeys | None], counts: Counts,
+                    modified: _JsonlFile | None = None) -> tuple[list[Rejection], list[DocKeys]]:
+    """Keep a batch's (possibly modified) documents in place; return the dropped ones and the kept ones' keys.
+
+    With ``modified``, each kept document whose text a stage changed is written there with its original text.
+    """
     texts, ids, lines, rows, metas, kept_keys, dropped = [], [], [], [], [], [], []
     for i, d in enumerate(decisions):
         for stage in d.modified_by:
             counts.docs_modified[stage] = counts.docs_modified.get(stage, 0) + 1
+        if d.keep and d.modified_by and modified is not None:
+            modified.write(modified_record(batch, i, d.modified_by))
         if d.keep:
             texts.append(d.text)
             ids.append(batch.ids[i])
@@ -338,6 +372,18 @@ def apply_decisions(batch: DocBatch, decisions: list, keys: list[DocKeys | None]
         ))
     batch.texts, batch.ids, batch.lines, batch.rows, batch.metas = texts, ids, lines, rows, metas
     return dropped, kept_keys
+
+
+def modified_record(batch: DocBatch, i: int, stages: tuple[str, ...]) -> dict[str, Any]:
+    """The modified/ record of a batch's i-th document: where it came from, which stages changed it, its original
+    text (the kept text is in the shards or documents)."""
+    rec: dict[str, Any] = {MOD_SOURCE: batch.source}
+    if batch.lines[i] is not None:
+        rec[MOD_LINE] = batch.lines[i]
+    if batch.rows[i] is not None:
+        rec[MOD_ROW] = batch.rows[i]
+    rec.update({MOD_ID: scrub(batch.ids[i]), MOD_STAGES: list(stages), MOD_ORIGINAL: scrub(batch.texts[i])})
+    return rec
 
 
 def read_staged(url: str, duplicates: dict[int, tuple[str, str]], attempt: _Attempt) -> Iterator[DocBatch]:
@@ -502,7 +548,7 @@ def run_pass(
             "counts": attempt.counts.to_dict(),
             **packed,
             "documents": [written] if written else [],
-            "rejected": attempt.rejected(),
+            **attempt.files(),
             "inputs": [],
         }
         return merge_results(earlier, result) if earlier is not None else result
@@ -515,6 +561,7 @@ def merge_results(first: dict[str, Any], second: dict[str, Any]) -> dict[str, An
     out = dict(second)
     out["counts"] = Counts.from_dict(first["counts"]).merge(Counts.from_dict(second["counts"])).to_dict()
     out["rejected"] = first["rejected"] + second["rejected"]
+    out["modified"] = first["modified"] + second["modified"]
     out["inputs"] = first["inputs"]
     return out
 
@@ -553,7 +600,7 @@ def stage_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools) -> Itera
         attempt.close()
         raise
     written = staged.close()
-    result = {"stream": stream.index, "counts": attempt.counts.to_dict(), "rejected": attempt.rejected(),
+    result = {"stream": stream.index, "counts": attempt.counts.to_dict(), **attempt.files(),
               "staged": written["temp_url"] if written else None, "inputs": stream_inputs(stream)}
     yield "staged", (stream.index, result)
 
