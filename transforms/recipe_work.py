@@ -7,9 +7,13 @@ uses more than one core only through processes.
 
 from __future__ import annotations
 
+import importlib.machinery
 import multiprocessing
+import sys
+import types
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Iterable, Iterator
 
@@ -63,6 +67,20 @@ def _work_in_process(texts: list[str], metas: list | None) -> tuple[list[Decisio
     return [d if d.text is not t else replace(d, text=None) for d, t in zip(decisions, texts)], keys
 
 
+@contextmanager
+def _children_skip_main() -> Iterator[None]:
+    """Processes spawned meanwhile import only what they unpickle, never the parent's ``__main__``: a script that
+    runs tokenmill without a main guard (a notebook, a scheduler's file) would otherwise run again in each child."""
+    main = sys.modules["__main__"]
+    stand_in = types.ModuleType("__main__")
+    stand_in.__spec__ = importlib.machinery.ModuleSpec("tokenmill.__main__", None)  # spawn skips "*.__main__"
+    sys.modules["__main__"] = stand_in
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 class RecipeRunner:
     """Runs RecipeWork over batches in order, in ``processes`` worker processes (1: in this process)."""
 
@@ -85,7 +103,10 @@ class RecipeRunner:
         pending: deque[tuple[Any, Future | None]] = deque()
         depth = 2 * self.processes
         for batch in batches:
-            work = pool.submit(_work_in_process, batch.texts, batch.metas or None) if batch.texts else None
+            work = None
+            if batch.texts:
+                with _children_skip_main():  # a submit may start a worker process
+                    work = pool.submit(_work_in_process, batch.texts, batch.metas or None)
             pending.append((batch, work))
             while len(pending) > depth or (pending and pending[0][1] is None):
                 yield self._result(*pending.popleft())
