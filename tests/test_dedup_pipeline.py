@@ -113,3 +113,15 @@ def test_exact_only_keeps_near_copies(planted, tmp_path):
     exact = {k for k, (reason, _) in expected.items() if reason == m.EXACT_DUPLICATE}
     assert {r["id"] for r in _rejected(tmp_path / "out")} == exact
     assert manifest[m.K_COUNTS]["docs_written"] == len(records) - len(exact)
+
+
+def test_portable_runner_gives_identical_bytes(planted, deduped, tokenizer_path, tmp_path):
+    files, recipe, _, _ = planted
+    out, manifest = deduped
+    portable = tmp_path / "portable"
+    prepare(files, portable, tokenizer_path, recipe=recipe, stream_bytes=40_000, emit_documents=True,
+            beam_args=["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"])
+    assert shard_bytes(portable) == shard_bytes(out)
+    for sub in ("documents", "rejected"):
+        assert {p.name: p.read_bytes() for p in (portable / sub).iterdir()} == \
+            {p.name: p.read_bytes() for p in (out / sub).iterdir()}
