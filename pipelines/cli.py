@@ -18,6 +18,17 @@ The default runner is Beam's local FnApiRunner; --workers N runs N local worker 
 """
 
 
+def recipe_epilog() -> str:
+    """The recipe stages and presets, from the recipe module (the one place they are defined)."""
+    from transforms.recipes import PRESETS, STAGES
+
+    lines = ["Recipe stages (YAML: filters: [{name: STAGE, params: {...}}, ...]; dedup: {exact: true, minhash: "
+             "{ngram: 5, bands: 14, rows: 8}}):"]
+    lines += [f"  {name:<18} {spec.doc}" for name, spec in STAGES.items()]
+    lines.append(f"Presets: {', '.join(PRESETS)}.")
+    return "\n".join(lines) + "\n\n"
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text.replace("_", ""))
@@ -138,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read every input, tokenize each document, append EOS, pack the token stream into rows of "
                     "exactly --seq-len tokens and write Parquet shards, rejected records and a manifest "
                     "(written last).",
-        epilog=EPILOG_BEAM,
+        epilog=recipe_epilog() + EPILOG_BEAM,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_prepare_arguments(prep)
@@ -149,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "MinHash deduplication) and write the kept documents as Parquet under documents/ (id, text as "
                     "the filters left it, source, line/row, meta such as lang), every dropped document under "
                     "rejected/ with its stage and reason, and a manifest (written last). No tokenizer needed.",
-        epilog=EPILOG_BEAM,
+        epilog=recipe_epilog() + EPILOG_BEAM,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_input_arguments(filt)

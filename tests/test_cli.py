@@ -21,7 +21,7 @@ def test_top_level_help_lists_commands(capsys):
         cli.main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert "prepare" in out and "demo" in out
+    assert "prepare" in out and "filter" in out and "demo" in out
 
 
 @pytest.mark.parametrize("command, at_least", [("prepare", 20), ("filter", 14)])
