@@ -106,3 +106,15 @@ def test_resolution_keeps_the_first_read_and_names_it():
     # an exact copy of a near duplicate names the kept representative, as a near duplicate of it
     assert resolve_duplicates([[c, b]], [[a, b]]) == {b[0]: (NEAR_DUPLICATE, "A"), c[0]: (NEAR_DUPLICATE, "A")}
     assert resolve_duplicates([], []) == {}
+
+
+def test_word_hashes_are_the_simplified_words(ml_texts, code_texts):
+    from transforms.dedup import simplified_words, word_hashes
+
+    seen: dict[int, str] = {}
+    for text in ml_texts[:3000] + code_texts[:20] + ["", "!!! ...", "ǅungla ﬁne Straße İstanbul 𝔘𝔫𝔦 x_y 12"]:
+        words, hashes = simplified_words(text), word_hashes(text).tolist()
+        assert len(words) == len(hashes)
+        for w, h in zip(words, hashes):
+            assert seen.setdefault(h, w) == w  # one word per hash (and the same hash in every text)
+    assert len(seen) > 5000

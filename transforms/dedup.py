@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-import zlib
 from typing import Iterable
 
 import numpy as np
@@ -25,7 +24,6 @@ import numpy as np
 from schemas.manifest import EXACT_DUPLICATE, NEAR_DUPLICATE
 from transforms.recipes import MinHash
 
-_SPACE = re.compile(r"\s+")
 _WORD = re.compile(r"\w+")
 _SHINGLE_CHUNK = 4096  # shingles per signature block: bounds the (hashes x shingles) temporary to ~4 MB
 _EMPTY = np.iinfo(np.uint64).max
@@ -45,7 +43,7 @@ def split_ref(ref: int) -> tuple[int, int]:
 
 def exact_key(text: str) -> bytes:
     """16-byte key of the text after NFC normalisation and collapsing whitespace (case is kept)."""
-    norm = _SPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
+    norm = " ".join(unicodedata.normalize("NFC", text).split())  # str.split splits where the regex \s would
     return hashlib.blake2b(norm.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
@@ -63,35 +61,42 @@ class MinHasher:
         rng = np.random.Generator(np.random.PCG64(config.seed))
         self._a = (rng.integers(0, 1 << 63, size=n, dtype=np.uint64) << np.uint64(1)) | np.uint64(1)  # odd
         self._b = rng.integers(0, 1 << 63, size=n, dtype=np.uint64)
-        self._word_hashes: dict[str, int] = {}
 
     def shingles(self, text: str) -> np.ndarray:
         """Distinct 32-bit hashes of the text's word n-grams (a text shorter than n words is one shingle)."""
-        words = simplified_words(text)
-        if not words:
+        return np.unique(self._shingle_hashes(text))
+
+    def _shingle_hashes(self, text: str) -> np.ndarray:
+        """The 32-bit hash of every word n-gram, in order (repeats included).
+
+        Words are found and hashed with vector operations over the code points (the same words as
+        ``simplified_words``), so no Python code runs per word.
+        """
+        words = word_hashes(text)
+        if not words.size:
             return np.zeros(0, np.uint64)
-        cache = self._word_hashes
-        if len(cache) > 1_000_000:
-            cache.clear()
-        ids = np.fromiter((cache.get(w) or cache.setdefault(w, zlib.crc32(w.encode("utf-8", "surrogatepass")) + 1)
-                           for w in words), np.uint64, len(words))
-        k = min(self.config.ngram, len(ids))
-        h = np.zeros(len(ids) - k + 1, np.uint64)
+        k = min(self.config.ngram, words.size)
+        h = np.zeros(words.size - k + 1, np.uint64)
         for j in range(k):  # polynomial combination of k consecutive word hashes, wrapping mod 2^64
-            h = h * np.uint64(0x100000001B3) + ids[j : len(ids) - k + 1 + j]
-        return np.unique(_mix64(h) >> np.uint64(32))
+            h = h * np.uint64(0x100000001B3) + words[j : words.size - k + 1 + j]
+        return _mix64(h) >> np.uint64(32)
 
     def signature(self, text: str) -> np.ndarray:
         """``bands * rows`` MinHash values (uint64 below 2^32); all-max for a text without words."""
-        sh = self.shingles(text)
-        if sh.size == 0:
-            return np.full(self._a.size, _EMPTY, np.uint64)
+        sh = self._shingle_hashes(text)
         sig = np.full(self._a.size, _EMPTY, np.uint64)
+        if sh.size == 0:
+            return sig
         a, b = self._a[:, None], self._b[:, None]
+        block = np.empty((self._a.size, min(sh.size, _SHINGLE_CHUNK)), np.uint64)
         for start in range(0, sh.size, _SHINGLE_CHUNK):
-            block = (a * sh[None, start : start + _SHINGLE_CHUNK] + b) >> np.uint64(32)
-            np.minimum(sig, block.min(axis=1), out=sig)
-        return sig
+            part = sh[None, start : start + _SHINGLE_CHUNK]
+            out = block[:, : part.shape[1]]
+            np.multiply(a, part, out=out)
+            out += b
+            np.minimum(sig, out.min(axis=1), out=sig)
+        # (v >> 32) is monotonic in v, so the minimum can be shifted once instead of every value
+        return sig >> np.uint64(32)
 
     def band_keys(self, text: str) -> list[bytes]:
         """One 12-byte key per band (the band index is hashed in); none for a text without words."""
@@ -105,6 +110,52 @@ class MinHasher:
             .digest()
             for b in range(self.config.bands)
         ]
+
+
+_BASE = np.uint64(0x9E3779B97F4A7C15)  # odd: invertible modulo 2^64
+_WORD_CHARS: np.ndarray | None = None
+_POWERS = np.ones(1, np.uint64)
+_INVERSE_POWERS = np.ones(1, np.uint64)
+
+
+def _word_chars() -> np.ndarray:
+    """For every code point, whether the regex \\w matches it (built once per process from the regex itself)."""
+    global _WORD_CHARS
+    if _WORD_CHARS is None:
+        table = np.zeros(0x110000, bool)
+        every = "".join(map(chr, range(0x110000)))
+        for match in _WORD.finditer(every):
+            table[match.start() : match.end()] = True
+        _WORD_CHARS = table
+    return _WORD_CHARS
+
+
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """B^0..B^(n-1) and their inverses modulo 2^64 (cached, grown by doubling)."""
+    global _POWERS, _INVERSE_POWERS
+    if _POWERS.size < n:
+        size = max(n, 2 * _POWERS.size, 1 << 16)
+        inverse = np.uint64(pow(int(_BASE), -1, 1 << 64))
+        _POWERS = np.concatenate(([np.uint64(1)], np.cumprod(np.full(size - 1, _BASE, np.uint64))))
+        _INVERSE_POWERS = np.concatenate(([np.uint64(1)], np.cumprod(np.full(size - 1, inverse, np.uint64))))
+    return _POWERS[:n], _INVERSE_POWERS[:n]
+
+
+def word_hashes(text: str) -> np.ndarray:
+    """One 64-bit hash per word of ``simplified_words(text)``, in order: equal words, equal hashes."""
+    norm = unicodedata.normalize("NFKC", text).casefold()
+    codes = np.frombuffer(norm.encode("utf-32-le", "surrogatepass"), np.uint32)
+    in_word = np.zeros(codes.size + 2, np.int8)
+    in_word[1:-1] = _word_chars()[codes]
+    edges = np.diff(in_word)
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    if not starts.size:
+        return np.zeros(0, np.uint64)
+    powers, inverse = _powers(codes.size + 1)
+    # prefix sums of c_j * B^j: a word's polynomial is the difference of two, shifted back to position 0
+    prefix = np.zeros(codes.size + 1, np.uint64)
+    np.cumsum((codes.astype(np.uint64) + np.uint64(1)) * powers[: codes.size], out=prefix[1:])
+    return _mix64((prefix[ends] - prefix[starts]) * inverse[starts])
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:
