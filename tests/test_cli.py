@@ -76,12 +76,15 @@ def test_demo_runs_with_no_download(tmp_path, monkeypatch, capsys):
 
 def test_progress_side_channel_sums_workers(tmp_path):
     a, b = ProgressWriter(str(tmp_path)), ProgressWriter(str(tmp_path))
-    a.add(force=True, docs=3, bytes=1_000_000)
-    b.add(force=True, docs=4, bytes=2_000_000, streams=1)
+    a.add(force=True, docs=3, records=5, bytes=1_000_000)
+    b.add(force=True, docs=4, records=4, bytes=2_000_000, streams=1)
     b.add(docs=100)  # within the interval: not written yet
-    assert read_progress(str(tmp_path)) == {"docs": 7, "records": 0, "bytes": 3_000_000, "tokens": 0, "streams": 1}
+    assert read_progress(str(tmp_path)) == {"docs": 7, "records": 9, "bytes": 3_000_000, "tokens": 0, "streams": 1}
     line = ProgressDisplay(str(tmp_path), total_bytes=6_000_000, total_streams=None).line()
-    assert "7 docs" in line and "3.0 MB (50.0%)" in line and "MB/s" in line
+    assert "9 records  7 docs kept" in line and "3.0 MB (50.0%)" in line and "MB/s" in line
+    assert "tokens" not in line  # a filter run has none
+    a.add(force=True, tokens=2_500_000)
+    assert "2.5M tokens" in ProgressDisplay(str(tmp_path), total_bytes=6_000_000, total_streams=None).line()
 
 
 def test_workers_run_prints_only_the_summary(tmp_path, tokenizer_path, ml_texts):

@@ -91,9 +91,10 @@ class ProgressDisplay:
         elapsed = max(1e-9, time.monotonic() - self._start)
         mb = p.get("bytes", 0) / 1e6
         pct = f" ({100 * p.get('bytes', 0) / self.total_bytes:4.1f}%)" if self.total_bytes else ""
+        tokens = f"{p['tokens'] / 1e6:,.1f}M tokens  " if p.get("tokens") else ""
         return (
-            f"tokenmill: {p.get('docs', 0):,} docs  {mb:,.1f} MB{pct}  {mb / elapsed:,.1f} MB/s  "
-            f"{p.get('tokens', 0) / 1e6:,.1f}M tokens  {elapsed:,.0f}s"
+            f"tokenmill: {p.get('records', 0):,} records  {p.get('docs', 0):,} docs kept  {mb:,.1f} MB{pct}  "
+            f"{mb / elapsed:,.1f} MB/s  {tokens}{elapsed:,.0f}s"
         )
 
     def _loop(self) -> None:
