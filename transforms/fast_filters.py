@@ -8,6 +8,7 @@ disabled), these rules treat the ratio as 0 instead of raising.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 
@@ -25,20 +26,28 @@ def _punctuation() -> tuple[frozenset[str], tuple[str, ...]]:
 
 
 class _WordFacts:
-    """Per distinct word: is it made of something other than punctuation, does it hold a letter (cached)."""
+    """Per distinct word (cached, filled on first sight): its length if it holds something other than punctuation
+    (else 0), whether it does (1/0), whether it holds a letter (1/0); summed over a text by C-level maps."""
 
     def __init__(self, punctuation: frozenset[str]) -> None:
         self._punct = punctuation
-        self._facts: dict[str, tuple[bool, bool]] = {}
+        self.non_symbol_length = _Cached(lambda w: len(w) if any(c not in self._punct for c in w) else 0)
+        self.non_symbol = _Cached(lambda w: 1 if self.non_symbol_length[w] else 0)
+        self.alpha = _Cached(lambda w: 1 if any(c.isalpha() for c in w) else 0)
 
-    def __call__(self, word: str) -> tuple[bool, bool]:
-        facts = self._facts.get(word)
-        if facts is None:
-            if len(self._facts) > 2_000_000:
-                self._facts.clear()
-            facts = (any(c not in self._punct for c in word), any(c.isalpha() for c in word))
-            self._facts[word] = facts
-        return facts
+
+class _Cached(dict):
+    """A dict computing (and keeping) the value of a missing key; cleared when it grows too large."""
+
+    def __init__(self, compute) -> None:
+        super().__init__()
+        self._compute = compute
+
+    def __missing__(self, key: str) -> int:
+        if len(self) > 2_000_000:
+            self.clear()
+        value = self[key] = self._compute(key)
+        return value
 
 
 class _TextRule:
@@ -66,14 +75,13 @@ class GopherQuality(_TextRule):
         p = self.p
         words = self.words.split(text)
         n_words = len(words)
-        facts = [self.facts(w) for w in words]
-        lengths = [len(w) for w, (non_symbol, _) in zip(words, facts) if non_symbol]
-        n_non_symbol = len(lengths)
+        n_non_symbol = sum(map(self.facts.non_symbol.__getitem__, words))
         if p["min_doc_words"] and n_non_symbol < p["min_doc_words"]:
             return False, "gopher_short_doc"
         if p["max_doc_words"] and n_non_symbol > p["max_doc_words"]:
             return False, "gopher_long_doc"
-        avg = sum(lengths) / n_non_symbol if n_non_symbol else math.nan
+        # np.mean's pairwise float sum of the lengths equals the exact integer sum here (well below 2^53)
+        avg = sum(map(self.facts.non_symbol_length.__getitem__, words)) / n_non_symbol if n_non_symbol else math.nan
         if p["min_avg_word_length"] and avg < p["min_avg_word_length"]:
             return False, "gopher_below_avg_threshold"
         if p["max_avg_word_length"] and avg > p["max_avg_word_length"]:
@@ -93,7 +101,7 @@ class GopherQuality(_TextRule):
             s.rstrip().endswith(("...", "…")) for s in lines
         ) / len(lines) > p["max_ellipsis_lines_ratio"]:
             return False, "gopher_too_many_end_ellipsis"
-        alpha_ratio = sum(alpha for _, alpha in facts) / n
+        alpha_ratio = sum(map(self.facts.alpha.__getitem__, words)) / n
         if p["max_non_alpha_words_ratio"] and alpha_ratio < p["max_non_alpha_words_ratio"]:
             return False, "gopher_below_alpha_threshold"
         if p["min_stop_words"] and len(self.stop_words.intersection(words)) < p["min_stop_words"]:
@@ -107,15 +115,27 @@ _LINES = re.compile("\n+")
 
 def _duplicates(items: list[str]) -> tuple[int, int]:
     """(repeated items, characters in repeated items), counting every occurrence after the first."""
-    seen: set[str] = set()
-    n = chars = 0
-    for item in items:
-        if item in seen:
-            n += 1
-            chars += len(item)
-        else:
-            seen.add(item)
-    return n, chars
+    distinct = set(items)
+    if len(distinct) == len(items):
+        return 0, 0
+    return len(items) - len(distinct), sum(map(len, items)) - sum(map(len, distinct))
+
+
+def _top_gram(ids: np.ndarray, n: int) -> tuple[int, int]:
+    """(count, position of its first occurrence) of the most frequent word n-gram, the first seen among equals
+    (as ``Counter.most_common``); ``ids`` are per-text word ids smaller than the number of words."""
+    grams = np.lib.stride_tricks.sliding_window_view(ids, n)
+    vocab = int(ids.max()) + 1
+    if vocab ** n < 2**62:  # one exact integer per n-gram: a fast 1-d sort
+        keys = grams @ (vocab ** np.arange(n, dtype=np.int64))
+        order = np.argsort(keys, kind="stable")  # stable: each run of equal keys starts at its first occurrence
+        starts = np.flatnonzero(np.concatenate(([True], keys[order[1:]] != keys[order[:-1]])))
+        counts = np.diff(np.append(starts, keys.size))
+        best = int(counts.max())
+        return best, int(order[starts[counts == best]].min())
+    _, first, counts = np.unique(grams, axis=0, return_index=True, return_counts=True)
+    best = int(counts.max())
+    return best, int(first[counts == best].min())
 
 
 class GopherRepetition(_TextRule):
@@ -145,57 +165,74 @@ class GopherRepetition(_TextRule):
         words = self.words.split(text)
         if not words:
             return True, None
-        lengths = np.fromiter(map(len, words), np.int64, len(words))
-        ends = np.concatenate(([0], np.cumsum(lengths)))  # character offsets of the words, joined without spaces
-        if p["top_n_grams"]:
-            index: dict[str, int] = {}
-            ids = np.fromiter((index.setdefault(w, len(index)) for w in words), np.int64, len(words))
-        for n, frac in p["top_n_grams"]:
+        ends = np.zeros(len(words) + 1, np.int64)  # character offsets of the words, joined without spaces
+        np.cumsum(np.fromiter(map(len, words), np.int64, len(words)), out=ends[1:])
+        reason = self._top_grams(words, ends, size) if p["top_n_grams"] else None
+        if reason is None and p["dup_n_grams"]:
+            reason = self._duplicated_grams(words, ends, size)
+        return (False, reason) if reason else (True, None)
+
+    def _top_grams(self, words: list[str], ends: np.ndarray, size: int) -> str | None:
+        """The first failing top n-gram reason, if any."""
+        index: dict[str, int] = {}
+        ids = np.fromiter(map(index.setdefault, words, itertools.count()), np.int64, len(words))
+        counted: dict[int, int] = {}  # n -> count of the most frequent n-gram, for the shorter ones computed
+        for n, frac in self.p["top_n_grams"]:
             if len(words) < n:
                 continue
-            # the most frequent n-gram, the first seen among equals (as Counter.most_common), joined by spaces
-            grams = np.lib.stride_tricks.sliding_window_view(ids, n)
-            vocab = len(index)
-            if vocab ** n < 2**62:  # one exact integer per n-gram: a fast 1-d sort
-                keys = grams @ (vocab ** np.arange(n, dtype=np.int64))
-                _, first, counts = np.unique(keys, return_index=True, return_counts=True)
-            else:
-                _, first, counts = np.unique(grams, axis=0, return_index=True, return_counts=True)
-            best = counts.max()
-            at = int(first[counts == best].min())
-            top_chars = (int(ends[at + n] - ends[at]) + n - 1) * int(best)
-            if top_chars / size > frac:
-                return False, f"top_{n}_gram"
-        if p["dup_n_grams"]:
-            joined = "".join(words)
-            hashes = _SubstringHashes(joined)
-            bounds = ends.tolist()
-        for n, frac in p["dup_n_grams"]:
+            # no n-gram occurs more often than the most frequent shorter one: when even the longest n-gram at that
+            # count stays under the threshold, the exact count is not needed
+            bound = min((c for m, c in counted.items() if m < n), default=None)
+            if bound is not None and bound * int((ends[n:] - ends[:-n]).max() + n - 1) / size <= frac:
+                continue
+            best, at = _top_gram(ids, n)
+            counted[n] = best
+            if (int(ends[at + n] - ends[at]) + n - 1) * best / size > frac:
+                return f"top_{n}_gram"
+        return None
+
+    def _duplicated_grams(self, words: list[str], ends: np.ndarray, size: int) -> str | None:
+        """The first failing duplicated n-gram reason, if any."""
+        hashes = _SubstringHashes("".join(words))
+        for n, frac in self.p["dup_n_grams"]:
             last = len(words) - n + 1
             if last <= 0:
                 continue
             # n-grams joined without separator; a repeat skips its n words (datatrove's find_all_duplicate). Only
-            # positions whose substring hash occurs twice can repeat (equal strings have equal hashes), so the
-            # exact string comparison runs on those alone, in order, with the same skips.
+            # positions whose substring hash occurs twice can repeat (equal strings have equal hashes).
             keys = hashes.keys(ends[:last], ends[n : n + last])
-            _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-            candidates = np.flatnonzero(counts[inverse] > 1).tolist()
-            seen: set[str] = set()
-            repeated = 0
-            i = 0
-            for c in candidates:
-                if c < i:
-                    continue  # inside a repeat that was skipped
-                gram = joined[bounds[c] : bounds[c + n]]
-                if gram in seen:
-                    repeated += len(gram)
-                    i = c + n
-                else:
-                    seen.add(gram)
-                    i = c + 1
-            if repeated / size > frac:
-                return False, f"duplicated_{n}_n_grams"
-        return True, None
+            order = np.argsort(keys, kind="stable")
+            again = np.flatnonzero(keys[order[1:]] == keys[order[:-1]])
+            if not again.size:
+                continue
+            # every counted repeat is a later occurrence of an equal key: their lengths bound the repeated chars
+            later = order[again + 1]
+            if int((ends[later + n] - ends[later]).sum()) / size <= frac:
+                continue
+            candidates = np.unique(np.concatenate((later, order[again]))).tolist()
+            if _find_all_duplicate(hashes.text, ends, candidates, n) / size > frac:
+                return f"duplicated_{n}_n_grams"
+        return None
+
+
+def _find_all_duplicate(joined: str, ends: np.ndarray, candidates: list[int], n: int) -> int:
+    """datatrove's find_all_duplicate (characters in repeated n-grams, a repeat skipping its n words), visiting only
+    the positions that can repeat, in order."""
+    bounds = ends.tolist()
+    seen: set[str] = set()
+    repeated = 0
+    i = 0
+    for c in candidates:
+        if c < i:
+            continue  # inside a repeat that was skipped
+        gram = joined[bounds[c] : bounds[c + n]]
+        if gram in seen:
+            repeated += len(gram)
+            i = c + n
+        else:
+            seen.add(gram)
+            i = c + 1
+    return repeated
 
 
 class _SubstringHashes:
@@ -206,6 +243,7 @@ class _SubstringHashes:
     _BASE = 1_000_003
 
     def __init__(self, text: str) -> None:
+        self.text = text
         codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32).astype(np.uint64) + np.uint64(1)
         self._prefix = []
         self._inverse = []

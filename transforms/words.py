@@ -3,11 +3,14 @@
 spaCy splits on whitespace first and applies its prefix/suffix/infix rules and exceptions inside each
 whitespace-free chunk, so tokenizing each distinct chunk once and caching it gives the very same words as
 ``datatrove.utils.text.split_into_words`` (the tests check identity on a multilingual corpus) without building a
-spaCy ``Doc`` per document: chunks repeat (Zipf), and a cached chunk costs a dict lookup.
+spaCy ``Doc`` per document: chunks repeat (Zipf), and a cached chunk costs a dict lookup. A chunk made of letters
+only is one word unless it is one of spaCy's special cases ("cannot", "gonna"): none of the English prefix, suffix
+or infix rules can match inside letters (the tests prove it from the rules themselves), so such chunks skip spaCy.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 
@@ -27,7 +30,10 @@ class WordSplitter:
 
         if language not in _SPACY_LANGUAGES:
             raise ValueError(f"no fast word splitter for language {language!r} yet (known: {sorted(_SPACY_LANGUAGES)})")
-        self._tokenizer = spacy.blank(_SPACY_LANGUAGES[language]).tokenizer
+        nlp = spacy.blank(_SPACY_LANGUAGES[language])
+        nlp.vocab.lex_attr_getters = {}  # lexical attributes (shape, like_num...) never change where words split
+        self._tokenizer = nlp.tokenizer
+        self._special_cases = frozenset(self._tokenizer.rules)
         self._cache: dict[str, list[str]] = {}
         self._last_text: str | None = None
         self._last_words: list[str] = []
@@ -38,7 +44,10 @@ class WordSplitter:
         if words is None:
             if len(self._cache) >= MAX_CACHED_CHUNKS:
                 self._cache.clear()
-            words = [w for w in (t.text.strip() for t in self._tokenizer(chunk)) if w]
+            if chunk.isalpha() and chunk not in self._special_cases:
+                words = [chunk]
+            else:
+                words = [w for w in (t.text.strip() for t in self._tokenizer(chunk)) if w]
             self._cache[chunk] = words
         return words
 
@@ -46,11 +55,11 @@ class WordSplitter:
         """Every word of the text, in order (the last text's words are kept: filters in a row share them)."""
         if text is self._last_text:
             return self._last_words
-        cache = self._cache
-        out: list[str] = []
-        for chunk in text.split():
-            words = cache.get(chunk)
-            out.extend(words if words is not None else self.chunk_words(chunk))
+        chunks = text.split()
+        parts = list(map(self._cache.get, chunks))  # C-level lookups; the misses are filled below
+        if None in parts:
+            parts = [words if words is not None else self.chunk_words(chunk) for words, chunk in zip(parts, chunks)]
+        out = list(itertools.chain.from_iterable(parts))
         self._last_text, self._last_words = text, out
         return out
 
