@@ -239,7 +239,8 @@ class Recipe:
         dedup: dict[str, Any] = {"exact": self.dedup.exact}
         if self.dedup.minhash is not None:
             mh = self.dedup.minhash
-            dedup["minhash"] = {"ngram": mh.ngram, "bands": mh.bands, "rows": mh.rows, "seed": mh.seed}
+            dedup["minhash"] = {"ngram": mh.ngram, "bands": mh.bands, "rows": mh.rows, "seed": mh.seed,
+                                "threshold": round(mh.threshold, 4)}
         return {
             "name": self.name,
             "engine": self.engine,
