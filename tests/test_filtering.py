@@ -128,3 +128,30 @@ def test_language_stage_keeps_wanted_languages_in_both_engines(ml_texts):
     for engine in (DatatroveEngine(recipe), FastEngine(recipe)):
         got = [(d.keep, d.reason) for d in engine.apply(texts, ["a", "b", "c", "d"])]
         assert got == [(True, None), (False, "language_not_wanted"), (True, None), (False, "language_not_wanted")]
+
+
+def test_fast_gopher_repetition_agrees_on_random_repetitive_texts():
+    """Texts from a tiny vocabulary (words that also join into each other) near every n-gram threshold."""
+    import random
+
+    from datatrove.data import Document
+    from datatrove.pipeline.filters import GopherRepetitionFilter
+
+    from transforms.fast_filters import GopherRepetition
+    from transforms.recipes import STAGES
+    from transforms.words import WordSplitter
+
+    rng = random.Random(11)
+    vocab = ["a", "ab", "b", "ba", "the", "cat", "sat", "on", "mat", "of", "and"]
+    params = dict(STAGES["gopher_repetition"].params)
+    fast = GopherRepetition(params, WordSplitter("eng"))
+    reference = GopherRepetitionFilter(**{k: v for k, v in params.items()})
+    reasons = set()
+    for _ in range(300):
+        words = [rng.choice(vocab[: rng.randint(3, len(vocab))]) for _ in range(rng.randint(1, 120))]
+        text = " ".join(words) + rng.choice(["", ".", "\n\nmore text here"])
+        expected = reference.filter(Document(text=text, id=""))
+        expected = (True, None) if expected is True else expected
+        assert fast.filter(text) == expected, text
+        reasons.add(expected[1])
+    assert len(reasons) >= 5  # several different checks decided

@@ -2,9 +2,11 @@
 
 Each rule keeps datatrove's parameters, order of checks and reason names, so decisions match (tests compare
 with the datatrove engine). Stages not re-implemented yet run datatrove's own object (same decisions, its speed).
+Shortcuts never change a decision: a count is only skipped where a bound proves its check passes (no n-gram is
+more frequent than a shorter one; repeated n-gram characters never exceed those of later occurrences of equal
+substring hashes), and hash matches are confirmed by exact string comparison.
 Known difference: where datatrove would divide by zero (a document without words when ``min_doc_words`` is
-disabled), these rules treat the ratio as 0 instead of raising.
-"""
+disabled), these rules treat the ratio as 0 instead of raising."""
 
 from __future__ import annotations
 
