@@ -131,7 +131,7 @@ def test_language_stage_keeps_wanted_languages_in_both_engines(ml_texts):
 
 
 def test_fast_gopher_repetition_agrees_on_random_repetitive_texts():
-    """Texts from a tiny vocabulary (words that also join into each other) near every n-gram threshold."""
+    """Phrases repeated among random words of a tiny vocabulary (words that join into each other: "a b" / "ab")."""
     import random
 
     from datatrove.data import Document
@@ -143,15 +143,22 @@ def test_fast_gopher_repetition_agrees_on_random_repetitive_texts():
 
     rng = random.Random(11)
     vocab = ["a", "ab", "b", "ba", "the", "cat", "sat", "on", "mat", "of", "and"]
-    params = dict(STAGES["gopher_repetition"].params)
-    fast = GopherRepetition(params, WordSplitter("eng"))
-    reference = GopherRepetitionFilter(**{k: v for k, v in params.items()})
+    default = dict(STAGES["gopher_repetition"].params)
+    loose = dict(default, top_n_grams=())  # every text reaches the duplicated n-grams
+    splitter = WordSplitter("eng")
     reasons = set()
-    for _ in range(300):
-        words = [rng.choice(vocab[: rng.randint(3, len(vocab))]) for _ in range(rng.randint(1, 120))]
-        text = " ".join(words) + rng.choice(["", ".", "\n\nmore text here"])
-        expected = reference.filter(Document(text=text, id=""))
-        expected = (True, None) if expected is True else expected
-        assert fast.filter(text) == expected, text
-        reasons.add(expected[1])
-    assert len(reasons) >= 5  # several different checks decided
+    for params in (default, loose):
+        fast = GopherRepetition(params, splitter)
+        reference = GopherRepetitionFilter(**params)
+        for _ in range(300):
+            phrases = [[rng.choice(vocab) for _ in range(rng.randint(2, 8))] for _ in range(rng.randint(1, 6))]
+            repeat, size = rng.random(), rng.randint(1, 150)
+            words: list[str] = []
+            while len(words) < size:
+                words += rng.choice(phrases) if rng.random() < repeat else [rng.choice(vocab)]
+            text = " ".join(words) + rng.choice(["", ".", "\n\nmore text here"])
+            expected = reference.filter(Document(text=text, id=""))
+            expected = (True, None) if expected is True else expected
+            assert fast.filter(text) == expected, text
+            reasons.add(expected[1])
+    assert {"top_2_gram", "duplicated_5_n_grams", None} <= reasons and len(reasons) >= 6  # many checks decided
