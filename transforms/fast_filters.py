@@ -308,11 +308,13 @@ class C4Quality:
     def run(self, text: str) -> tuple[bool, str | None, str]:
         p = self.p
         sentences = 0
+        needed = p["min_num_sentences"]  # once reached, more sentences cannot change the outcome: stop counting
+        longest = p["max_word_length"]
         kept: list[str] = []
         for line in text.splitlines():
             line = line.strip()
             words = line.split()
-            if p["max_word_length"] != -1 and any(len(w) > p["max_word_length"] for w in words):
+            if longest != -1 and len(line) > longest and any(len(w) > longest for w in words):
                 continue
             if p["remove_citations"]:
                 line = self.citation.sub("", line)
@@ -329,7 +331,7 @@ class C4Quality:
                 return False, "curly_bracket", text
             if p["filter_policy"] and any(s in lower for s in self.policy):
                 continue
-            if p["min_num_sentences"] != -1:
+            if needed != -1 and sentences < needed:
                 sentences += self.words.sentence_count(line)
             kept.append(line)
         if sentences < p["min_num_sentences"]:
