@@ -4,7 +4,8 @@ Each rule keeps datatrove's parameters, order of checks and reason names, so dec
 with the datatrove engine). Stages not re-implemented yet run datatrove's own object (same decisions, its speed).
 Shortcuts never change a decision: a count is only skipped where a bound proves its check passes (no n-gram is
 more frequent than a shorter one; repeated n-gram characters never exceed those of later occurrences of equal
-substring hashes), and hash matches are confirmed by exact string comparison.
+substring hashes, and an n-gram repeats only where the shortest checked n-gram repeats too), and hash matches are
+confirmed by exact string comparison.
 Known difference: where datatrove would divide by zero (a document without words when ``min_doc_words`` is
 disabled), these rules treat the ratio as 0 instead of raising."""
 
@@ -196,25 +197,39 @@ class GopherRepetition(_TextRule):
     def _duplicated_grams(self, words: list[str], ends: np.ndarray, size: int) -> str | None:
         """The first failing duplicated n-gram reason, if any."""
         hashes = _SubstringHashes("".join(words))
+        shortest = min(n for n, _ in self.p["dup_n_grams"])
+        # a position whose n-gram repeats an earlier one also repeats the shortest n-gram there: the positions
+        # where the shortest n-grams repeat bound every n's repeats, from one sort instead of one per n
+        repeats_shortest = _later_repeats(hashes, ends, len(words), shortest)[0]
         for n, frac in self.p["dup_n_grams"]:
             last = len(words) - n + 1
             if last <= 0:
                 continue
+            bound = repeats_shortest[repeats_shortest < last]
+            if not bound.size or int((ends[bound + n] - ends[bound]).sum()) / size <= frac:
+                continue
             # n-grams joined without separator; a repeat skips its n words (datatrove's find_all_duplicate). Only
             # positions whose substring hash occurs twice can repeat (equal strings have equal hashes).
-            keys = hashes.keys(ends[:last], ends[n : n + last])
-            order = np.argsort(keys, kind="stable")
-            again = np.flatnonzero(keys[order[1:]] == keys[order[:-1]])
-            if not again.size:
-                continue
+            later, earlier = _later_repeats(hashes, ends, len(words), n)
             # every counted repeat is a later occurrence of an equal key: their lengths bound the repeated chars
-            later = order[again + 1]
-            if int((ends[later + n] - ends[later]).sum()) / size <= frac:
+            if not later.size or int((ends[later + n] - ends[later]).sum()) / size <= frac:
                 continue
-            candidates = np.unique(np.concatenate((later, order[again]))).tolist()
+            candidates = np.unique(np.concatenate((later, earlier))).tolist()
             if _find_all_duplicate(hashes.text, ends, candidates, n) / size > frac:
                 return f"duplicated_{n}_n_grams"
         return None
+
+
+def _later_repeats(hashes: "_SubstringHashes", ends: np.ndarray, n_words: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(positions whose word n-gram key equals that of an earlier position, the positions just before them in key
+    order): every repeated n-gram's later occurrences, and the occurrences they may repeat."""
+    last = n_words - n + 1
+    if last <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    keys = hashes.keys(ends[:last], ends[n : n + last])
+    order = np.argsort(keys, kind="stable")
+    again = np.flatnonzero(keys[order[1:]] == keys[order[:-1]])
+    return order[again + 1], order[again]
 
 
 def _find_all_duplicate(joined: str, ends: np.ndarray, candidates: list[int], n: int) -> int:
