@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-filter clean
+.PHONY: demo test bench bench-filter bench-dedup clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ bench: $(STAMP)
 
 bench-filter: $(STAMP)
 	$(PY) benchmarks/filter_throughput.py
+
+bench-dedup: $(STAMP)
+	$(PY) benchmarks/dedup_memory.py
 
 clean:
 	rm -rf $(VENV) demo-output build *.egg-info
