@@ -71,7 +71,7 @@ def _requires_non_letter(pattern) -> bool:
 
 
 def test_affix_rules_never_match_inside_letters():
-    """Why a chunk of letters only is one word unless it is a special case (the splitter's shortcut)."""
+    """Why letters alone are one word unless a special case (a shortcut for chunks and for what affixes leave)."""
     import re._parser as sre_parse
 
     import spacy
@@ -91,3 +91,85 @@ def test_letter_chunks_and_special_cases_split_like_spacy():
     for chunk in ("cannot", "Gonna", "word", "Straße", "ñandú", "日本語", "слово", "lemme", "xD", "km"):
         assert splitter.chunk_words(chunk) == split_into_words(chunk, "eng"), chunk
     assert splitter.chunk_words("cannot") == ["can", "not"]
+
+
+_PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~" + "«»‘’‚“”„…–—¡¿·•′″、。，！？：；（）【】「」¨´°§¶©®™€£¥"
+_CORES = ("word", "Word", "WORD", "a", "I", "x", "s", "U", "Straße", "ñandú", "слово", "Слово", "日本語", "λόγος",
+          "كلمة", "3", "42", "3.5", "1,000", "10km", "5pm", "2nd", "1990s", "v2", "e-mail", "don't", "o'clock", "http://x.org/a")
+
+
+def _random_chunks(rng, specials: list[str], count: int) -> list[str]:
+    """Chunks of the shapes the port meets: affixes of any punctuation around letters, digits and special cases."""
+    chunks = []
+    for _ in range(count):
+        core = rng.choice(specials) if rng.random() < 0.3 else rng.choice(_CORES)
+        if rng.random() < 0.2:
+            core += rng.choice(_PUNCTUATION) + rng.choice(_CORES + tuple(specials[:50]))
+        prefix = "".join(rng.choice(_PUNCTUATION) for _ in range(rng.choice((0, 0, 1, 1, 2, 3))))
+        suffix = "".join(rng.choice(_PUNCTUATION + ".,") for _ in range(rng.choice((0, 1, 1, 2, 3))))
+        suffix += rng.choice(("", "", "'s", "n't", "’s", ".", "..."))
+        chunks.append(prefix + core + suffix)
+    return chunks
+
+
+def test_python_affix_splitting_gives_spacys_tokens():
+    """The splitter's port of spaCy's per-chunk algorithm, checked against spaCy on random and exhaustive chunks."""
+    import random
+
+    import spacy
+
+    tokenizer = spacy.blank("en").tokenizer
+    splitter = WordSplitter("eng")
+    specials = sorted(k for k in tokenizer.rules if not any(c.isspace() for c in k))
+    chunks = list(specials) + [p + s for p in _PUNCTUATION for s in specials if len(s) <= 3]
+    chunks += [c + p + q for c in _CORES for p in _PUNCTUATION for q in ("", ".", ",", ")", '"', "'")]
+    chunks += [p + q + c for c in _CORES[:8] for p in _PUNCTUATION for q in ("", "(", '"', "'")]
+    chunks += _random_chunks(random.Random(0), specials, 20_000)
+    fallbacks = 0
+    for chunk in chunks:
+        expected = [token.text for token in tokenizer(chunk)]
+        tokens = splitter.chunk_tokens(chunk)
+        fallbacks += tokens is None
+        assert tokens is None or tokens == expected, chunk
+        assert splitter.chunk_words(chunk) == expected, chunk
+    assert fallbacks < 0.02 * len(chunks)  # spaCy itself only where several special-case matches overlap
+
+
+def test_special_case_pass_matches_within_chunks(ml_texts):
+    """spaCy's last pass re-joins tokens that spell a special case ("foo:]" ends in the emoticon ":]")."""
+    import spacy
+
+    tokenizer = spacy.blank("en").tokenizer
+    splitter = WordSplitter("eng")
+    for chunk in ("foo:]", "f():", "(:", "x)=", "''", "'s'", "(:-)", "'''", ":]:]", "a.b.", "etc.)", "Mr.,", "e.g.:"):
+        assert splitter.chunk_words(chunk) == [token.text for token in tokenizer(chunk)], chunk
+    assert not any(c.isspace() for k in tokenizer.rules for c in k if not k.isspace())  # no match spans two chunks
+
+
+def test_ported_spacy_functions_are_unchanged():
+    """WordSplitter.chunk_tokens ports these spaCy functions: a spaCy upgrade that edits them must be re-read."""
+    import hashlib
+    import re
+    from pathlib import Path
+
+    import spacy
+
+    source = Path(spacy.__file__).parent / "tokenizer.pyx"
+    if not source.exists():
+        pytest.skip("this spaCy build ships no tokenizer.pyx")
+    text = source.read_text(encoding="utf-8")
+    digests = {}
+    for name in _PORTED_DIGESTS:
+        body = re.search(rf"\n    c?p?def [^\n]*\b{name}\(.*?(?=\n    (?:c?p?def |@))", text, re.S)
+        assert body, name
+        digests[name] = hashlib.sha256(body.group(0).encode()).hexdigest()[:12]
+    assert digests == _PORTED_DIGESTS, digests
+
+
+_PORTED_DIGESTS = {  # spaCy 3.8's Tokenizer methods (a prefix of the SHA-256 of their source text)
+    "__call__": "ef6c99f7ea49", "_tokenize_affixes": "05689dcc8bf5", "_apply_special_cases": "c23e9c442a9a",
+    "_try_specials_and_cache": "898da655dbda", "_tokenize": "8fd4f7649654", "_split_affixes": "9ab0d5e678b2",
+    "_attach_tokens": "3c84813e6aec", "_filter_special_spans": "773e63445d31", "_prepare_special_spans": "1edadeac0d92",
+    "_retokenize_special_spans": "47fa25e357b4", "find_prefix": "f893df202b72", "find_suffix": "7793d9475e7b",
+    "find_infix": "fc2c8404e4bb", "add_special_case": "0061423e6508",
+}
