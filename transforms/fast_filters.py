@@ -4,7 +4,7 @@ Each rule keeps datatrove's parameters, order of checks and reason names, so dec
 with the datatrove engine). Stages not re-implemented yet run datatrove's own object (same decisions, its speed).
 Shortcuts never change a decision: a count is only skipped where a bound proves its check passes (no n-gram is
 more frequent than a shorter one; repeated n-gram characters never exceed those of later occurrences of equal
-substring hashes, and an n-gram repeats only where the shortest checked n-gram repeats too), and hash matches are
+substring hashes; an n-gram repeats only where the shortest checked n-gram repeats too), and hash matches are
 confirmed by exact string comparison.
 Known difference: where datatrove would divide by zero (a document without words when ``min_doc_words`` is
 disabled), these rules treat the ratio as 0 instead of raising."""
@@ -198,38 +198,36 @@ class GopherRepetition(_TextRule):
         """The first failing duplicated n-gram reason, if any."""
         hashes = _SubstringHashes("".join(words))
         shortest = min(n for n, _ in self.p["dup_n_grams"])
-        # a position whose n-gram repeats an earlier one also repeats the shortest n-gram there: the positions
-        # where the shortest n-grams repeat bound every n's repeats, from one sort instead of one per n
-        repeats_shortest = _later_repeats(hashes, ends, len(words), shortest)[0]
+        # where an n-gram repeats, the shortest checked n-gram repeats too: only positions whose shortest n-gram
+        # key occurs twice can hold a repeated n-gram of any n, so longer n-grams are keyed and sorted there alone
+        positions = np.arange(max(0, len(words) - shortest + 1))
+        later, earlier = _later_repeats(hashes, ends, positions, shortest)
+        positions = np.unique(np.concatenate((later, earlier)))
         for n, frac in self.p["dup_n_grams"]:
-            last = len(words) - n + 1
-            if last <= 0:
-                continue
-            bound = repeats_shortest[repeats_shortest < last]
-            if not bound.size or int((ends[bound + n] - ends[bound]).sum()) / size <= frac:
-                continue
-            # n-grams joined without separator; a repeat skips its n words (datatrove's find_all_duplicate). Only
-            # positions whose substring hash occurs twice can repeat (equal strings have equal hashes).
-            later, earlier = _later_repeats(hashes, ends, len(words), n)
+            at = positions[positions <= len(words) - n]
+            if n != shortest:
+                later, earlier = _later_repeats(hashes, ends, at, n)
             # every counted repeat is a later occurrence of an equal key: their lengths bound the repeated chars
             if not later.size or int((ends[later + n] - ends[later]).sum()) / size <= frac:
                 continue
+            # n-grams joined without separator; a repeat skips its n words (datatrove's find_all_duplicate). Only
+            # positions whose substring hash occurs twice can repeat (equal strings have equal hashes).
             candidates = np.unique(np.concatenate((later, earlier))).tolist()
             if _find_all_duplicate(hashes.text, ends, candidates, n) / size > frac:
                 return f"duplicated_{n}_n_grams"
         return None
 
 
-def _later_repeats(hashes: "_SubstringHashes", ends: np.ndarray, n_words: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(positions whose word n-gram key equals that of an earlier position, the positions just before them in key
-    order): every repeated n-gram's later occurrences, and the occurrences they may repeat."""
-    last = n_words - n + 1
-    if last <= 0:
+def _later_repeats(hashes: "_SubstringHashes", ends: np.ndarray, positions: np.ndarray,
+                   n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Among ``positions`` (ascending), (those whose word n-gram key equals that of an earlier one, the positions
+    just before them in key order): every repeated n-gram's later occurrences, and the occurrences they may repeat."""
+    if positions.size < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    keys = hashes.keys(ends[:last], ends[n : n + last])
-    order = np.argsort(keys, kind="stable")
+    keys = hashes.keys(ends[positions], ends[positions + n])
+    order = np.argsort(keys, kind="stable")  # stable: equal keys keep their positions' order
     again = np.flatnonzero(keys[order[1:]] == keys[order[:-1]])
-    return order[again + 1], order[again]
+    return positions[order[again + 1]], positions[order[again]]
 
 
 def _find_all_duplicate(joined: str, ends: np.ndarray, candidates: list[int], n: int) -> int:
