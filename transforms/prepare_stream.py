@@ -301,6 +301,8 @@ class StreamTools:
         self.cfg = cfg
         self.progress = ProgressWriter(cfg.progress_dir)
         self.runner = RecipeRunner(cfg.recipe, cfg.recipe_processes, keys) if cfg.recipe is not None else None
+        if self.runner is not None:
+            self.runner.start()
         self._encoders: Encoders | None = None
 
     @property

@@ -81,6 +81,10 @@ def _children_skip_main() -> Iterator[None]:
         sys.modules["__main__"] = main
 
 
+def _ready() -> None:
+    """A task that only makes a worker process start."""
+
+
 class RecipeRunner:
     """Runs RecipeWork over batches in order, in ``processes`` worker processes (1: in this process)."""
 
@@ -119,6 +123,14 @@ class RecipeRunner:
             return batch, [], []
         decisions, keys = future.result()
         return batch, [d if d.text is not None else replace(d, text=t) for d, t in zip(decisions, batch.texts)], keys
+
+    def start(self) -> None:
+        """Start the worker processes now (they import and build the engine while the caller gets ready)."""
+        if self.processes > 1:
+            pool = self._start_pool()
+            with _children_skip_main():
+                for _ in range(self.processes):  # one task per process: each submit may start one
+                    pool.submit(_ready)
 
     def _start_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
