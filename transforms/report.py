@@ -7,6 +7,13 @@ from typing import Any
 from schemas import manifest as m
 
 
+def _per_second(rate: float) -> str:
+    """A rate as '12.34M' or '5.6k' or '42'."""
+    if rate >= 1e6:
+        return f"{rate / 1e6:,.2f}M"
+    return f"{rate / 1e3:,.1f}k" if rate >= 1e3 else f"{rate:,.0f}"
+
+
 def summary_table(manifest: dict[str, Any], output: str) -> str:
     """A compact human summary of a prepare or filter run."""
     c = manifest[m.K_COUNTS]
@@ -39,7 +46,7 @@ def summary_table(manifest: dict[str, Any], output: str) -> str:
         ]
     rows.append(("input read", f"{c['bytes_read'] / 1e6:,.1f} MB"))
     speed = f"{c['bytes_read'] / 1e6 / wall:,.1f} MB/s"
-    rows.append(("throughput", speed + (f", {c['tokens'] / wall / 1e6:,.2f}M tokens/s" if packed else
+    rows.append(("throughput", speed + (f", {_per_second(c['tokens'] / wall)} tokens/s" if packed else
                                         f", {c['docs_written'] / wall:,.0f} kept documents/s")))
     rows.append(("wall time", f"{wall:,.1f} s"))
     if packed:
