@@ -297,10 +297,11 @@ class _Attempt:
 class StreamTools:
     """What a worker keeps across streams: encoders (loaded on first use), the recipe runner, progress."""
 
-    def __init__(self, cfg: StreamConfig, keys: bool = False) -> None:
+    def __init__(self, cfg: StreamConfig, keys: bool = False, recipe: bool = True) -> None:
         self.cfg = cfg
         self.progress = ProgressWriter(cfg.progress_dir)
-        self.runner = RecipeRunner(cfg.recipe, cfg.recipe_processes, keys) if cfg.recipe is not None else None
+        wanted = recipe and cfg.recipe is not None
+        self.runner = RecipeRunner(cfg.recipe, cfg.recipe_processes, keys) if wanted else None
         if self.runner is not None:
             self.runner.start()
         self._encoders: Encoders | None = None
@@ -621,7 +622,8 @@ def finish_staged(staged: dict[str, Any], duplicates: dict[int, tuple[str, str]]
 class _StreamDoFn(beam.DoFn):
     """Shared adapter: worker tools in setup, results emitted as their writers finish (all by bundle end)."""
 
-    keys = False
+    keys = False  # emits dedup keys (pass 1)
+    runs_recipe = True  # reads inputs through the recipe (pass 2 reads staged documents instead)
 
     def __init__(self, cfg: StreamConfig) -> None:
         self.cfg = cfg
@@ -630,7 +632,7 @@ class _StreamDoFn(beam.DoFn):
         self._finishing: deque[Future] = deque()
 
     def setup(self) -> None:
-        self.tools = StreamTools(self.cfg, keys=self.keys)
+        self.tools = StreamTools(self.cfg, keys=self.keys, recipe=self.runs_recipe)
         if self.cfg.tokenizer is not None and not (self.keys and self.cfg.dedup):
             self.tools.encoders  # start loading the tokenizer while the first stream is read
         self._finisher = ThreadPoolExecutor(1, thread_name_prefix="tokenmill-finish")
@@ -694,6 +696,8 @@ class StageStream(_StreamDoFn):
 class FinishStaged(_StreamDoFn):
     """Dedup pass 2: (stream index, {staged: [result], duplicates: [[(ordinal, reason, kept id)], ...]}) in,
     the stream's result out."""
+
+    runs_recipe = False
 
     def process(self, element: tuple[int, dict[str, list]]) -> Iterator[dict[str, Any]]:
         yield from self._finished(wait=False)
