@@ -37,14 +37,12 @@ Usage (from the repository root):
 from __future__ import annotations
 
 import argparse
-import glob
 import hashlib
 import json
 import os
 import random
 import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -54,12 +52,14 @@ from typing import Any
 from prepare_throughput import (
     MB,
     chatterbot_conversations,
+    corpus_files,
     fmt_ratio,
     iter_json_records,
     log,
     machine_line,
     multilingual_documents,
     perturb,
+    run_benchmark,
     run_measured,
     tail,
     verdict,
@@ -317,31 +317,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run every system, print throughput, ratios, agreement and verdicts."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--_child"]:
-        return child_main(argv[1])
-    args = parse_args(argv)
-    temp = args.workdir is None
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="tokenmill-filter-bench-")).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    try:
-        return benchmark(args, workdir, os.cpu_count() or 1)
-    finally:
-        if temp:
-            shutil.rmtree(workdir, ignore_errors=True)
+    return run_benchmark(argv, parse_args, child_main, benchmark, "tokenmill-filter-bench-")
 
 
 def benchmark(args: argparse.Namespace, workdir: Path, cores: int) -> int:
     """The whole benchmark in ``workdir``."""
     started = time.perf_counter()
-    if args.corpus:
-        files = [os.path.abspath(f) for f in sorted(glob.glob(os.path.expanduser(args.corpus)))]
-        if not files:
-            raise SystemExit(f"--corpus {args.corpus!r} matches no file")
-        corpus_desc = f"{len(files)} file(s) matching {args.corpus!r}"
-    else:
-        args.text_field, args.id_field = "text", "id"
-        files = generated_corpus(workdir, args.size_mb)
-        corpus_desc = f"generated (stdlib docstrings + chatterbot multilingual + 15% code), {len(files)} JSONL files"
+    files, corpus_desc = corpus_files(args, workdir, generated_corpus,
+                                      "stdlib docstrings + chatterbot multilingual + 15% code")
     n_docs = text_bytes = 0
     for path in files:
         for obj in iter_json_records(path):

@@ -652,33 +652,43 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run every system, print the table, the targets and the memory results."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    return run_benchmark(argv, parse_args, child_main, benchmark, "tokenmill-bench-")
+
+
+def run_benchmark(argv: list[str], parse: Callable, child: Callable, bench: Callable, prefix: str) -> int:
+    """A benchmark script's main: a child process's work, or ``bench(args, workdir, cores)`` in --workdir or in a
+    temporary directory removed at the end."""
     if argv[:1] == ["--_child"]:
-        return child_main(argv[1])
-    args = parse_args(argv)
-    cores = os.cpu_count() or 1
+        return child(argv[1])
+    args = parse(argv)
     temp = args.workdir is None
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="tokenmill-bench-")).resolve()
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix=prefix)).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        return benchmark(args, workdir, cores)
+        return bench(args, workdir, os.cpu_count() or 1)
     finally:
         if temp:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def benchmark(args: argparse.Namespace, workdir: Path, cores: int) -> int:
-    """The whole benchmark in ``workdir``."""
-    started = time.perf_counter()
+def corpus_files(args: argparse.Namespace, workdir: Path, generate: Callable[[Path, float], list[str]],
+                 generated_desc: str) -> tuple[list[str], str]:
+    """(files, description): the user's --corpus, or the generated corpus (whose fields are text and id)."""
     if args.corpus:
         files = [os.path.abspath(f) for f in sorted(glob.glob(os.path.expanduser(args.corpus)))]
         if not files:
             raise SystemExit(f"--corpus {args.corpus!r} matches no file")
-        corpus_desc = f"{len(files)} file(s) matching {args.corpus!r}"
-    else:
-        args.text_field, args.id_field = "text", "id"
-        files = generated_corpus(workdir, args.size_mb)
-        corpus_desc = (f"generated: stdlib sources/docstrings + chatterbot multilingual, {len(files)} JSONL files in "
-                       f"{Path(files[0]).parent}")
+        return files, f"{len(files)} file(s) matching {args.corpus!r}"
+    args.text_field, args.id_field = "text", "id"
+    files = generate(workdir, args.size_mb)
+    return files, f"generated ({generated_desc}), {len(files)} JSONL files in {Path(files[0]).parent}"
+
+
+def benchmark(args: argparse.Namespace, workdir: Path, cores: int) -> int:
+    """The whole benchmark in ``workdir``."""
+    started = time.perf_counter()
+    files, corpus_desc = corpus_files(args, workdir, generated_corpus,
+                                      "stdlib sources/docstrings + chatterbot multilingual")
     tokenizer = str(Path(args.tokenizer).resolve()) if args.tokenizer else training_tokenizer(workdir, files,
                                                                                                args.text_field)
     texts = read_texts(files, args.text_field)
