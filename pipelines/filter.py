@@ -46,7 +46,7 @@ def fingerprint(cfg: FilterConfig, recipe: Recipe) -> str:
     keys = ("inputs", "text_field", "id_field", "input_format", "stream_bytes", "meta_fields", "emit_modified")
     ident = {k: getattr(cfg, k) for k in keys}
     ident["command"] = "filter"
-    ident["recipe"] = {k: v for k, v in recipe.to_dict().items() if k not in ("engine", "name")}
+    ident["recipe"] = recipe.identity()
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 

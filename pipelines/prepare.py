@@ -137,7 +137,7 @@ def fingerprint(cfg: PrepareConfig, tokenizer_sha: str, recipe: Recipe | None = 
             "emit_modified")
     ident = {k: getattr(cfg, k, None) for k in keys} | {"tokenizer_sha256": tokenizer_sha}
     if recipe is not None:  # what the filters decide is part of the result (the engine is not: same decisions)
-        ident["recipe"] = {k: v for k, v in recipe.to_dict().items() if k not in ("engine", "name")}
+        ident["recipe"] = recipe.identity()
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 

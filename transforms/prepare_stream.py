@@ -508,6 +508,7 @@ def run_pass(
     stream_index: int,
     name: str,
     source: Callable[[_Attempt], Iterable[DocBatch]],
+    inputs: list[str],
     earlier: dict[str, Any] | None = None,
     chosen: tuple[Encoder, str] | None = None,
 ) -> Callable[[], dict[str, Any]]:
@@ -535,7 +536,7 @@ def run_pass(
         if documents is not None:
             documents.abort()
         attempt.discard()
-        return run_pass(cfg, tools, stream_index, name, source, earlier, chosen=(redo.encoder, redo.note))
+        return run_pass(cfg, tools, stream_index, name, source, inputs, earlier, chosen=(redo.encoder, redo.note))
     except BaseException:
         if pack is not None:
             pack.discard()
@@ -552,7 +553,7 @@ def run_pass(
             **packed,
             "documents": [written] if written else [],
             **attempt.files(),
-            "inputs": [],
+            "inputs": inputs,
         }
         return merge_results(earlier, result) if earlier is not None else result
 
@@ -565,7 +566,6 @@ def merge_results(first: dict[str, Any], second: dict[str, Any]) -> dict[str, An
     out["counts"] = Counts.from_dict(first["counts"]).merge(Counts.from_dict(second["counts"])).to_dict()
     out["rejected"] = first["rejected"] + second["rejected"]
     out["modified"] = first["modified"] + second["modified"]
-    out["inputs"] = first["inputs"]
     return out
 
 
@@ -576,12 +576,8 @@ def stream_inputs(stream: Stream) -> list[str]:
 
 def process_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools) -> Callable[[], dict[str, Any]]:
     """The one-pass flow (no dedup): read → recipe → sinks."""
-    finish = run_pass(cfg, tools, stream.index, "p", lambda attempt: read_stream(stream, cfg, tools, attempt))
-
-    def with_inputs() -> dict[str, Any]:
-        return {**finish(), "inputs": stream_inputs(stream)}
-
-    return with_inputs
+    return run_pass(cfg, tools, stream.index, "p", lambda attempt: read_stream(stream, cfg, tools, attempt),
+                    stream_inputs(stream))
 
 
 def stage_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools) -> Iterator[tuple[str, Any]]:
@@ -616,7 +612,7 @@ def finish_staged(staged: dict[str, Any], duplicates: dict[int, tuple[str, str]]
     def source(attempt: _Attempt) -> Iterable[DocBatch]:
         return read_staged(url, duplicates, attempt) if url else ()
 
-    return run_pass(cfg, tools, staged["stream"], "b", source, earlier=staged)
+    return run_pass(cfg, tools, staged["stream"], "b", source, staged["inputs"], earlier=staged)
 
 
 class _StreamDoFn(beam.DoFn):

@@ -234,6 +234,10 @@ class Recipe:
     dedup: Dedup = Dedup()
     engine: str = FAST
 
+    def identity(self) -> dict[str, Any]:
+        """What of the recipe decides a job's result (not its name, nor the engine: both make the same decisions)."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("engine", "name")}
+
     def to_dict(self) -> dict[str, Any]:
         """The recipe as recorded in a manifest (every parameter explicit)."""
         dedup: dict[str, Any] = {"exact": self.dedup.exact}
