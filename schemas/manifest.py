@@ -123,7 +123,9 @@ K_WALL_TIME = "wall_time_s"
 K_STREAMS = "streams"
 K_RECIPE = "recipe"
 K_DOCUMENTS = "documents"  # document files: path, rows, bytes, sha256
-K_DEDUP = "dedup"  # duplicates found: exact, near, duplicate_rate
+K_DEDUP = "dedup"  # duplicates found: EXACT_DUPLICATE, NEAR_DUPLICATE counts, DEDUP_CONSIDERED, DEDUP_RATE
+DEDUP_CONSIDERED = "documents_considered"  # documents that reached dedup (kept by the filters)
+DEDUP_RATE = "duplicate_rate"  # duplicates / documents considered
 K_MODIFIED = "modified"  # modified/ files (original text of documents a recipe stage changed)
 
 # Fields of a modified/ record (--emit-modified): a kept document whose text a recipe stage changed.

@@ -131,14 +131,13 @@ def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, 
     if fs.exists(temp):
         fs.rm(temp, recursive=True)
     manifest = dict(manifest_base)
-    if m.K_TOKENIZER in manifest:
+    manifest[m.K_COUNTS] = counts.to_dict()
+    manifest[m.K_STREAMS] = len(results)
+    if m.K_TOKENIZER in manifest:  # a packed result (prepare)
         manifest[m.K_TOKENIZER] = dict(manifest[m.K_TOKENIZER], backend=_backend_name(backends),
                                        backend_streams=backends)
         if notes:
             manifest[m.K_TOKENIZER]["backend_notes"] = notes[:20]
-    manifest[m.K_COUNTS] = counts.to_dict()
-    manifest[m.K_STREAMS] = len(results)
-    if m.K_TOKENIZER in manifest:
         manifest[m.K_SHARDS] = placed[SHARDS_DIR]
     if placed[DOCUMENTS_DIR] or manifest_base.get(m.K_FORMAT) == m.DOCUMENTS_FORMAT:
         manifest[m.K_DOCUMENTS] = placed[DOCUMENTS_DIR]
@@ -166,8 +165,8 @@ def dedup_summary(counts: Counts) -> dict[str, Any]:
     return {
         m.EXACT_DUPLICATE: found.get(m.EXACT_DUPLICATE, 0),
         m.NEAR_DUPLICATE: found.get(m.NEAR_DUPLICATE, 0),
-        "documents_considered": considered,
-        "duplicate_rate": round(total / considered, 6) if considered else 0.0,
+        m.DEDUP_CONSIDERED: considered,
+        m.DEDUP_RATE: round(total / considered, 6) if considered else 0.0,
     }
 
 

@@ -34,7 +34,7 @@ def summary_table(manifest: dict[str, Any], output: str) -> str:
         rows += [(f"  {kind}", f"{n:,}") for kind, n in c["docs_repaired"].items()]
     dedup = manifest.get(m.K_DEDUP)
     if dedup:
-        rows.append(("duplicate rate", f"{100 * dedup['duplicate_rate']:.2f}% of {dedup['documents_considered']:,} "
+        rows.append(("duplicate rate", f"{100 * dedup[m.DEDUP_RATE]:.2f}% of {dedup[m.DEDUP_CONSIDERED]:,} "
                                        "documents after filtering"))
     if packed:
         seq_len = manifest[m.K_SEQ_LEN]
