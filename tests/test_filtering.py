@@ -96,24 +96,66 @@ def test_fast_engine_with_changed_parameters_agrees_too(varied_corpus):
     assert FastEngine(recipe).apply(varied_corpus, ids) == DatatroveEngine(recipe).apply(varied_corpus, ids)
 
 
-def test_substring_hashes_are_equal_for_equal_substrings():
+def test_ngram_counts_match_datatrove_in_c_and_python():
+    """top_ngram / duplicate_chars (compiled and Python) == datatrove's find_top_duplicate / find_all_duplicate,
+    on words that join into each other ("a b" / "ab") and on 1-, 2- and 4-byte characters."""
     import random
 
     import numpy as np
+    from datatrove.pipeline.filters.gopher_repetition_filter import find_all_duplicate, find_top_duplicate, get_n_grams
 
-    from transforms.fast_filters import _SubstringHashes
+    from transforms import ngrams
 
     rng = random.Random(5)
-    text = "".join(rng.choice("ab€😀") for _ in range(3000))
-    hashes = _SubstringHashes(text)
-    starts = np.array([rng.randrange(0, 2900) for _ in range(2000)], np.int64)
-    stops = starts + np.array([rng.randrange(1, 8) for _ in range(2000)], np.int64)
-    keys = hashes.keys(starts, stops).tolist()
-    by_text: dict[str, set[int]] = {}
-    for a, b, k in zip(starts.tolist(), stops.tolist(), keys):
-        by_text.setdefault(text[a:b], set()).add(k)
-    assert all(len(k) == 1 for k in by_text.values())  # equal substrings, equal keys
-    assert len(set(keys)) == len(by_text)  # and here no two different substrings collide
+    alphabets = (["a", "ab", "b", "ba", "abb"], ["é", "éa", "a", "ß"], ["€", "a€", "😀", "😀€", "x"])
+    implementations = [(ngrams.top_ngram_python, ngrams.duplicate_chars_python)]
+    if ngrams.COMPILED:
+        implementations.append((ngrams._compiled.top_ngram, ngrams._compiled.duplicate_chars))
+    cases = 0
+    for _ in range(400):
+        vocab = rng.choice(alphabets)
+        words = [rng.choice(vocab) for _ in range(rng.randint(0, 60))]
+        index: dict[str, int] = {}
+        ids = np.array([index.setdefault(w, len(index)) for w in words], np.int32)
+        lens = np.array([len(w) for w in words], np.int32)
+        ends = np.concatenate(([0], np.cumsum(lens))).astype(np.int64)
+        joined = "".join(words)
+        for n in (1, 2, 3, 5, 8):
+            grams = get_n_grams(words, n)
+            top = find_top_duplicate(grams) if grams else 0
+            for top_ngram, duplicate_chars in implementations:
+                count, chars = top_ngram(ids, lens, n)
+                assert count * chars == top and (count == 0) == (not grams), (words, n)
+                assert duplicate_chars(joined, ends, n) == find_all_duplicate(words, n), (words, n)
+            cases += 1
+    assert cases == 2000
+
+
+def test_ngram_core_is_compiled_where_a_compiler_is():
+    """The package build compiles transforms/_ngrams.c; only a machine without a C compiler runs the Python."""
+    import shutil
+    import sysconfig
+
+    from transforms import ngrams
+
+    if not (shutil.which("cc") or shutil.which("gcc")) or not sysconfig.get_paths().get("include"):
+        pytest.skip("no C compiler here: the Python definitions are used")
+    assert ngrams.COMPILED
+
+
+def test_ngram_core_rejects_wrong_buffers():
+    import numpy as np
+
+    from transforms import ngrams
+
+    if not ngrams.COMPILED:
+        pytest.skip("the C module is not built here")
+    with pytest.raises(TypeError, match="ids: expected items of 4 bytes"):
+        ngrams.top_ngram(np.zeros(3, np.int64), np.zeros(3, np.int32), 2)
+    with pytest.raises(ValueError, match="3 ids but 2 lengths"):
+        ngrams.top_ngram(np.zeros(3, np.int32), np.zeros(2, np.int32), 2)
+    with pytest.raises(ValueError, match="ends run past the text"):
+        ngrams.duplicate_chars("ab", np.array([0, 1, 5], np.int64), 1)
 
 
 def test_language_stage_keeps_wanted_languages_in_both_engines(ml_texts):
@@ -130,13 +172,14 @@ def test_language_stage_keeps_wanted_languages_in_both_engines(ml_texts):
         assert got == [(True, None), (False, "language_not_wanted"), (True, None), (False, "language_not_wanted")]
 
 
-def test_fast_gopher_repetition_agrees_on_random_repetitive_texts():
+def test_fast_gopher_repetition_agrees_on_random_repetitive_texts(monkeypatch):
     """Phrases repeated among random words of a tiny vocabulary (words that join into each other: "a b" / "ab")."""
     import random
 
     from datatrove.data import Document
     from datatrove.pipeline.filters import GopherRepetitionFilter
 
+    from transforms import ngrams
     from transforms.fast_filters import GopherRepetition
     from transforms.recipes import STAGES
     from transforms.words import WordSplitter
@@ -147,7 +190,10 @@ def test_fast_gopher_repetition_agrees_on_random_repetitive_texts():
     loose = dict(default, top_n_grams=())  # every text reaches the duplicated n-grams
     splitter = WordSplitter("eng")
     reasons = set()
-    for params in (default, loose):
+    for params, compiled in ((default, True), (loose, True), (default, False), (loose, False)):
+        if not compiled:
+            monkeypatch.setattr(ngrams, "_compiled", None)  # the Python definitions decide the same
+        rng = random.Random(11)
         fast = GopherRepetition(params, splitter)
         reference = GopherRepetitionFilter(**params)
         for _ in range(300):

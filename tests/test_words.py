@@ -21,6 +21,26 @@ def test_identical_to_datatrove_split_into_words(ml_texts):
     for doc in docs:
         assert splitter.split(doc) == split_into_words(doc, "eng"), doc[:80]
     assert all(splitter.split(doc) == split_into_words(doc, "eng") for doc in docs[:20])  # warm cache too
+    for doc in docs:  # the words partition the whitespace-free chunks: the n-gram rules rely on it
+        words = splitter.words_of(doc)
+        assert "".join(splitter.split(doc)) == words.joined() == "".join(doc.split())
+        assert words.lens.tolist() == [len(w) for w in splitter.split(doc)]
+        assert words.ends()[-1] == len(words.joined())
+
+
+def test_cache_reset_keeps_words_and_facts_right(monkeypatch):
+    import transforms.words as words_module
+
+    monkeypatch.setattr(words_module, "MAX_CACHED_CHUNKS", 5)
+    splitter = WordSplitter("eng")
+    texts = ["the cat sat on the mat.", "a dog, a frog (and) a log!", "the cat sat on the mat."] * 3
+    for text in texts:
+        words = splitter.split(text)
+        lengths = splitter.fact("length", len)[splitter.words_of(text).ids]
+        assert lengths.tolist() == [len(w) for w in words]
+        assert words == [w for w in text.replace(".", " .").replace(",", " ,").replace("(", "( ").replace(
+            ")", " )").replace("!", " !").split()]
+    assert len(splitter.vocabulary) <= 5 + 8  # cleared when full (between texts: plus one text's words)
 
 
 def test_unknown_language_is_a_clear_error():

@@ -2,22 +2,21 @@
 
 Each rule keeps datatrove's parameters, order of checks and reason names, so decisions match (tests compare
 with the datatrove engine). Stages not re-implemented yet run datatrove's own object (same decisions, its speed).
-Shortcuts never change a decision: a count is only skipped where a bound proves its check passes (no n-gram is
-more frequent than a shorter one; repeated n-gram characters never exceed those of later occurrences of equal
-substring hashes; an n-gram repeats only where the shortest checked n-gram repeats too), and hash matches are
-confirmed by exact string comparison.
+A text's words are int32 ids from the splitter's vocabulary: per-word facts are arrays indexed by id, and the
+Gopher n-gram counts run over the ids (and the words joined, for datatrove's separator-less duplicate n-grams) in
+C (``transforms.ngrams``); every count is exact, no shortcut changes a decision.
 Known difference: where datatrove would divide by zero (a document without words when ``min_doc_words`` is
 disabled), these rules treat the ratio as 0 instead of raising."""
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
 
 import numpy as np
 
 from transforms.filtering import DatatroveRule, Decision, _datatrove_filter, run_chain
+from transforms.ngrams import duplicate_chars, top_ngram
 from transforms.recipes import Recipe
 from transforms.words import WordSplitter
 
@@ -29,28 +28,21 @@ def _punctuation() -> tuple[frozenset[str], tuple[str, ...]]:
 
 
 class _WordFacts:
-    """Per distinct word (cached, filled on first sight): its length if it holds something other than punctuation
-    (else 0), whether it does (1/0), whether it holds a letter (1/0); summed over a text by C-level maps."""
+    """Per-word facts as arrays indexed by word id (computed once per distinct word), summed over a text's ids:
+    the word's length if it holds something other than punctuation (else 0), whether it holds a letter."""
 
     def __init__(self, punctuation: frozenset[str]) -> None:
         self._punct = punctuation
-        self.non_symbol_length = _Cached(lambda w: len(w) if any(c not in self._punct for c in w) else 0)
-        self.non_symbol = _Cached(lambda w: 1 if self.non_symbol_length[w] else 0)
-        self.alpha = _Cached(lambda w: 1 if any(c.isalpha() for c in w) else 0)
 
+    def non_symbol_length(self, words: WordSplitter) -> np.ndarray:
+        """By word id: its length if any character is not punctuation, else 0."""
+        punct = self._punct
+        return words.fact("non_symbol_length", lambda w: len(w) if any(c not in punct for c in w) else 0)
 
-class _Cached(dict):
-    """A dict computing (and keeping) the value of a missing key; cleared when it grows too large."""
-
-    def __init__(self, compute) -> None:
-        super().__init__()
-        self._compute = compute
-
-    def __missing__(self, key: str) -> int:
-        if len(self) > 2_000_000:
-            self.clear()
-        value = self[key] = self._compute(key)
-        return value
+    @staticmethod
+    def alpha(words: WordSplitter) -> np.ndarray:
+        """By word id: 1 if any character is a letter."""
+        return words.fact("alpha", lambda w: any(c.isalpha() for c in w))
 
 
 class _TextRule:
@@ -73,18 +65,20 @@ class GopherQuality(_TextRule):
         self.facts = facts
         self.stop_words = frozenset(params["stop_words"]) if params["stop_words"] is not None else frozenset(
             ("the", "be", "to", "of", "and", "that", "have", "with"))
+        self._stop_fact = "stop:" + "\0".join(sorted(self.stop_words))
 
     def filter(self, text: str) -> tuple[bool, str | None]:
         p = self.p
-        words = self.words.split(text)
-        n_words = len(words)
-        n_non_symbol = sum(map(self.facts.non_symbol.__getitem__, words))
+        ids = self.words.words_of(text).ids
+        n_words = ids.size
+        lengths = self.facts.non_symbol_length(self.words)[ids]  # 0 for punctuation-only words
+        n_non_symbol = int(np.count_nonzero(lengths))
         if p["min_doc_words"] and n_non_symbol < p["min_doc_words"]:
             return False, "gopher_short_doc"
         if p["max_doc_words"] and n_non_symbol > p["max_doc_words"]:
             return False, "gopher_long_doc"
         # np.mean's pairwise float sum of the lengths equals the exact integer sum here (well below 2^53)
-        avg = sum(map(self.facts.non_symbol_length.__getitem__, words)) / n_non_symbol if n_non_symbol else math.nan
+        avg = int(lengths.sum()) / n_non_symbol if n_non_symbol else math.nan
         if p["min_avg_word_length"] and avg < p["min_avg_word_length"]:
             return False, "gopher_below_avg_threshold"
         if p["max_avg_word_length"] and avg > p["max_avg_word_length"]:
@@ -104,11 +98,13 @@ class GopherQuality(_TextRule):
             s.rstrip().endswith(("...", "…")) for s in lines
         ) / len(lines) > p["max_ellipsis_lines_ratio"]:
             return False, "gopher_too_many_end_ellipsis"
-        alpha_ratio = sum(map(self.facts.alpha.__getitem__, words)) / n
+        alpha_ratio = int(self.facts.alpha(self.words)[ids].sum()) / n
         if p["max_non_alpha_words_ratio"] and alpha_ratio < p["max_non_alpha_words_ratio"]:
             return False, "gopher_below_alpha_threshold"
-        if p["min_stop_words"] and len(self.stop_words.intersection(words)) < p["min_stop_words"]:
-            return False, "gopher_enough_stop_words"
+        if p["min_stop_words"]:
+            stop = self.words.fact(self._stop_fact, self.stop_words.__contains__)
+            if len(set(ids[stop[ids] != 0].tolist())) < p["min_stop_words"]:
+                return False, "gopher_enough_stop_words"
         return True, None
 
 
@@ -122,23 +118,6 @@ def _duplicates(items: list[str]) -> tuple[int, int]:
     if len(distinct) == len(items):
         return 0, 0
     return len(items) - len(distinct), sum(map(len, items)) - sum(map(len, distinct))
-
-
-def _top_gram(ids: np.ndarray, n: int) -> tuple[int, int]:
-    """(count, position of its first occurrence) of the most frequent word n-gram, the first seen among equals
-    (as ``Counter.most_common``); ``ids`` are per-text word ids smaller than the number of words."""
-    grams = np.lib.stride_tricks.sliding_window_view(ids, n)
-    vocab = int(ids.max()) + 1
-    if vocab ** n < 2**62:  # one exact integer per n-gram: a fast 1-d sort
-        keys = grams @ (vocab ** np.arange(n, dtype=np.int64))
-        order = np.argsort(keys, kind="stable")  # stable: each run of equal keys starts at its first occurrence
-        starts = np.flatnonzero(np.concatenate(([True], keys[order[1:]] != keys[order[:-1]])))
-        counts = np.diff(np.append(starts, keys.size))
-        best = int(counts.max())
-        return best, int(order[starts[counts == best]].min())
-    _, first, counts = np.unique(grams, axis=0, return_index=True, return_counts=True)
-    best = int(counts.max())
-    return best, int(first[counts == best].min())
 
 
 class GopherRepetition(_TextRule):
@@ -165,146 +144,19 @@ class GopherRepetition(_TextRule):
             return False, "dup_line_frac"
         if p["dup_line_char_frac"] and chars / size > p["dup_line_char_frac"]:
             return False, "dup_line_char_frac"
-        words = self.words.split(text)
-        if not words:
+        doc = self.words.words_of(text)
+        if not doc.ids.size:
             return True, None
-        ends = np.zeros(len(words) + 1, np.int64)  # character offsets of the words, joined without spaces
-        np.cumsum(np.fromiter(map(len, words), np.int64, len(words)), out=ends[1:])
-        reason = self._top_grams(words, ends, size) if p["top_n_grams"] else None
-        if reason is None and p["dup_n_grams"]:
-            reason = self._duplicated_grams(words, ends, size)
-        return (False, reason) if reason else (True, None)
-
-    def _top_grams(self, words: list[str], ends: np.ndarray, size: int) -> str | None:
-        """The first failing top n-gram reason, if any."""
-        index: dict[str, int] = {}
-        ids = np.fromiter(map(index.setdefault, words, itertools.count()), np.int64, len(words))
-        counted: dict[int, int] = {}  # n -> count of the most frequent n-gram, for the shorter ones computed
-        for n, frac in self.p["top_n_grams"]:
-            if len(words) < n:
-                continue
-            # no n-gram occurs more often than the most frequent shorter one: when even the longest n-gram at that
-            # count stays under the threshold, the exact count is not needed
-            bound = min((c for m, c in counted.items() if m < n), default=None)
-            if bound is not None and bound * int((ends[n:] - ends[:-n]).max() + n - 1) / size <= frac:
-                continue
-            best, at = _top_gram(ids, n)
-            counted[n] = best
-            if (int(ends[at + n] - ends[at]) + n - 1) * best / size > frac:
-                return f"top_{n}_gram"
-        return None
-
-    def _duplicated_grams(self, words: list[str], ends: np.ndarray, size: int) -> str | None:
-        """The first failing duplicated n-gram reason, if any."""
-        hashes = _SubstringHashes("".join(words))
-        shortest = min(n for n, _ in self.p["dup_n_grams"])
-        # where an n-gram repeats, the shortest checked n-gram repeats too: only positions whose shortest n-gram
-        # key occurs twice can hold a repeated n-gram of any n, so longer n-grams are keyed and sorted there alone
-        positions = np.arange(max(0, len(words) - shortest + 1))
-        later, earlier = _later_repeats(hashes, ends, positions, shortest)
-        positions = np.unique(np.concatenate((later, earlier)))
-        for n, frac in self.p["dup_n_grams"]:
-            at = positions[positions <= len(words) - n]
-            if n != shortest:
-                later, earlier = _later_repeats(hashes, ends, at, n)
-            # every counted repeat is a later occurrence of an equal key: their lengths bound the repeated chars
-            if not later.size or int((ends[later + n] - ends[later]).sum()) / size <= frac:
-                continue
-            # n-grams joined without separator; a repeat skips its n words (datatrove's find_all_duplicate). Only
-            # positions whose substring hash occurs twice can repeat (equal strings have equal hashes).
-            candidates = np.unique(np.concatenate((later, earlier))).tolist()
-            if _find_all_duplicate(hashes.text, ends, candidates, n) / size > frac:
-                return f"duplicated_{n}_n_grams"
-        return None
-
-
-def _later_repeats(hashes: "_SubstringHashes", ends: np.ndarray, positions: np.ndarray,
-                   n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Among ``positions`` (ascending), (those whose word n-gram key equals that of an earlier one, the positions
-    just before them in key order): every repeated n-gram's later occurrences, and the occurrences they may repeat."""
-    if positions.size < 2:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    keys = hashes.keys(ends[positions], ends[positions + n])
-    order = np.argsort(keys, kind="stable")  # stable: equal keys keep their positions' order
-    again = np.flatnonzero(keys[order[1:]] == keys[order[:-1]])
-    return positions[order[again + 1]], positions[order[again]]
-
-
-def _find_all_duplicate(joined: str, ends: np.ndarray, candidates: list[int], n: int) -> int:
-    """datatrove's find_all_duplicate (characters in repeated n-grams, a repeat skipping its n words), visiting only
-    the positions that can repeat, in order."""
-    bounds = ends.tolist()
-    seen: set[str] = set()
-    repeated = 0
-    i = 0
-    for c in candidates:
-        if c < i:
-            continue  # inside a repeat that was skipped
-        gram = joined[bounds[c] : bounds[c + n]]
-        if gram in seen:
-            repeated += len(gram)
-            i = c + n
-        else:
-            seen.add(gram)
-            i = c + 1
-    return repeated
-
-
-class _SubstringHashes:
-    """Polynomial hashes of any substring of one string (two moduli), from prefix sums: equal substrings always
-    get equal keys; different ones almost never do (and are then told apart by an exact comparison)."""
-
-    _MODS = (np.uint64(2147483647), np.uint64(2147483629))
-    _BASE = 1_000_003
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32).astype(np.uint64) + np.uint64(1)
-        self._prefix = []
-        self._inverse = []
-        for mod in self._MODS:
-            powers = _powers(self._BASE, len(codes), int(mod))
-            inverse = _powers(pow(self._BASE, -1, int(mod)), len(codes) + 1, int(mod))
-            terms = (codes * powers) % mod  # each term < 2^31: the prefix sums stay exact in uint64
-            self._prefix.append(np.concatenate(([np.uint64(0)], np.cumsum(terms, dtype=np.uint64))))
-            self._inverse.append(inverse)
-
-    def keys(self, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
-        """One uint64 key per [start, stop) substring (positions as character offsets)."""
-        out = []
-        for mod, prefix, inverse in zip(self._MODS, self._prefix, self._inverse):
-            h = (prefix[stops] - prefix[starts]) % mod
-            out.append((h * inverse[starts]) % mod)  # shift to position 0: comparable across offsets
-        return (out[0] << np.uint64(32)) | out[1]
-
-
-_POWERS: dict[tuple[int, int], np.ndarray] = {}
-
-
-def _powers(base: int, count: int, mod: int) -> np.ndarray:
-    """base^0 .. base^(count-1) mod ``mod`` as uint64 (computed once per process, grown on demand)."""
-    table = _POWERS.get((base, mod))
-    if table is None or table.size < count:
-        table = _POWERS[(base, mod)] = _compute_powers(base, max(count, 2 * (table.size if table is not None else 0),
-                                                                  1 << 16), mod)
-    return table[:count]
-
-
-def _compute_powers(base: int, count: int, mod: int) -> np.ndarray:
-    """base^0 .. base^(count-1) mod ``mod`` as uint64, vectorised by blocks of 1024."""
-    block = 1024
-    first = np.empty(min(block, max(count, 1)), np.uint64)
-    value = 1
-    for i in range(first.size):
-        first[i] = value
-        value = value * base % mod
-    step = pow(base, first.size, mod)
-    blocks = []
-    scale = 1
-    for _ in range(0, count, first.size):
-        blocks.append(first * np.uint64(scale) % np.uint64(mod))
-        scale = scale * step % mod
-    return np.concatenate(blocks)[:count] if blocks else np.empty(0, np.uint64)
+        for n, frac in p["top_n_grams"] or ():
+            count, chars = top_ngram(doc.ids, doc.lens, n)
+            if count and chars * count / size > frac:  # datatrove: len(top n-gram) * its count / len(text)
+                return False, f"top_{n}_gram"
+        if p["dup_n_grams"]:
+            joined, ends = doc.joined(), doc.ends()
+            for n, frac in p["dup_n_grams"]:
+                if duplicate_chars(joined, ends, n) / size > frac:
+                    return False, f"duplicated_{n}_n_grams"
+        return True, None
 
 
 class C4Quality:
@@ -380,7 +232,7 @@ class FineWebQuality(_TextRule):
         chars = len(text) - text.count("\n")
         if (dup_chars / chars if chars else 0.0) > p["char_duplicates_ratio"]:
             return False, "char_dup_ratio"
-        n_words = len(self.words.split(text))
+        n_words = self.words.words_of(text).ids.size
         if (text.count("\n") / n_words if n_words else 0.0) > p["new_line_ratio"]:
             return False, "list_ratio"
         return True, None

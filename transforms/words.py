@@ -20,13 +20,170 @@ from __future__ import annotations
 import itertools
 import re
 import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
 
 _WHITESPACE_RUNS = re.compile(r"(\s+)")
 
-MAX_CACHED_CHUNKS = 2_000_000  # about 200-400 MB at most; cleared (not evicted one by one) when full
+MAX_CACHED_CHUNKS = 2_000_000  # chunks or words: about 200-400 MB at most; cleared (not evicted one by one) when full
 
 # datatrove language code (its tokenizer_assignment.csv) -> spaCy language, for the languages we cache so far
 _SPACY_LANGUAGES = {"eng": "en", "en": "en"}
+
+
+def _alternatives(pattern: re.Pattern) -> list | None:
+    """The top-level alternatives of a compiled pattern, parsed (None if it is not one alternation)."""
+    from re import _constants, _parser
+
+    parsed = _parser.parse(pattern.pattern, pattern.flags)
+    if len(parsed.data) == 1 and parsed.data[0][0] is _constants.BRANCH:
+        return list(parsed.data[0][1][1])
+    return [parsed] if parsed.data else None
+
+
+def bounded_suffix_search(search: Callable | None) -> Callable | None:
+    """``search`` (a compiled suffix regex's ``search``: alternatives each ending at ``$``) looking only at the end
+    of the string: a match of an alternative at most W characters wide starts within the last W characters, so
+    the search starts there (lookbehinds still see the characters before, as ``re`` does), and only the
+    alternatives of unbounded width are searched over the whole string first. Same match, not O(length) scans.
+    Returns ``search`` itself where the pattern does not have this shape."""
+    from re import _constants, _parser
+
+    pattern = getattr(search, "__self__", None)
+    if not isinstance(pattern, re.Pattern) or getattr(search, "__name__", "") != "search":
+        return search
+    alternatives = _alternatives(pattern)
+    if not alternatives or any(not alt.data or alt.data[-1] != (_constants.AT, _constants.AT_END)
+                               for alt in alternatives):
+        return search
+    widths = [alt.getwidth()[1] for alt in alternatives]
+    bounded = [w for w in widths if w < _constants.MAXREPEAT]
+    width = max(bounded, default=0)
+    # the unbounded alternatives, in their order, as a pattern of their own: their source text
+    pieces = _top_level_alternatives(pattern.pattern)
+    if len(pieces) != len(alternatives) or any(
+        _parser.parse(piece, pattern.flags).getwidth()[1] != w for piece, w in zip(pieces, widths)
+    ):
+        return search
+    unbounded_pieces = [piece for piece, w in zip(pieces, widths) if w >= _constants.MAXREPEAT]
+    unbounded = re.compile("|".join(unbounded_pieces), pattern.flags).search if unbounded_pieces else None
+    full = pattern.search
+
+    def suffix_search(string: str) -> re.Match | None:
+        start = len(string) - width
+        if start <= 0:
+            return full(string)
+        if unbounded is not None:
+            match = unbounded(string)
+            if match is not None and match.start() < start:
+                return match  # only an unbounded alternative can match that far from the end: the leftmost match
+        return full(string, start)
+
+    suffix_search.bounded_width = width  # type: ignore[attr-defined]
+    return suffix_search
+
+
+def _top_level_alternatives(source: str) -> list[str]:
+    """A regex source split at its top-level ``|`` (outside groups and character classes)."""
+    pieces, depth, start, i, in_class = [], 0, 0, 0, False
+    while i < len(source):
+        char = source[i]
+        if char == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            i += 1
+            if source[i : i + 1] == "^":
+                i += 1
+            if source[i : i + 1] == "]":
+                i += 1  # a "]" first in a class is a literal
+            continue
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            pieces.append(source[start:i])
+            start = i + 1
+        i += 1
+    pieces.append(source[start:])
+    return pieces
+
+
+def letter_skipping_finditer(finditer: Callable | None) -> Callable | None:
+    """``finditer`` of a compiled infix regex whose every alternative starts by consuming a character that is not
+    an ASCII letter: no match starts on such a letter, so the scan starts at the first other character (the same
+    matches). Returns ``finditer`` itself where the pattern does not have this shape."""
+    from re import _constants
+
+    pattern = getattr(finditer, "__self__", None)
+    if not isinstance(pattern, re.Pattern) or getattr(finditer, "__name__", "") != "finditer":
+        return finditer
+    alternatives = _alternatives(pattern)
+    if not alternatives:
+        return finditer
+    for alt in alternatives:
+        consumed = [item for item in alt.data if item[0] not in (_constants.ASSERT, _constants.ASSERT_NOT)]
+        if not consumed or not _never_ascii_letter(consumed[0]):
+            return finditer
+    letters = re.compile("[A-Za-z]*").match
+
+    def infix_finditer(string: str):
+        return pattern.finditer(string, letters(string).end())
+
+    infix_finditer.skips_letters = True  # type: ignore[attr-defined]
+    return infix_finditer
+
+
+def _never_ascii_letter(item: tuple) -> bool:
+    """Whether one parsed regex item can only start with a character that is not an ASCII letter."""
+    from re import _constants
+
+    op, av = item
+    if op is _constants.LITERAL:
+        return not (chr(av).isascii() and chr(av).isalpha())
+    if op is _constants.IN:
+        for kind, value in av:
+            if kind is _constants.LITERAL:
+                if chr(value).isascii() and chr(value).isalpha():
+                    return False
+            elif kind is _constants.RANGE:
+                if any(chr(x).isascii() and chr(x).isalpha() for x in range(value[0], min(value[1], 127) + 1)):
+                    return False
+            else:
+                return False  # negations, categories: may match a letter
+        return True
+    if op is _constants.BRANCH:
+        return all(branch.data and _never_ascii_letter(branch.data[0]) for branch in av[1])
+    if op is _constants.SUBPATTERN:
+        return bool(av[-1].data) and _never_ascii_letter(av[-1].data[0])
+    if op in (_constants.MAX_REPEAT, _constants.MIN_REPEAT):
+        return av[0] >= 1 and bool(av[2].data) and _never_ascii_letter(av[2].data[0])
+    return False
+
+
+@dataclass(frozen=True)
+class DocWords:
+    """One text's words: ids (equal words, equal ids; in the splitter's vocabulary) and lengths, int32 arrays."""
+
+    ids: np.ndarray
+    lens: np.ndarray
+    chunks: list[str]  # the whitespace-free chunks the words partition
+
+    def joined(self) -> str:
+        """The words concatenated without separator (the chunks are split into words without losing a character)."""
+        return "".join(self.chunks)
+
+    def ends(self) -> np.ndarray:
+        """The words' end offsets in ``joined()``, after a leading 0 (int64)."""
+        ends = np.zeros(self.ids.size + 1, np.int64)
+        np.cumsum(self.lens, out=ends[1:])
+        return ends
 
 
 class WordSplitter:
@@ -48,8 +205,8 @@ class WordSplitter:
         }
         self._special_cases = frozenset(self._rules)
         self._prefix_search = tokenizer.prefix_search
-        self._suffix_search = tokenizer.suffix_search
-        self._infix_finditer = tokenizer.infix_finditer
+        self._suffix_search = bounded_suffix_search(tokenizer.suffix_search)
+        self._infix_finditer = letter_skipping_finditer(tokenizer.infix_finditer)
         self._token_match = tokenizer.token_match
         self._url_match = tokenizer.url_match
         # spaCy's last pass retokenizes runs of tokens that spell a special case (its tokens without special cases),
@@ -67,16 +224,22 @@ class WordSplitter:
         self._changing_patterns = frozenset(p for p in patterns if self._rules.get("".join(p), p) != p)
         self._pattern_starts = frozenset(pattern[0] for pattern in patterns if pattern)
         self._longest_pattern = max(map(len, patterns), default=0)
-        self._cache: dict[str, list[str]] = {}
+        self._chunk_ids: dict[str, tuple[int, ...]] = {}
+        self._word_ids: dict[str, int] = {}
+        self.vocabulary: list[str] = []  # word id -> word
+        self._facts: dict[str, tuple[np.ndarray, int]] = {}  # name -> (values by word id, how many are filled)
         self._last_text: str | None = None
-        self._last_words: list[str] = []
+        self._last_doc: DocWords | None = None
 
-    def chunk_words(self, chunk: str) -> list[str]:
-        """The words of one whitespace-free chunk (cached)."""
-        words = self._cache.get(chunk)
-        if words is None:
-            if len(self._cache) >= MAX_CACHED_CHUNKS:
-                self._cache.clear()
+    def chunk_ids(self, chunk: str) -> tuple[int, ...]:
+        """The word ids of one whitespace-free chunk (cached)."""
+        self._make_room()
+        return self._ids_of_chunk(chunk)
+
+    def _ids_of_chunk(self, chunk: str) -> tuple[int, ...]:
+        """``chunk_ids`` without making room: ids given out for the same text stay valid."""
+        ids = self._chunk_ids.get(chunk)
+        if ids is None:
             if chunk.isalpha() and chunk not in self._special_cases:
                 words = [chunk]
             else:
@@ -84,8 +247,44 @@ class WordSplitter:
                 if tokens is None:
                     tokens = [token.text for token in self._tokenizer(chunk)]
                 words = [w for w in (t.strip() for t in tokens) if w]
-            self._cache[chunk] = words
-        return words
+            word_ids, vocabulary = self._word_ids, self.vocabulary
+            for word in words:
+                if word not in word_ids:
+                    word_ids[word] = len(vocabulary)
+                    vocabulary.append(word)
+            ids = self._chunk_ids[chunk] = tuple(word_ids[w] for w in words)
+        return ids
+
+    def chunk_words(self, chunk: str) -> list[str]:
+        """The words of one whitespace-free chunk (cached)."""
+        vocabulary = self.vocabulary
+        return [vocabulary[i] for i in self.chunk_ids(chunk)]
+
+    def _make_room(self) -> None:
+        """Forget every chunk and word when the caches are full (between texts, never within one): ids start again
+        from 0 and facts are recomputed."""
+        if len(self._chunk_ids) < MAX_CACHED_CHUNKS and len(self.vocabulary) < MAX_CACHED_CHUNKS:
+            return
+        self._chunk_ids.clear()
+        self._word_ids.clear()
+        self.vocabulary.clear()
+        self._facts.clear()
+        self._last_text, self._last_doc = None, None
+
+    def fact(self, name: str, compute: Callable[[str], int]) -> np.ndarray:
+        """``compute(word)`` for every word id so far, as an int32 array indexed by id (computed once per word;
+        ``name`` identifies the fact)."""
+        values, filled = self._facts.get(name, (None, 0))
+        size = len(self.vocabulary)
+        if values is None or filled < size:
+            if values is None or values.size < size:
+                grown = np.zeros(max(size, 2 * (values.size if values is not None else 0), 1024), np.int32)
+                if values is not None:
+                    grown[:filled] = values[:filled]
+                values = grown
+            values[filled:size] = np.fromiter(map(compute, self.vocabulary[filled:size]), np.int32, size - filled)
+            self._facts[name] = (values, size)
+        return values
 
     def chunk_tokens(self, chunk: str) -> list[str] | None:
         """spaCy's tokens of one whitespace-free chunk, or None where its special-case pass would retokenize them.
@@ -175,17 +374,24 @@ class WordSplitter:
         tokens.extend(reversed(suffixes))
         return tokens
 
-    def split(self, text: str) -> list[str]:
-        """Every word of the text, in order (the last text's words are kept: filters in a row share them)."""
+    def words_of(self, text: str) -> DocWords:
+        """The text's words as ids (the last text's are kept: filters in a row share them)."""
         if text is self._last_text:
-            return self._last_words
+            return self._last_doc
+        self._make_room()
         chunks = text.split()
-        parts = list(map(self._cache.get, chunks))  # C-level lookups; the misses are filled below
+        parts = list(map(self._chunk_ids.get, chunks))  # C-level lookups; the misses are filled below
         if None in parts:
-            parts = [words if words is not None else self.chunk_words(chunk) for words, chunk in zip(parts, chunks)]
-        out = list(itertools.chain.from_iterable(parts))
-        self._last_text, self._last_words = text, out
-        return out
+            parts = [ids if ids is not None else self._ids_of_chunk(chunk) for ids, chunk in zip(parts, chunks)]
+        ids = np.fromiter(itertools.chain.from_iterable(parts), np.int32)
+        doc = DocWords(ids, self.fact("length", len)[ids], chunks)
+        self._last_text, self._last_doc = text, doc
+        return doc
+
+    def split(self, text: str) -> list[str]:
+        """Every word of the text, in order: datatrove's ``split_into_words``."""
+        vocabulary = self.vocabulary
+        return [vocabulary[i] for i in self.words_of(text).ids.tolist()]
 
     def sentence_count(self, text: str) -> int:
         """Sentences spaCy's Sentencizer finds in the text (datatrove's ``len(split_into_sentences(text))``).
