@@ -32,6 +32,7 @@ from transforms.commit import commit, prepare_output, read_manifest
 from transforms.dedup_transforms import FindDuplicates
 from transforms.gather import GatherAll
 from transforms.prepare_stream import FinishStaged, ProcessStream, StageStream, StreamConfig
+from transforms.recipe_work import cool_down, warm_up
 from transforms.recipes import Recipe, load_recipe
 from transforms.sources import (
     DEFAULT_STREAM_BYTES,
@@ -254,9 +255,15 @@ def execute(cfg: Any, files: list[InputFile], stream_cfg: StreamConfig, manifest
     runner = local_runner(beam_args, cfg.workers)
     if runner is not None or is_local(beam_args):
         shorten_state_sampling()  # bundles run in this process (or in pipelines.worker, which does the same)
-    p = beam.Pipeline(runner=runner, options=options)
-    build(p, files, stream_cfg, cfg, manifest_base, started, one_worker=in_process(beam_args, cfg.workers))
-    p.run().wait_until_finish()
+    one_worker = in_process(beam_args, cfg.workers)
+    if one_worker and stream_cfg.recipe is not None:
+        warm_up(stream_cfg.recipe, stream_cfg.recipe_processes, keys=stream_cfg.dedup)  # the first pass's work
+    try:
+        p = beam.Pipeline(runner=runner, options=options)
+        build(p, files, stream_cfg, cfg, manifest_base, started, one_worker=one_worker)
+        p.run().wait_until_finish()
+    finally:
+        cool_down()
     manifest = read_manifest(cfg.output)
     if manifest is None or manifest.get(m.K_FINGERPRINT) != fingerprint_:
         raise RuntimeError(f"the pipeline finished but wrote no manifest into {cfg.output!r}")

@@ -110,7 +110,7 @@ def test_ngram_counts_match_datatrove_in_c_and_python():
     alphabets = (["a", "ab", "b", "ba", "abb"], ["é", "éa", "a", "ß"], ["€", "a€", "😀", "😀€", "x"])
     implementations = [(ngrams.top_ngram_python, ngrams.duplicate_chars_python)]
     if ngrams.COMPILED:
-        implementations.append((ngrams._compiled.top_ngram, ngrams._compiled.duplicate_chars))
+        implementations.append((ngrams._compiled.top_ngram, lambda j, e, n: ngrams._compiled.duplicate_chars(j, e, (n,))[0]))
     cases = 0
     for _ in range(400):
         vocab = rng.choice(alphabets)
@@ -128,6 +128,8 @@ def test_ngram_counts_match_datatrove_in_c_and_python():
                 assert count * chars == top and (count == 0) == (not grams), (words, n)
                 assert duplicate_chars(joined, ends, n) == find_all_duplicate(words, n), (words, n)
             cases += 1
+        expected = tuple(find_all_duplicate(words, n) for n in (5, 1, 3))
+        assert ngrams.duplicate_chars(joined, ends, (5, 1, 3)) == expected
     assert cases == 2000
 
 
@@ -155,7 +157,11 @@ def test_ngram_core_rejects_wrong_buffers():
     with pytest.raises(ValueError, match="3 ids but 2 lengths"):
         ngrams.top_ngram(np.zeros(3, np.int32), np.zeros(2, np.int32), 2)
     with pytest.raises(ValueError, match="ends run past the text"):
-        ngrams.duplicate_chars("ab", np.array([0, 1, 5], np.int64), 1)
+        ngrams.duplicate_chars("ab", np.array([0, 1, 5], np.int64), (1,))
+    with pytest.raises(ValueError, match="must not decrease"):
+        ngrams.duplicate_chars("ab", np.array([0, 2, 1], np.int64), (1,))
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        ngrams.duplicate_chars("ab", np.array([0, 1, 2], np.int64), (2, 0))
 
 
 def test_language_stage_keeps_wanted_languages_in_both_engines(ml_texts):
@@ -208,3 +214,28 @@ def test_fast_gopher_repetition_agrees_on_random_repetitive_texts(monkeypatch):
             assert fast.filter(text) == expected, text
             reasons.add(expected[1])
     assert {"top_2_gram", "duplicated_5_n_grams", None} <= reasons and len(reasons) >= 6  # many checks decided
+
+
+def test_fast_engine_never_imports_spacy():
+    """A recipe process starts in a fraction of a second: spaCy's rules come from the shipped table."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from transforms.recipes import load_recipe\n"
+        "from transforms.filtering import make_engine\n"
+        "from transforms.demo_corpus import demo_records\n"
+        "texts = [r['text'] for r, _ in zip(demo_records(), range(200))] + ['foo:] (:-) e.g.: x)= :]:]']\n"
+        "make_engine(load_recipe('fineweb')).apply(texts, [str(i) for i in range(len(texts))])\n"
+        "print('spacy' in sys.modules)\n"
+    )
+    import importlib.metadata
+    import json
+
+    from transforms.words import RULES_DIR
+
+    if json.loads((RULES_DIR / "en.json").read_text())["spacy"] != importlib.metadata.version("spacy"):
+        pytest.skip("the shipped table is for another spaCy: spaCy is read here")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -145,14 +145,15 @@ def test_python_affix_splitting_gives_spacys_tokens():
     chunks += [c + p + q for c in _CORES for p in _PUNCTUATION for q in ("", ".", ",", ")", '"', "'")]
     chunks += [p + q + c for c in _CORES[:8] for p in _PUNCTUATION for q in ("", "(", '"', "'")]
     chunks += _random_chunks(random.Random(0), specials, 20_000)
-    fallbacks = 0
+    overlapping = 0
     for chunk in chunks:
         expected = [token.text for token in tokenizer(chunk)]
-        tokens = splitter.chunk_tokens(chunk)
-        fallbacks += tokens is None
-        assert tokens is None or tokens == expected, chunk
+        assert splitter.chunk_tokens(chunk) == expected, chunk
         assert splitter.chunk_words(chunk) == expected, chunk
-    assert fallbacks < 0.02 * len(chunks)  # spaCy itself only where several special-case matches overlap
+        tokens = splitter._affix_tokens(chunk) if chunk not in splitter._rules else []
+        overlapping += sum(tuple(tokens[i:j]) in splitter._special_patterns
+                           for i in range(len(tokens)) for j in range(i + 1, len(tokens) + 1)) > 1
+    assert overlapping > 100  # spaCy's filter of several special-case matches is exercised
 
 
 def test_special_case_pass_matches_within_chunks(ml_texts):
@@ -184,6 +185,8 @@ def test_ported_spacy_functions_are_unchanged():
         assert body, name
         digests[name] = hashlib.sha256(body.group(0).encode()).hexdigest()[:12]
     assert digests == _PORTED_DIGESTS, digests
+    order = re.search(r"\ncdef bint len_start_cmp\(.*?\n\n", text, re.S)  # _filter_special_spans' sort order
+    assert order and hashlib.sha256(order.group(0).encode()).hexdigest()[:12] == "7a4d83ff881d", order
 
 
 _PORTED_DIGESTS = {  # spaCy 3.8's Tokenizer methods (a prefix of the SHA-256 of their source text)
@@ -193,3 +196,61 @@ _PORTED_DIGESTS = {  # spaCy 3.8's Tokenizer methods (a prefix of the SHA-256 of
     "_retokenize_special_spans": "47fa25e357b4", "find_prefix": "f893df202b72", "find_suffix": "7793d9475e7b",
     "find_infix": "fc2c8404e4bb", "add_special_case": "0061423e6508",
 }
+
+
+def test_bounded_suffix_search_and_letter_skipping_infix_scan_find_the_same_matches():
+    """The splitter's suffix search (only the end of the string, unbounded alternatives first) and infix scan (from
+    the first non-letter) are active for spaCy's English rules and find exactly what the plain regexes find."""
+    import random
+
+    import spacy
+
+    from transforms.words import bounded_suffix_search, letter_skipping_finditer
+
+    tokenizer = spacy.blank("en").tokenizer
+    splitter = WordSplitter("eng")
+    assert getattr(splitter._suffix_search, "bounded_width", 0) >= 1
+    assert getattr(splitter._infix_finditer, "skips_letters", False)
+    rng = random.Random(3)
+    specials = sorted(k for k in tokenizer.rules if not any(c.isspace() for c in k))
+    strings = _random_chunks(rng, specials, 20_000)
+    strings += ["a" * k + "." * d for k in range(8) for d in range(9)]  # the unbounded "\.\.+$" near and far
+    strings += ["".join(rng.choice(_PUNCTUATION + "aZ9é") for _ in range(rng.randint(0, 20))) for _ in range(5_000)]
+    for s in strings:
+        plain, bounded = tokenizer.suffix_search(s), splitter._suffix_search(s)
+        assert (plain and plain.span()) == (bounded and bounded.span()), s
+        assert [m.span() for m in tokenizer.infix_finditer(s)] == [m.span() for m in splitter._infix_finditer(s)], s
+    # patterns of another shape are left as they are
+    import re
+
+    other = re.compile(r"^x|y")
+    assert bounded_suffix_search(other.search) == other.search
+    assert letter_skipping_finditer(re.compile(r"[a-z]+|\.").finditer) == re.compile(r"[a-z]+|\.").finditer
+
+
+def test_shipped_spacy_rules_are_what_the_installed_spacy_gives():
+    """transforms/spacy_rules/en.json spares each process importing spaCy; it must be spaCy's rules exactly
+    (regenerate with `python -m transforms.words` after changing the pinned spaCy)."""
+    import importlib.metadata
+    import json
+
+    from transforms.words import RULES_DIR, extract_spacy_rules
+
+    shipped = json.loads((RULES_DIR / "en.json").read_text(encoding="utf-8"))
+    if shipped["spacy"] != importlib.metadata.version("spacy"):
+        pytest.skip(f"table made by spaCy {shipped['spacy']}: the splitter reads spaCy itself here")
+    assert shipped == json.loads(json.dumps(extract_spacy_rules("en")))  # JSON turns tuples into lists
+
+
+def test_rules_of_another_spacy_version_are_not_used(tmp_path, monkeypatch):
+    import importlib.metadata
+    import json
+
+    import transforms.words as words_module
+
+    stale = {"spacy": "0.0.1", "language": "en", "rules": {}, "special_patterns": []}
+    (tmp_path / "en.json").write_text(json.dumps(stale))
+    monkeypatch.setattr(words_module, "RULES_DIR", tmp_path)
+    rules = words_module.spacy_rules("en")
+    assert rules["spacy"] == importlib.metadata.version("spacy") and "cannot" in rules["rules"]
+    assert WordSplitter("eng").chunk_words("cannot") == ["can", "not"]

@@ -5,10 +5,12 @@
  *     ids: int32 buffer of word ids (equal words <=> equal ids), lens: int32 buffer of the words' lengths.
  *     The most frequent n-gram of ids (the first occurring among equals, as collections.Counter.most_common does)
  *     as (its count, the length of its words joined by single spaces); (0, 0) when there are fewer than n words.
- * duplicate_chars(joined, ends, n) -> int
- *     joined: the words concatenated, ends: int64 buffer of the words' end offsets in joined with a leading 0.
- *     datatrove's find_all_duplicate: walking the n-grams (their words joined without separator) in order, a
- *     string seen before adds its length and skips its n words, a new one is remembered and the walk moves one word.
+ * duplicate_chars(joined, ends, ns) -> tuple[int, ...]
+ *     joined: the words concatenated, ends: int64 buffer of the words' end offsets in joined with a leading 0;
+ *     for each n of ns, datatrove's find_all_duplicate: walking the n-grams (their words joined without
+ *     separator) in order, a string seen before adds its length and skips its n words, a new one is remembered
+ *     and the walk moves one word. Substrings are compared through polynomial prefix hashes (one pass over the
+ *     text for every n), and equal hashes are confirmed by comparing the characters.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -99,68 +101,111 @@ static PyObject *top_ngram(PyObject *self, PyObject *args) {
     return Py_BuildValue("(LL)", best_count, best_chars);
 }
 
-static uint64_t substring_hash(int kind, const void *data, Py_ssize_t start, Py_ssize_t stop) {
-    uint64_t h = 0x84222325cbf29ce4ULL;
-    for (Py_ssize_t i = start; i < stop; i++) h = (h ^ (uint64_t)PyUnicode_READ(kind, data, i)) * 0x100000001b3ULL;
-    return mix(h ^ (uint64_t)(stop - start));
+#define HASH_BASE 0x100000001b3ULL /* odd: arithmetic modulo 2^64 */
+
+static long long walk_duplicates(int kind, const void *data, const int64_t *ends, Py_ssize_t words, Py_ssize_t n,
+                                 const uint64_t *prefix, const uint64_t *powers, int32_t *starts, Py_ssize_t mask) {
+    /* one find_all_duplicate walk; starts: a table of mask + 1 slots (emptied here) */
+    memset(starts, 0xff, sizeof(int32_t) * (mask + 1));
+    long long repeated = 0;
+    Py_ssize_t grams = words - n + 1, i = 0;
+    while (i < grams) {
+        Py_ssize_t a = (Py_ssize_t)ends[i], b = (Py_ssize_t)ends[i + n], len = b - a;
+        uint64_t h = mix(prefix[b] - prefix[a] * powers[len]);
+        Py_ssize_t slot = (Py_ssize_t)(h & (uint64_t)mask);
+        int found = 0;
+        while (starts[slot] >= 0) {
+            Py_ssize_t other = (Py_ssize_t)ends[starts[slot]];
+            if ((Py_ssize_t)ends[starts[slot] + n] - other == len &&
+                memcmp((const char *)data + a * kind, (const char *)data + other * kind, (size_t)(len * kind)) == 0) {
+                found = 1;
+                break;
+            }
+            slot = (slot + 1) & mask;
+        }
+        if (found) {
+            repeated += len;
+            i += n;
+        } else {
+            starts[slot] = (int32_t)i;
+            i += 1;
+        }
+    }
+    return repeated;
 }
 
 static PyObject *duplicate_chars(PyObject *self, PyObject *args) {
-    PyObject *joined, *ends_obj;
-    Py_ssize_t n;
-    if (!PyArg_ParseTuple(args, "UOn:duplicate_chars", &joined, &ends_obj, &n)) return NULL;
-    if (n < 1) return PyErr_Format(PyExc_ValueError, "duplicate_chars: n must be >= 1, got %zd", n);
+    PyObject *joined, *ends_obj, *ns_obj;
+    if (!PyArg_ParseTuple(args, "UOO:duplicate_chars", &joined, &ends_obj, &ns_obj)) return NULL;
+    PyObject *ns = PySequence_Fast(ns_obj, "duplicate_chars: ns must be a sequence of ints");
+    if (ns == NULL) return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(ns);
     Py_buffer ends_view;
-    if (get_buffer(ends_obj, &ends_view, 8, "ends") < 0) return NULL;
+    if (get_buffer(ends_obj, &ends_view, 8, "ends") < 0) {
+        Py_DECREF(ns);
+        return NULL;
+    }
     const int64_t *ends = (const int64_t *)ends_view.buf;
     Py_ssize_t words = ends_view.len / 8 - 1;
     int kind = PyUnicode_KIND(joined);
     const void *data = PyUnicode_DATA(joined);
     Py_ssize_t length = PyUnicode_GET_LENGTH(joined);
-    if (words < 0 || (words >= 0 && ends[words] > length)) {
-        PyBuffer_Release(&ends_view);
-        return PyErr_Format(PyExc_ValueError, "duplicate_chars: ends run past the text (%zd characters)", length);
+    PyObject *result = NULL;
+    uint64_t *prefix = NULL, *powers = NULL;
+    int32_t *starts = NULL;
+    if (words < 0 || ends[0] != 0 || ends[words] > length) {
+        PyErr_Format(PyExc_ValueError, "duplicate_chars: ends run past the text (%zd characters)", length);
+        goto done;
     }
-    long long repeated = 0;
-    if (words >= n) {
-        Py_ssize_t grams = words - n + 1, size = table_size(grams), mask = size - 1;
-        int32_t *starts = PyMem_Malloc(sizeof(int32_t) * size);
-        if (starts == NULL) {
-            PyBuffer_Release(&ends_view);
-            return PyErr_NoMemory();
+    for (Py_ssize_t w = 0; w < words; w++) {
+        if (ends[w + 1] < ends[w]) {
+            PyErr_SetString(PyExc_ValueError, "duplicate_chars: ends must not decrease");
+            goto done;
         }
-        memset(starts, 0xff, sizeof(int32_t) * size);
-        Py_ssize_t i = 0;
-        while (i < grams) {
-            Py_ssize_t a = (Py_ssize_t)ends[i], b = (Py_ssize_t)ends[i + n], len = b - a;
-            Py_ssize_t slot = (Py_ssize_t)(substring_hash(kind, data, a, b) & (uint64_t)mask);
-            int found = 0;
-            while (starts[slot] >= 0) {
-                Py_ssize_t other = (Py_ssize_t)ends[starts[slot]];
-                if ((Py_ssize_t)ends[starts[slot] + n] - other == len &&
-                    memcmp((const char *)data + a * kind, (const char *)data + other * kind, (size_t)(len * kind)) == 0) {
-                    found = 1;
-                    break;
-                }
-                slot = (slot + 1) & mask;
-            }
-            if (found) {
-                repeated += len;
-                i += n;
-            } else {
-                starts[slot] = (int32_t)i;
-                i += 1;
-            }
-        }
-        PyMem_Free(starts);
     }
+    result = PyTuple_New(count);
+    if (result == NULL) goto done;
+    Py_ssize_t mask = table_size(words > 0 ? words : 1) - 1;
+    prefix = PyMem_Malloc(sizeof(uint64_t) * (length + 1));
+    powers = PyMem_Malloc(sizeof(uint64_t) * (length + 1));
+    starts = PyMem_Malloc(sizeof(int32_t) * (mask + 1));
+    if (prefix == NULL || powers == NULL || starts == NULL) {
+        PyErr_NoMemory();
+        Py_CLEAR(result);
+        goto done;
+    }
+    prefix[0] = 0;
+    powers[0] = 1;
+    for (Py_ssize_t c = 0; c < length; c++) {
+        prefix[c + 1] = prefix[c] * HASH_BASE + (uint64_t)PyUnicode_READ(kind, data, c) + 1;
+        powers[c + 1] = powers[c] * HASH_BASE;
+    }
+    for (Py_ssize_t k = 0; k < count; k++) {
+        Py_ssize_t n = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(ns, k));
+        if (n == -1 && PyErr_Occurred()) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        if (n < 1) {
+            PyErr_Format(PyExc_ValueError, "duplicate_chars: n must be >= 1, got %zd", n);
+            Py_CLEAR(result);
+            goto done;
+        }
+        long long repeated = words >= n ? walk_duplicates(kind, data, ends, words, n, prefix, powers, starts, mask) : 0;
+        PyTuple_SET_ITEM(result, k, PyLong_FromLongLong(repeated));
+    }
+done:
+    PyMem_Free(prefix);
+    PyMem_Free(powers);
+    PyMem_Free(starts);
     PyBuffer_Release(&ends_view);
-    return PyLong_FromLongLong(repeated);
+    Py_DECREF(ns);
+    return result;
 }
 
 static PyMethodDef methods[] = {
     {"top_ngram", top_ngram, METH_VARARGS, "(count, chars) of the most frequent word n-gram (first among equals)."},
-    {"duplicate_chars", duplicate_chars, METH_VARARGS, "datatrove's find_all_duplicate over joined words."},
+    {"duplicate_chars", duplicate_chars, METH_VARARGS, "datatrove's find_all_duplicate over joined words, for each n."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -32,17 +32,20 @@ class _WordFacts:
     the word's length if it holds something other than punctuation (else 0), whether it holds a letter."""
 
     def __init__(self, punctuation: frozenset[str]) -> None:
-        self._punct = punctuation
+        chars = "".join(sorted(punctuation))
+        if any(c.isalpha() for c in chars) or any(len(c) != 1 for c in punctuation):
+            raise ValueError("punctuation must be single characters that are not letters")
+        # a word holds a character that is not punctuation iff stripping punctuation leaves something (C-level)
+        self._non_symbol_length = lambda w: len(w) if w.isalpha() or w.strip(chars) else 0
 
     def non_symbol_length(self, words: WordSplitter) -> np.ndarray:
         """By word id: its length if any character is not punctuation, else 0."""
-        punct = self._punct
-        return words.fact("non_symbol_length", lambda w: len(w) if any(c not in punct for c in w) else 0)
+        return words.fact("non_symbol_length", self._non_symbol_length)
 
     @staticmethod
     def alpha(words: WordSplitter) -> np.ndarray:
         """By word id: 1 if any character is a letter."""
-        return words.fact("alpha", lambda w: any(c.isalpha() for c in w))
+        return words.fact("alpha", lambda w: w.isalpha() or any(c.isalpha() for c in w))
 
 
 class _TextRule:
@@ -152,9 +155,9 @@ class GopherRepetition(_TextRule):
             if count and chars * count / size > frac:  # datatrove: len(top n-gram) * its count / len(text)
                 return False, f"top_{n}_gram"
         if p["dup_n_grams"]:
-            joined, ends = doc.joined(), doc.ends()
-            for n, frac in p["dup_n_grams"]:
-                if duplicate_chars(joined, ends, n) / size > frac:
+            repeated = duplicate_chars(doc.joined(), doc.ends(), tuple(n for n, _ in p["dup_n_grams"]))
+            for (n, frac), chars in zip(p["dup_n_grams"], repeated):
+                if chars / size > frac:
                     return False, f"duplicated_{n}_n_grams"
         return True, None
 

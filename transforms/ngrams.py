@@ -56,8 +56,8 @@ def top_ngram(ids: np.ndarray, lens: np.ndarray, n: int) -> tuple[int, int]:
     return top_ngram_python(ids, lens, n)
 
 
-def duplicate_chars(joined: str, ends: np.ndarray, n: int) -> int:
-    """``duplicate_chars_python`` (int64 ``ends``), in C where built."""
+def duplicate_chars(joined: str, ends: np.ndarray, ns: tuple[int, ...]) -> tuple[int, ...]:
+    """``duplicate_chars_python`` for each n of ``ns`` (int64 ``ends``), in C where built."""
     if _compiled is not None:
-        return _compiled.duplicate_chars(joined, ends, n)
-    return duplicate_chars_python(joined, ends, n)
+        return _compiled.duplicate_chars(joined, ends, ns)
+    return tuple(duplicate_chars_python(joined, ends, n) for n in ns)

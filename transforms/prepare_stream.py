@@ -301,9 +301,7 @@ class StreamTools:
         self.cfg = cfg
         self.progress = ProgressWriter(cfg.progress_dir)
         wanted = recipe and cfg.recipe is not None
-        self.runner = RecipeRunner(cfg.recipe, cfg.recipe_processes, keys) if wanted else None
-        if self.runner is not None:
-            self.runner.start()
+        self.runner = RecipeRunner.obtain(cfg.recipe, cfg.recipe_processes, keys) if wanted else None
         self._encoders: Encoders | None = None
 
     @property

@@ -8,6 +8,7 @@ uses more than one core only through processes.
 from __future__ import annotations
 
 import importlib.machinery
+import json
 import multiprocessing
 import sys
 import types
@@ -81,12 +82,61 @@ def _children_skip_main() -> Iterator[None]:
         sys.modules["__main__"] = main
 
 
+_WARM: dict[tuple, "RecipeRunner"] = {}
+
+
+def _warm_key(recipe: Recipe, processes: int, keys: bool) -> tuple:
+    return json.dumps(recipe.to_dict(), sort_keys=True), processes, keys
+
+
+def warm_up(recipe: Recipe, processes: int, keys: bool) -> None:
+    """Start a runner's processes now, in this process, for a pipeline about to run here: they import and build
+    the engine while Beam builds and starts the pipeline, and its first ``RecipeRunner.obtain`` takes them."""
+    key = _warm_key(recipe, processes, keys)
+    if processes > 1 and key not in _WARM:
+        runner = _WARM[key] = RecipeRunner(recipe, processes, keys)
+        runner.start()
+
+
+def cool_down() -> None:
+    """Stop the warmed-up runners nobody took (the pipeline failed early, or never needed them)."""
+    while _WARM:
+        _WARM.popitem()[1].close()
+
+
+PART_CHARS = 512 * 1024  # a batch goes to the processes in parts of about this many characters: at the end of a
+# stream, when no batch follows, the processes share its last parts instead of one process working on a whole batch
+
+
+def _parts(texts: list[str], chars: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges cutting ``texts`` into runs of about ``chars`` characters (at least one text each)."""
+    ranges: list[tuple[int, int]] = []
+    start = size = 0
+    for i, text in enumerate(texts):
+        size += len(text)
+        if size >= chars:
+            ranges.append((start, i + 1))
+            start, size = i + 1, 0
+    if start < len(texts):
+        ranges.append((start, len(texts)))
+    return ranges
+
+
 def _ready() -> None:
     """A task that only makes a worker process start."""
 
 
 class RecipeRunner:
     """Runs RecipeWork over batches in order, in ``processes`` worker processes (1: in this process)."""
+
+    @classmethod
+    def obtain(cls, recipe: Recipe, processes: int = 1, keys: bool = False) -> "RecipeRunner":
+        """A started runner: the one ``warm_up`` started in this process for the same work, else a new one."""
+        runner = _WARM.pop(_warm_key(recipe, processes, keys), None)
+        if runner is None:
+            runner = cls(recipe, processes, keys)
+            runner.start()
+        return runner
 
     def __init__(self, recipe: Recipe, processes: int = 1, keys: bool = False) -> None:
         self.recipe = recipe
@@ -104,24 +154,28 @@ class RecipeRunner:
                 yield (batch, *self._work(batch.texts, batch.metas or None))
             return
         pool = self._start_pool()
-        pending: deque[tuple[Any, Future | None]] = deque()
+        pending: deque[tuple[Any, list[Future]]] = deque()
         depth = 2 * self.processes
         for batch in batches:
-            work = None
-            if batch.texts:
-                with _children_skip_main():  # a submit may start a worker process
-                    work = pool.submit(_work_in_process, batch.texts, batch.metas or None)
+            work = []
+            with _children_skip_main():  # a submit may start a worker process
+                for start, stop in _parts(batch.texts, PART_CHARS):
+                    metas = batch.metas[start:stop] if batch.metas else None
+                    work.append(pool.submit(_work_in_process, batch.texts[start:stop], metas))
             pending.append((batch, work))
-            while len(pending) > depth or (pending and pending[0][1] is None):
+            while len(pending) > depth or (pending and not pending[0][1]):
                 yield self._result(*pending.popleft())
         while pending:
             yield self._result(*pending.popleft())
 
     @staticmethod
-    def _result(batch: Any, future: Future | None) -> tuple[Any, list[Decision], list[DocKeys | None]]:
-        if future is None:
-            return batch, [], []
-        decisions, keys = future.result()
+    def _result(batch: Any, parts: list[Future]) -> tuple[Any, list[Decision], list[DocKeys | None]]:
+        decisions: list[Decision] = []
+        keys: list[DocKeys | None] = []
+        for part in parts:
+            part_decisions, part_keys = part.result()
+            decisions += part_decisions
+            keys += part_keys
         return batch, [d if d.text is not None else replace(d, text=t) for d, t in zip(decisions, batch.texts)], keys
 
     def start(self) -> None:

@@ -8,20 +8,23 @@ only is one word unless it is one of spaCy's special cases ("cannot", "gonna"): 
 or infix rules can match inside letters (the tests prove it from the rules themselves), so such chunks skip spaCy.
 
 Other first-seen chunks are split by a Python port of spaCy's per-chunk algorithm (``Tokenizer._split_affixes`` and
-``_attach_tokens``, driven by the tokenizer's own special cases and compiled prefix/suffix/infix/URL regexes), which
-skips spaCy's ``Doc`` and lexeme creation; spaCy's final special-case pass (a phrase matcher re-joining tokens that
-spell a special case, e.g. "foo:]" -> "foo", ":]") is replayed where a single match cannot overlap another, and the
-rare chunks with several matches go to spaCy itself. The tests check the port against spaCy on generated chunks of
-every affix shape and pin the source of the spaCy functions it follows, so an upgrade that edits them fails.
+``_attach_tokens``, driven by the tokenizer's own special cases and prefix/suffix/infix/URL regexes), which skips
+spaCy's ``Doc`` and lexeme creation, then its final special-case pass (a phrase matcher re-joining tokens that spell a
+special case, e.g. "foo:]" -> "foo", ":]", with its filter of overlapping matches). The tests check the port against
+spaCy on generated chunks of every affix shape and pin the source of the spaCy functions it follows, so an upgrade
+that edits them fails. spaCy's rules are read once into a table (``spacy_rules/<lang>.json``, checked against the
+installed spaCy by the tests and used only when that spaCy made it): a process never imports spaCy.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -190,35 +193,19 @@ class WordSplitter:
     """``split(text)`` == datatrove's ``split_into_words(text, language)``, with a per-process chunk cache."""
 
     def __init__(self, language: str = "eng") -> None:
-        import spacy
-        from spacy.attrs import ORTH, intify_attrs
-        from spacy.tokenizer import Tokenizer
-
         if language not in _SPACY_LANGUAGES:
             raise ValueError(f"no fast word splitter for language {language!r} yet (known: {sorted(_SPACY_LANGUAGES)})")
-        nlp = spacy.blank(_SPACY_LANGUAGES[language])
-        nlp.vocab.lex_attr_getters = {}  # lexical attributes (shape, like_num...) never change where words split
-        tokenizer = self._tokenizer = nlp.tokenizer
-        self._rules: dict[str, tuple[str, ...]] = {
-            chunk: tuple(intify_attrs(spec, _do_deprecated=True)[ORTH] for spec in specs)
-            for chunk, specs in tokenizer.rules.items()
-        }
+        self._language = _SPACY_LANGUAGES[language]
+        rules = spacy_rules(self._language)
+        self._rules: dict[str, tuple[str, ...]] = {chunk: tuple(orths) for chunk, orths in rules["rules"].items()}
         self._special_cases = frozenset(self._rules)
-        self._prefix_search = tokenizer.prefix_search
-        self._suffix_search = bounded_suffix_search(tokenizer.suffix_search)
-        self._infix_finditer = letter_skipping_finditer(tokenizer.infix_finditer)
-        self._token_match = tokenizer.token_match
-        self._url_match = tokenizer.url_match
-        # spaCy's last pass retokenizes runs of tokens that spell a special case (its tokens without special cases),
-        # for the special cases its faster_heuristics keep: the same patterns, from a tokenizer without rules
-        bare = Tokenizer(nlp.vocab, rules={}, prefix_search=tokenizer.prefix_search,
-                         suffix_search=tokenizer.suffix_search, infix_finditer=tokenizer.infix_finditer,
-                         token_match=tokenizer.token_match, url_match=tokenizer.url_match)
-        patterns = {
-            tuple(token.text for token in bare(chunk)) for chunk in self._rules
-            if not tokenizer.faster_heuristics or tokenizer.find_prefix(chunk) or tokenizer.find_infix(chunk)
-            or tokenizer.find_suffix(chunk) or " " in chunk
-        }
+        self._prefix_search = _compiled(rules["prefix_search"])
+        self._suffix_search = bounded_suffix_search(_compiled(rules["suffix_search"]))
+        self._infix_finditer = letter_skipping_finditer(_compiled(rules["infix_finditer"]))
+        self._token_match = _compiled(rules["token_match"])
+        self._url_match = _compiled(rules["url_match"])
+        self._sentence_final = frozenset(rules["sentence_final"])
+        patterns = {tuple(pattern) for pattern in rules["special_patterns"]}
         self._special_patterns = frozenset(patterns)
         # spaCy retokenizes a match into the special case its text spells: giving back the same tokens changes nothing
         self._changing_patterns = frozenset(p for p in patterns if self._rules.get("".join(p), p) != p)
@@ -243,10 +230,7 @@ class WordSplitter:
             if chunk.isalpha() and chunk not in self._special_cases:
                 words = [chunk]
             else:
-                tokens = self.chunk_tokens(chunk)
-                if tokens is None:
-                    tokens = [token.text for token in self._tokenizer(chunk)]
-                words = [w for w in (t.strip() for t in tokens) if w]
+                words = self.chunk_tokens(chunk)  # substrings of a whitespace-free chunk: nothing to strip
             word_ids, vocabulary = self._word_ids, self.vocabulary
             for word in words:
                 if word not in word_ids:
@@ -286,11 +270,12 @@ class WordSplitter:
             self._facts[name] = (values, size)
         return values
 
-    def chunk_tokens(self, chunk: str) -> list[str] | None:
-        """spaCy's tokens of one whitespace-free chunk, or None where its special-case pass would retokenize them.
+    def chunk_tokens(self, chunk: str) -> list[str]:
+        """spaCy's tokens of one whitespace-free chunk.
 
         Follows ``Tokenizer._tokenize`` step by step (``_split_affixes`` then ``_attach_tokens``) with the
-        tokenizer's own rules and regex callables; spaCy's per-chunk cache only replays these same results.
+        tokenizer's own rules and regex callables, then its special-case pass (``_apply_special_cases``): spaCy's
+        per-chunk cache only replays these same results.
         """
         rules = self._rules
         special = rules.get(chunk)
@@ -302,11 +287,25 @@ class WordSplitter:
         matches = [(i, j) for i in range(n) if tokens[i] in starts
                    for j in range(i + 1, min(n, i + longest) + 1) if tuple(tokens[i:j]) in patterns]
         if not any(tuple(tokens[i:j]) in self._changing_patterns for i, j in matches):
-            return tokens
-        if len(matches) == 1:  # nothing for spaCy's overlap filter to choose between: the match is retokenized
-            i, j = matches[0]
-            return tokens[:i] + list(rules["".join(tokens[i:j])]) + tokens[j:]  # changing, so a special case
-        return None
+            return tokens  # retokenizing these matches would give back the same tokens
+        # _filter_special_spans: longest first, leftmost among equals (its len_start_cmp order, walked from the
+        # end); a match is kept when neither its first nor its last token is covered by one visited before, and
+        # every visited match covers its tokens whether kept or not
+        covered: set[int] = set()
+        kept: list[tuple[int, int]] = []
+        for i, j in sorted(matches, key=lambda m: (m[0] - m[1], m[0])):
+            if i not in covered and j - 1 not in covered:
+                kept.append((i, j))
+            covered.update(range(i, j))
+        # _retokenize_special_spans: each kept match becomes the tokens of the special case its text spells
+        out: list[str] = []
+        done = 0
+        for i, j in sorted(kept):
+            out += tokens[done:i]
+            out += rules["".join(tokens[i:j])]
+            done = j
+        out += tokens[done:]
+        return out
 
     def _affix_tokens(self, string: str) -> list[str]:
         """``Tokenizer._split_affixes`` and ``_attach_tokens`` on a chunk that is not a special case."""
@@ -381,9 +380,11 @@ class WordSplitter:
         self._make_room()
         chunks = text.split()
         parts = list(map(self._chunk_ids.get, chunks))  # C-level lookups; the misses are filled below
-        if None in parts:
+        try:
+            ids = np.fromiter(itertools.chain.from_iterable(parts), np.int32)
+        except TypeError:  # a chunk met for the first time (None is not iterable): fill the misses
             parts = [ids if ids is not None else self._ids_of_chunk(chunk) for ids, chunk in zip(parts, chunks)]
-        ids = np.fromiter(itertools.chain.from_iterable(parts), np.int32)
+            ids = np.fromiter(itertools.chain.from_iterable(parts), np.int32)
         doc = DocWords(ids, self.fact("length", len)[ids], chunks)
         self._last_text, self._last_doc = text, doc
         return doc
@@ -415,7 +416,7 @@ class WordSplitter:
             for token in tokens:
                 if first:
                     count, first = 1, False
-                final = token is not None and token in _SENTENCE_FINAL
+                final = token is not None and token in self._sentence_final
                 if seen_final and not final and not (token is not None and _is_punct(token)):
                     count += 1
                     seen_final = False
@@ -424,13 +425,78 @@ class WordSplitter:
         return max(count, 1)  # datatrove's split_into_sentences gives [""] for a text without tokens
 
 
-def _sentence_final() -> frozenset[str]:
+def _blank_tokenizer(language: str):
+    """spaCy's tokenizer of a blank pipeline for the language, without lexical attributes (which never change
+    where words split)."""
+    import spacy
+
+    nlp = spacy.blank(language)
+    nlp.vocab.lex_attr_getters = {}
+    return nlp.tokenizer
+
+
+def _regex_spec(method: Callable | None) -> list | None:
+    """[method name, pattern, flags] of a compiled regex's bound method (None stays None)."""
+    if method is None:
+        return None
+    return [method.__name__, method.__self__.pattern, method.__self__.flags]
+
+
+def _compiled(spec: list | None) -> Callable | None:
+    """The bound method a ``_regex_spec`` describes."""
+    return None if spec is None else getattr(re.compile(spec[1], spec[2]), spec[0])
+
+
+def extract_spacy_rules(language: str) -> dict:
+    """What the splitter needs of spaCy's tokenizer for a language, read from the installed spaCy: special cases,
+    affix/infix/URL regexes, the token runs its special-case pass re-joins, and the Sentencizer's final marks."""
+    import importlib.metadata
+
+    from spacy.attrs import ORTH, intify_attrs
     from spacy.pipeline import Sentencizer
+    from spacy.tokenizer import Tokenizer
 
-    return frozenset(Sentencizer.default_punct_chars)
+    tokenizer = _blank_tokenizer(language)
+    rules = {chunk: [intify_attrs(spec, _do_deprecated=True)[ORTH] for spec in specs]
+             for chunk, specs in sorted(tokenizer.rules.items())}
+    # spaCy's last pass retokenizes runs of tokens that spell a special case (its tokens without special cases),
+    # for the special cases its faster_heuristics keep: the same patterns, from a tokenizer without rules
+    bare = Tokenizer(tokenizer.vocab, rules={}, prefix_search=tokenizer.prefix_search,
+                     suffix_search=tokenizer.suffix_search, infix_finditer=tokenizer.infix_finditer,
+                     token_match=tokenizer.token_match, url_match=tokenizer.url_match)
+    patterns = {
+        tuple(token.text for token in bare(chunk)) for chunk in rules
+        if not tokenizer.faster_heuristics or tokenizer.find_prefix(chunk) or tokenizer.find_infix(chunk)
+        or tokenizer.find_suffix(chunk) or " " in chunk
+    }
+    return {
+        "spacy": importlib.metadata.version("spacy"),
+        "language": language,
+        "rules": rules,
+        "prefix_search": _regex_spec(tokenizer.prefix_search),
+        "suffix_search": _regex_spec(tokenizer.suffix_search),
+        "infix_finditer": _regex_spec(tokenizer.infix_finditer),
+        "token_match": _regex_spec(tokenizer.token_match),
+        "url_match": _regex_spec(tokenizer.url_match),
+        "special_patterns": sorted(map(list, patterns)),
+        "sentence_final": sorted(Sentencizer.default_punct_chars),
+    }
 
 
-_SENTENCE_FINAL = _sentence_final()
+RULES_DIR = Path(__file__).with_name("spacy_rules")
+
+
+def spacy_rules(language: str) -> dict:
+    """``extract_spacy_rules(language)``: from the table shipped in ``RULES_DIR`` when the installed spaCy made it
+    (no spaCy import: a process starts in milliseconds instead of a second), else from spaCy itself."""
+    import importlib.metadata
+
+    path = RULES_DIR / f"{language}.json"
+    if path.exists():
+        table = json.loads(path.read_text(encoding="utf-8"))
+        if table.get("spacy") == importlib.metadata.version("spacy") and table.get("language") == language:
+            return table
+    return extract_spacy_rules(language)
 _PUNCT_CACHE: dict[str, bool] = {}
 
 
@@ -440,3 +506,12 @@ def _is_punct(token: str) -> bool:
     if value is None:
         value = _PUNCT_CACHE[token] = all(unicodedata.category(c).startswith("P") for c in token)
     return value
+
+
+if __name__ == "__main__":  # python -m transforms.words: write the tables for the installed spaCy
+    RULES_DIR.mkdir(exist_ok=True)
+    for spacy_language in sorted(set(_SPACY_LANGUAGES.values())):
+        target = RULES_DIR / f"{spacy_language}.json"
+        target.write_text(json.dumps(extract_spacy_rules(spacy_language), ensure_ascii=False, indent=0) + "\n",
+                          encoding="utf-8")
+        print(f"wrote {target}")
