@@ -17,7 +17,10 @@ RECIPE = {"filters": [{"name": "c4_quality", "params": {"filter_no_terminal_punc
           "dedup": {"exact": True, "minhash": True}}
 
 
-def test_pool_gives_the_same_decisions_and_keys_in_order(ml_texts):
+def test_pool_gives_the_same_decisions_and_keys_in_order(ml_texts, monkeypatch):
+    import transforms.recipe_work as recipe_work
+
+    monkeypatch.setattr(recipe_work, "PART_CHARS", 5_000)  # batches travel in several parts, put back in order
     recipe = parse_recipe(RECIPE, "r")
     policy = "Read our privacy policy here."
     pages = ["\n".join(ml_texts[i:i + 30] + [policy]) for i in range(0, 600, 30)]
@@ -54,3 +57,34 @@ def test_a_script_without_main_guard_runs_once(tmp_path):
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-1] == "16" and marker.read_text() == "run\n"
+
+
+def test_parts_cover_every_text_once():
+    from transforms.recipe_work import _parts
+
+    texts = ["a" * n for n in (3, 9, 1, 1, 1, 20, 2)]
+    parts = _parts(texts, 10)
+    assert parts == [(0, 2), (2, 6), (6, 7)]
+    assert _parts([], 10) == [] and _parts(["x" * 50], 10) == [(0, 1)]
+
+
+def test_warmed_up_processes_are_taken_once_and_the_rest_stopped():
+    from transforms.recipe_work import _WARM, cool_down, warm_up
+
+    recipe = parse_recipe(RECIPE, "r")
+    warm_up(recipe, 2, keys=True)
+    warmed = next(iter(_WARM.values()))
+    assert RecipeRunner.obtain(recipe, 2, keys=True) is warmed and not _WARM  # taken by the first who asks
+    other = RecipeRunner.obtain(recipe, 2, keys=True)  # the next one starts its own
+    assert other is not warmed
+    for runner in (warmed, other):
+        runner.close()
+    warm_up(recipe, 2, keys=False)
+    fresh = RecipeRunner.obtain(recipe, 2, keys=True)  # different work: not the warmed one
+    assert fresh._pool is not None and _WARM
+    fresh.close()
+    pool = _WARM[next(iter(_WARM))]
+    cool_down()
+    assert not _WARM and pool._pool is None
+    warm_up(recipe, 1, keys=True)  # one process: nothing to start ahead
+    assert not _WARM
