@@ -212,7 +212,7 @@ def recipe_processes(requested: int | None, recipe: Recipe | None, files: list[I
     workers already run a process per core)."""
     if requested is not None:
         return requested
-    if recipe is None or not (recipe.filters or recipe.dedup.minhash) or not is_local(beam_args):
+    if recipe is None or not (recipe.filters or recipe.scores or recipe.dedup.minhash) or not is_local(beam_args):
         return 1
     if sum(f.size for f in files) < AUTO_PROCESSES_MIN_BYTES:
         return 1

@@ -7,7 +7,8 @@ One row per kept document, in input order within each file::
     source  string   the input file it came from
     line    int64    1-based line in a JSONL file (null for tables and text files)
     row     int64    0-based row in a table (null otherwise)
-    meta    string   a JSON object of signals (``lang``, ``lang_score`` with a language stage; ``{}`` otherwise)
+    meta    string   a JSON object of signals (``lang``, ``lang_score`` with a language stage; ``scores`` with
+                     scorers; ``{}`` otherwise)
 
 Reading back::
 
@@ -36,6 +37,8 @@ DOC_META = "meta"
 # keys inside meta
 META_LANG = "lang"
 META_LANG_SCORE = "lang_score"
+META_SCORES = "scores"  # {scorer key: score} with a recipe's scorers
+META_BUCKET = "bucket"  # the ensemble bucket (0 = lowest) with a recipe's ensemble
 
 DOCUMENTS_DIR = "documents"
 DOCUMENT_NAME = "part-{index:05d}.parquet"

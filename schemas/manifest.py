@@ -38,6 +38,10 @@ NUL_REMOVED = "nul_removed"  # NUL characters removed
 STAGE_READ = "read"
 STAGE_FILTER = "filter"
 STAGE_DEDUP = "dedup"  # reasons below; counted as "dedup/<reason>"
+STAGE_SELECT = "select"  # the recipe's selection: counted as "select/<reason>"
+
+# Selection reason: the document scored below what was kept; its rejected record carries its scores (REJ_SCORES).
+BELOW_SELECTION_THRESHOLD = "below_selection_threshold"
 
 # Deduplication reasons: the rejected record names the kept document it duplicates (REJ_DUPLICATE_OF).
 EXACT_DUPLICATE = "exact_duplicate"  # same text after Unicode and whitespace normalisation
@@ -52,6 +56,7 @@ REJ_STAGE = "stage"
 REJ_DETAIL = "detail"
 REJ_RECORD = "record"
 REJ_DUPLICATE_OF = "duplicate_of"  # dedup: {"id", "source", "line"/"row"} of the kept representative
+REJ_SCORES = "scores"  # select: the document's scores ({scorer key: value}, and "bucket" with an ensemble)
 REJECTED_RECORD_CHARS = 1024
 
 

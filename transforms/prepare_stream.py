@@ -34,8 +34,10 @@ from schemas.manifest import (
     MOD_STAGES,
     STAGE_DEDUP,
     STAGE_FILTER,
+    STAGE_SELECT,
     Counts,
 )
+from schemas.documents import META_SCORES
 from schemas.shards import TEMP_DIR
 from transforms.dedup import make_ref
 from transforms.document_writer import DocumentWriter, read_documents
@@ -366,10 +368,12 @@ def apply_decisions(batch: DocBatch, decisions: list, keys: list[DocKeys | None]
             metas.append({**given, **d.meta} if given and d.meta else d.meta or given)
             kept_keys.append(keys[i])
             continue
+        selected = d.stage == STAGE_SELECT  # a selection drop names its scores; a filter's, its filter
         dropped.append(Rejection(
             batch.source, d.reason, line=batch.lines[i], row=batch.rows[i], id=batch.ids[i],
-            detail=f"{d.stage}/{d.reason}", record=raw_record(batch.texts[i]), stage=STAGE_FILTER,
-            counted_as=f"{d.stage}/{d.reason}",
+            detail=f"{d.stage}/{d.reason}", record=raw_record(batch.texts[i]),
+            stage=STAGE_SELECT if selected else STAGE_FILTER, counted_as=f"{d.stage}/{d.reason}",
+            scores=(d.meta or {}).get(META_SCORES) if selected else None,
         ))
     batch.texts, batch.ids, batch.lines, batch.rows, batch.metas = texts, ids, lines, rows, metas
     return dropped, kept_keys

@@ -10,7 +10,8 @@ histogram per target. This is what a Beam pipeline runs as a chain of global com
 A target is crossed at the smallest key whose cumulative weight (all pairs with a key <= it) reaches it:
 * ``Fraction(q)``: cumulative / total >= q, as float64 division, like ``numpy.quantile(..., weights=w,
   method="inverted_cdf")`` (the tests compare the two);
-* ``Weight(w)``: cumulative >= w, exact integers (weights are integers: bytes, tokens, documents).
+* ``Weight(w)``: cumulative >= w, exact integers (weights are integers: bytes, tokens, documents);
+* ``Beyond(f)``: cumulative > floor(f * total), the first key past a budget of that share.
 """
 
 from __future__ import annotations
@@ -39,7 +40,15 @@ class Weight:
     w: int
 
 
-Target = Fraction | Weight
+@dataclass(frozen=True)
+class Beyond:
+    """The smallest key with cumulative weight > floor(f * total): the first key past a budget of that share of
+    the total weight (keys below it are the budget's prefix)."""
+
+    f: float
+
+
+Target = Fraction | Weight | Beyond
 
 
 def float_key(x: float) -> int:
@@ -151,6 +160,23 @@ class Histograms:
                 self.counts[p] += np.bincount(digits[where], minlength=self.mask + 1)
         return self
 
+    def __getstate__(self) -> dict:
+        """Sparse when pickled (between workers): only the digits some pair has."""
+        sparse = {}
+        for p in self.weights:
+            idx = np.flatnonzero(self.counts[p])
+            sparse[p] = (idx.astype(np.int32), self.weights[p][idx], self.counts[p][idx])
+        return {"shift": self.shift, "prefix_shift": self.prefix_shift, "mask": self.mask, "sparse": sparse}
+
+    def __setstate__(self, state: dict) -> None:
+        self.shift, self.prefix_shift, self.mask = state["shift"], state["prefix_shift"], state["mask"]
+        self.weights, self.counts = {}, {}
+        for p, (idx, w, c) in state["sparse"].items():
+            self.weights[p] = np.zeros(self.mask + 1, np.int64)
+            self.counts[p] = np.zeros(self.mask + 1, np.int64)
+            self.weights[p][idx] = w
+            self.counts[p][idx] = c
+
     def merge(self, other: "Histograms") -> "Histograms":
         """Add another worker's histograms of the same level."""
         for p in other.weights:
@@ -175,6 +201,8 @@ def advance(search: Search, hist: Histograms) -> Search:
         cumulative = base + np.cumsum(weights)
         if isinstance(target, Fraction):
             reached = (cumulative.astype(np.float64) / float(total) >= target.q) if total else np.zeros(len(weights), bool)
+        elif isinstance(target, Beyond):
+            reached = cumulative > math.floor(target.f * total)
         else:
             reached = cumulative >= target.w
         reached &= counts > 0  # a digit no pair has is never the answer
@@ -188,6 +216,38 @@ def advance(search: Search, hist: Histograms) -> Search:
         below.append(base + int(weights[:digit].sum()))
     return Search(search.bits, search.targets, search.step, search.level + 1, search.total, search.count,
                   prefixes, below)
+
+
+def advance_all(searches: dict[str, Search], hists: dict[str, Histograms]) -> dict[str, Search]:
+    """Every unfinished search one level further (a group no pair reached gets an empty histogram)."""
+    return {group: s if s.done else advance(s, hists.get(group) or Histograms(s)) for group, s in searches.items()}
+
+
+def run_searches(pairs: list[tuple[str, int, int]], searches: dict[str, Search],
+                 chunk: int = 1 << 20) -> dict[str, Search]:
+    """Finish grouped searches over (group, key, weight) pairs in memory (what the Beam levels compute)."""
+    by_group: dict[str, tuple[list, list]] = {}
+    for group, key, weight in pairs:
+        keys, weights = by_group.setdefault(group, ([], []))
+        keys.append(key)
+        weights.append(weight)
+    arrays = {}
+    for group, (keys, weights) in by_group.items():
+        if group in searches:
+            wide = searches[group].bits > 64
+            arrays[group] = (np.array(keys, dtype=object if wide else np.uint64), np.array(weights, np.int64))
+    while not all(s.done for s in searches.values()):
+        hists = {}
+        for group, s in searches.items():
+            if s.done or group not in arrays:
+                continue
+            keys, weights = arrays[group]
+            hist = Histograms(s)
+            for start in range(0, len(keys), chunk):
+                hist.merge(Histograms(s).add(keys[start:start + chunk], weights[start:start + chunk]))
+            hists[group] = hist
+        searches = advance_all(searches, hists)
+    return searches
 
 
 def select_keys(keys: Iterable[int] | np.ndarray, weights: Iterable[int] | np.ndarray, targets: list[Target],

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Iterable, Iterator
 
+from schemas.documents import META_SCORES
+from schemas.manifest import BELOW_SELECTION_THRESHOLD, STAGE_SELECT
 from transforms.filtering import Decision, make_engine, run_chain
 from transforms.recipes import Recipe
 
@@ -29,6 +31,7 @@ class RecipeWork:
 
     def __init__(self, recipe: Recipe, keys: bool) -> None:
         self.engine = make_engine(recipe) if recipe.filters else None
+        self.scoring = Scoring(recipe.selection) if recipe.scores else None
         self.exact = keys and recipe.dedup.exact
         self.hasher = None
         if keys and recipe.dedup.minhash is not None:
@@ -43,6 +46,8 @@ class RecipeWork:
             decisions = run_chain(self.engine.stages, texts, metas)
         else:
             decisions = [Decision(True, t) for t in texts]
+        if self.scoring is not None:
+            decisions = self.scoring(decisions)
         keys: list[DocKeys | None] = [None] * len(texts)
         if self.exact or self.hasher is not None:
             from transforms.dedup import exact_key
@@ -52,6 +57,37 @@ class RecipeWork:
                     keys[i] = (exact_key(d.text) if self.exact else None,
                                self.hasher.band_keys(d.text) if self.hasher is not None else [])
         return decisions, keys
+
+
+class Scoring:
+    """The recipe's scorers on the documents the filters kept (``meta.scores``), and a ``min_score`` selection,
+    which needs nothing but the document's own score."""
+
+    def __init__(self, selection) -> None:
+        from transforms.scoring import make_scorers
+
+        self.scorers = make_scorers(selection)
+        select = selection.select
+        self.min_score = (select.score, select.value) if select is not None and select.criterion == "min_score" \
+            else None
+
+    def __call__(self, decisions: list[Decision]) -> list[Decision]:
+        """The decisions with the kept documents' scores in their meta (dropped when below ``min_score``)."""
+        kept = [i for i, d in enumerate(decisions) if d.keep]
+        if not kept:
+            return decisions
+        texts = [decisions[i].text for i in kept]
+        columns = [(key, scorer.score(texts)) for key, scorer in self.scorers]
+        out = list(decisions)
+        for row, i in enumerate(kept):
+            scores = {key: float(values[row]) for key, values in columns}
+            d = decisions[i]
+            meta = {**(d.meta or {}), META_SCORES: scores}
+            if self.min_score is not None and scores[self.min_score[0]] < self.min_score[1]:
+                out[i] = replace(d, keep=False, stage=STAGE_SELECT, reason=BELOW_SELECTION_THRESHOLD, meta=meta)
+            else:
+                out[i] = replace(d, meta=meta)
+        return out
 
 
 _WORK: RecipeWork | None = None

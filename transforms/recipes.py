@@ -18,7 +18,7 @@ Everything is checked when the recipe is loaded; a mistake is a ``RecipeError`` 
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import fsspec
@@ -183,6 +183,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 MINHASH_DEFAULTS = {"ngram": 5, "bands": 14, "rows": 8, "seed": 1}
+SECTIONS = ("filters", "dedup", "engine", "scorers", "ensemble", "select", "upsample")
 
 
 class RecipeError(ValueError):
@@ -233,6 +234,12 @@ class Recipe:
     filters: tuple[Stage, ...]
     dedup: Dedup = Dedup()
     engine: str = FAST
+    selection: Any = None  # transforms.scoring.Selection: scorers, ensemble, select, upsample (None: no scoring)
+
+    @property
+    def scores(self) -> bool:
+        """Whether documents are scored."""
+        return self.selection is not None and bool(self.selection.scorers)
 
     def identity(self) -> dict[str, Any]:
         """What of the recipe decides a job's result (not its name, nor the engine: both make the same decisions)."""
@@ -245,12 +252,15 @@ class Recipe:
             mh = self.dedup.minhash
             dedup["minhash"] = {"ngram": mh.ngram, "bands": mh.bands, "rows": mh.rows, "seed": mh.seed,
                                 "threshold": round(mh.threshold, 4)}
-        return {
+        out = {
             "name": self.name,
             "engine": self.engine,
             "filters": [{"name": s.name, "params": _jsonable(s.params)} for s in self.filters],
             "dedup": dedup,
         }
+        if self.selection is not None:
+            out.update(self.selection.to_dict())
+        return out
 
 
 def load_recipe(spec: str, engine: str | None = None) -> Recipe:
@@ -277,7 +287,7 @@ def load_recipe(spec: str, engine: str | None = None) -> Recipe:
     if engine is not None:
         if engine not in ENGINES:
             raise RecipeError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
-        recipe = Recipe(recipe.name, recipe.filters, recipe.dedup, engine)
+        recipe = replace(recipe, engine=engine)
     return recipe
 
 
@@ -288,10 +298,10 @@ def parse_recipe(config: Any, name: str) -> Recipe:
         config = {}
     if not isinstance(config, dict):
         kind = type(config).__name__
-        raise RecipeError(f"{where}: expected a mapping with keys filters, dedup, engine; got a {kind}")
-    unknown = sorted(set(config) - {"filters", "dedup", "engine", "name"})
+        raise RecipeError(f"{where}: expected a mapping with keys {', '.join(SECTIONS)}; got a {kind}")
+    unknown = sorted(set(config) - set(SECTIONS) - {"name"})
     if unknown:
-        raise RecipeError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid: filters, dedup, engine")
+        raise RecipeError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid: {', '.join(SECTIONS)}")
     engine = config.get("engine", FAST)
     if engine not in ENGINES:
         raise RecipeError(f"{where}: unknown engine {engine!r}; valid: {', '.join(ENGINES)}")
@@ -299,7 +309,12 @@ def parse_recipe(config: Any, name: str) -> Recipe:
     if not isinstance(raw_filters, list):
         raise RecipeError(f"{where}: 'filters' must be a list of {{name: ..., params: {{...}}}}")
     filters = tuple(_stage(item, f"{where}, filter {i + 1}") for i, item in enumerate(raw_filters))
-    return Recipe(str(config.get("name", name)), filters, _dedup(config.get("dedup"), where), engine)
+    selection = None
+    if any(config.get(k) is not None for k in ("scorers", "ensemble", "select", "upsample")):
+        from transforms.scoring import parse_selection
+
+        selection = parse_selection(config, where)
+    return Recipe(str(config.get("name", name)), filters, _dedup(config.get("dedup"), where), engine, selection)
 
 
 def _stage(item: Any, where: str) -> Stage:

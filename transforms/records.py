@@ -32,6 +32,7 @@ class Rejection:
     stage: str = "read"
     counted_as: str = ""  # the docs_rejected key when it is not the reason (filters: "<stage>/<reason>")
     duplicate_of: str | None = None  # dedup: id of the kept document this one duplicates
+    scores: dict[str, float] | None = None  # select: the document's scores
 
     @property
     def count_key(self) -> str:
@@ -52,6 +53,8 @@ class Rejection:
         d[m.REJ_RECORD] = scrub(self.record[: m.REJECTED_RECORD_CHARS])
         if self.duplicate_of is not None:
             d[m.REJ_DUPLICATE_OF] = scrub(self.duplicate_of)
+        if self.scores is not None:
+            d[m.REJ_SCORES] = self.scores
         return d
 
     def where(self) -> str:
