@@ -101,3 +101,40 @@ def test_histograms_pickle_sparse_and_back():
     assert len(pickle.dumps(hist)) < 2000
     assert all((back.weights[p] == hist.weights[p]).all() and (back.counts[p] == hist.counts[p]).all()
                for p in hist.weights)
+
+
+def test_beam_plan_equals_the_in_memory_plan_and_skips_duplicates(tmp_path):
+    import apache_beam as beam
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    from transforms.dedup import make_ref
+    from transforms.selection_transforms import SelectionPlan
+
+    sections = {"ensemble": {"buckets": 8, "weight": "tokens"}, "select": {"tokens": 40_000}}
+    raw = _candidates(2500, seed=4)
+    cands = [Candidate(make_ref(i % 3, i // 3), c.scores, c.bytes, c.tokens, c.tie) for i, c in enumerate(raw)]
+    duplicated = cands[::7]  # every 7th candidate is a duplicate found by dedup: not part of the population
+    from transforms.dedup import split_ref
+
+    dup_by_stream: dict[int, list] = {}
+    for c in duplicated:
+        stream, ordinal = split_ref(c.ref)
+        dup_by_stream.setdefault(stream, []).append((ordinal, "exact_duplicate", "x"))
+    population = [c for c in cands if c not in duplicated]
+    expected = _plan(sections, population)
+    selection = expected.selection
+    target = tmp_path / "plan.pickle"
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        candidates = p | "C" >> beam.Create([(split_ref(c.ref)[0], c) for c in cands])
+        duplicates = p | "D" >> beam.Create(sorted(dup_by_stream.items()))
+        plans = (candidates, duplicates) | SelectionPlan(selection, "tokens")
+        plans | beam.Map(lambda plan: target.write_bytes(pickle.dumps(plan)))
+    plan = pickle.loads(target.read_bytes())
+    assert plan.cuts == expected.cuts and plan.threshold == expected.threshold
+    kept = [c for c in population if plan.decide(c.scores, c.tie)[0]]
+    report = plan.report
+    assert report["selected"] == {"documents": len(kept), "bytes": sum(c.bytes for c in kept),
+                                  "tokens": sum(c.tokens for c in kept)}
+    assert report["candidates"]["documents"] == len(population)
+    assert sum(b["documents"] for b in report["buckets"].values()) == len(population)
+    assert report["selection"]["budget"] == 40_000 and report["selected"]["tokens"] <= 40_000
