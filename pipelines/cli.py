@@ -181,6 +181,66 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=_positive, default=1, help="local worker processes (default: 1)")
     demo.add_argument("--no-progress", action="store_true", help="no live progress line")
     demo.add_argument("--verbose", "-v", action="store_true", help="show Beam's own log messages")
+    from transforms.classifier import DEFAULT_NEGATIVE_LABEL, DEFAULT_POSITIVE_LABEL
+    from transforms.sources import FORMATS
+
+    clf = sub.add_parser(
+        "train-classifier",
+        help="train a fastText quality classifier (DCLM style) on positive and negative documents",
+        description="Read the positive (high-quality) and negative documents, sample them by a seeded hash "
+                    "(--max-per-class, --balance), hold out a fraction of each class, train a fastText supervised "
+                    "classifier on the rest and measure precision, recall, F1 (probability >= 0.5) and ROC AUC on "
+                    "the held-out documents. Writes the model to --output and a JSON card next to it "
+                    "(<output>.json: inputs, counts, options, fastText version, metrics), last. Texts are "
+                    "normalised as in scoring: whitespace runs become one space, case is kept. Bad records are "
+                    "skipped and counted. Same inputs and --seed with --threads 1 give the same model bytes.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cio = clf.add_argument_group("input and output")
+    cio.add_argument("--positive", action="append", required=True, metavar="GLOB",
+                     help="file, glob, directory or fsspec URL of positive (high-quality) documents; repeat for "
+                          "more. Same formats as prepare's --input")
+    cio.add_argument("--negative", action="append", required=True, metavar="GLOB",
+                     help="file, glob, directory or fsspec URL of negative documents (e.g. raw web crawl); repeat "
+                          "for more")
+    cio.add_argument("--output", "-o", required=True, metavar="PATH",
+                     help="the model file to write, e.g. quality.bin (local or fsspec URL); the card goes to "
+                          "PATH.json")
+    cio.add_argument("--input-format", choices=FORMATS, default=None,
+                     help="read every input as this format instead of deciding by file name")
+    cio.add_argument("--text-field", default="text", help="field/column holding the document text (default: text)")
+    cio.add_argument("--id-field", default="id",
+                     help="field/column holding the document id, hashed with the text for sampling (default: id; "
+                          "when missing, '<file>:<line>' or '<file>#<row>')")
+    cio.add_argument("--overwrite", action="store_true", help="replace an existing model file and card")
+    cdata = clf.add_argument_group("training data")
+    cdata.add_argument("--max-per-class", type=_positive, default=None, metavar="N",
+                       help="use at most N documents per class, a sample chosen by a seeded hash of id and text "
+                            "(not the first N); default: all")
+    cdata.add_argument("--balance", action="store_true",
+                       help="downsample the larger class to the size of the smaller one (same seeded sample)")
+    cdata.add_argument("--holdout", type=float, default=0.1, metavar="FRACTION",
+                       help="fraction of each class held out for the metrics, chosen by a seeded hash "
+                            "(default: 0.1); both the held-out and the training part must be non-empty")
+    cdata.add_argument("--positive-label", default=DEFAULT_POSITIVE_LABEL,
+                       help=f"fastText label of the positive class (default: {DEFAULT_POSITIVE_LABEL})")
+    cdata.add_argument("--negative-label", default=DEFAULT_NEGATIVE_LABEL,
+                       help=f"fastText label of the negative class (default: {DEFAULT_NEGATIVE_LABEL})")
+    cft = clf.add_argument_group("fastText (defaults: DCLM's)")
+    cft.add_argument("--epochs", type=_positive, default=5, help="training epochs (default: 5)")
+    cft.add_argument("--lr", type=float, default=0.1, help="learning rate (default: 0.1)")
+    cft.add_argument("--dim", type=_positive, default=100, help="word vector size (default: 100)")
+    cft.add_argument("--word-ngrams", type=_positive, default=2, help="word n-gram length (default: 2)")
+    cft.add_argument("--min-count", type=_positive, default=1, help="minimal word occurrences (default: 1)")
+    cft.add_argument("--bucket", type=_positive, default=2_000_000,
+                     help="hash buckets for word n-grams (default: 2000000, fastText's); the model holds "
+                          "BUCKET x DIM floats, so 2000000 x 100 is about 800 MB on disk")
+    cft.add_argument("--seed", type=int, default=0,
+                     help="seed of the sampling, the held-out split, the training file's order and fastText "
+                          "(default: 0)")
+    cft.add_argument("--threads", type=_positive, default=1,
+                     help="fastText training threads (default: 1); fastText is deterministic only with 1 thread: "
+                          "more threads train faster but the model differs from run to run")
     return ap
 
 
@@ -224,13 +284,14 @@ def _run_with_progress(run, cfg, beam_args: list[str], show_progress: bool) -> d
 def _user_error(exc: BaseException) -> str | None:
     """The one-line message for errors a user can fix, found even inside Beam's wrapped exceptions."""
     from pipelines.prepare import ConfigError
+    from transforms.classifier import ClassifierError
     from transforms.commit import OutputError
     from transforms.readers import BadRecordError
     from transforms.recipes import RecipeError
     from transforms.sources import InputError
     from transforms.tokenizer import TokenizerError
 
-    if isinstance(exc, (InputError, OutputError, TokenizerError, ConfigError, RecipeError)):
+    if isinstance(exc, (InputError, OutputError, TokenizerError, ConfigError, RecipeError, ClassifierError)):
         return str(exc)
     text = str(exc)
     marker = BadRecordError.PREFIX
@@ -285,6 +346,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             from pipelines.demo import run_demo
 
             return run_demo(args, beam_args, _run_prepare)
+        if args.command == "train-classifier":
+            from pipelines.train_classifier import TrainClassifierConfig
+            from pipelines.train_classifier import run as train_classifier
+            from transforms.classifier import summary_table as classifier_summary
+
+            if beam_args:  # no Beam here: an unknown option is a typo, not a pipeline option
+                parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
+            cfg = TrainClassifierConfig(
+                positive=args.positive, negative=args.negative, output=args.output, text_field=args.text_field,
+                id_field=args.id_field, input_format=args.input_format, epochs=args.epochs, lr=args.lr,
+                dim=args.dim, word_ngrams=args.word_ngrams, min_count=args.min_count, bucket=args.bucket,
+                seed=args.seed, threads=args.threads, max_per_class=args.max_per_class, balance=args.balance,
+                holdout=args.holdout, positive_label=args.positive_label, negative_label=args.negative_label,
+                overwrite=args.overwrite, argv=["tokenmill", *argv],
+            )
+            print(classifier_summary(train_classifier(cfg)), file=sys.stderr)
+            return 0
     except KeyboardInterrupt:
         print("tokenmill: interrupted; the output has no manifest and is not a result (rerun to finish)",
               file=sys.stderr)
