@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.prepare import execute, manifest_header, meta_fields, recipe_processes
+from pipelines.prepare import execute, manifest_header, meta_fields, recipe_processes, selection_unit
 from schemas import manifest as m
 from transforms.commit import prepare_output
 from transforms.prepare_stream import StreamConfig
@@ -56,6 +56,8 @@ def run(cfg: FilterConfig, beam_args: list[str] | None = None, progress_dir: str
     started = time.time()
     files = expand_inputs(cfg.inputs, cfg.input_format)
     recipe = load_recipe(cfg.recipe, cfg.filter_engine)
+    if recipe.selection is not None and recipe.selection.global_pass:
+        selection_unit(recipe, tokenizes=False)  # a token budget needs a tokenizer: say so before starting
     fp = fingerprint(cfg, recipe)
     prepare_output(cfg.output, fp, cfg.overwrite)
     stream_cfg = StreamConfig(

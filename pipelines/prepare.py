@@ -3,9 +3,12 @@
     small input:  planned streams ──────────────────────────────────────┐
     big input:    files ─► PlanSplits ─► GroupIntoStreams ─► Distribute ─┴► streams
 
-    no dedup:  streams ─► ProcessStream (read, filter, tokenize, pack) ─────────────────────────► Collect ─► Commit
-    dedup:     streams ─► StageStream (read, filter, keys) ─┬─ staged ──────────────┐
-                                                            └─ keys ─► FindDuplicates ─┴► Join ─► FinishStaged ─┘
+    one pass:  streams ─► ProcessStream (read, filter, score, tokenize, pack) ──────────────────► Collect ─► Commit
+    two passes (dedup, or selection over the whole corpus):
+               streams ─► StageStream (read, filter, score, keys) ─┬─ staged ─────────────────┐
+                                                                   ├─ keys ─► FindDuplicates ─┴► Join ─► FinishStaged
+                                                                   └─ candidates (minus duplicates) ─► SelectionPlan
+                          SelectionPlan (cut-points, budget threshold) is a side input of FinishStaged and Commit
     every pass ─► rejected/ (reason per record); Commit renames files into place and writes the manifest last
 """
 
@@ -22,6 +25,7 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.pvalue import AsSingleton
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
@@ -30,6 +34,7 @@ from pipelines.beam_tuning import shorten_state_sampling
 from schemas import manifest as m
 from transforms.commit import commit, prepare_output, read_manifest
 from transforms.dedup_transforms import FindDuplicates
+from transforms.selection_transforms import SelectionPlan, selection_report
 from transforms.gather import GatherAll
 from transforms.prepare_stream import FinishStaged, ProcessStream, StageStream, StreamConfig
 from transforms.recipe_work import cool_down, warm_up
@@ -187,22 +192,47 @@ def build(p: beam.Pipeline, files: list[InputFile], stream_cfg: StreamConfig, cf
     else:
         planned = plan_streams(files, cfg.stream_bytes)
         streams = p | "PlannedStreams" >> beam.Create(planned, reshuffle=not one_worker)
-    if not stream_cfg.dedup:
+    if not stream_cfg.staged:
         results = streams | "ProcessStream" >> beam.ParDo(ProcessStream(stream_cfg))
+        plan = None
     else:
         staged = streams | "StageStream" >> beam.ParDo(StageStream(stream_cfg)).with_outputs(
-            "exact", "near", main="staged")
-        duplicates = (staged.exact, staged.near) | "FindDuplicates" >> FindDuplicates()
+            "exact", "near", "candidates", main="staged")
+        if stream_cfg.dedup:
+            duplicates = (staged.exact, staged.near) | "FindDuplicates" >> FindDuplicates()
+        else:
+            duplicates = p | "NoDuplicates" >> beam.Create([])
+        plan = None
+        side: list[Any] = []
+        if stream_cfg.selects:
+            unit = selection_unit(stream_cfg.recipe, stream_cfg.tokenizer is not None)
+            plan = (staged.candidates, duplicates) | "SelectionPlan" >> SelectionPlan(stream_cfg.recipe.selection,
+                                                                                      unit)
+            side = [AsSingleton(plan)]
         results = (
             {"staged": staged.staged, "duplicates": duplicates}
             | "JoinDuplicates" >> beam.CoGroupByKey()
-            | "FinishStaged" >> beam.ParDo(FinishStaged(stream_cfg))
+            | "FinishStaged" >> beam.ParDo(FinishStaged(stream_cfg), *side)
         )
+    report = {"selection": AsSingleton(plan | "SelectionReport" >> beam.Map(selection_report))} if plan else {}
     return (
         results
         | "CollectResults" >> GatherAll()
-        | "Commit" >> beam.Map(commit, stream_cfg.output, manifest_base, started)
+        | "Commit" >> beam.Map(commit, stream_cfg.output, manifest_base, started, **report)
     )
+
+
+def selection_unit(recipe: Recipe, tokenizes: bool) -> str:
+    """What a selection budget counts, checked against the job: tokens need a tokenizer (``tokenizes``)."""
+    selection = recipe.selection
+    wants_tokens = (selection.select is not None and selection.select.criterion == "tokens") or (
+        selection.ensemble is not None and selection.ensemble.weight == "tokens")
+    if wants_tokens and not tokenizes:
+        raise ConfigError("the recipe counts tokens (select.tokens or ensemble.weight: tokens) but this job has no "
+                          "tokenizer: use select.bytes / ensemble.weight: bytes, or tokenmill prepare")
+    if selection.select is not None and selection.select.criterion == "bytes":
+        return "bytes"
+    return "tokens" if tokenizes else "bytes"
 
 
 def recipe_processes(requested: int | None, recipe: Recipe | None, files: list[InputFile], beam_args: list[str],

@@ -127,6 +127,7 @@ K_RUNNER = "runner"
 K_WALL_TIME = "wall_time_s"
 K_STREAMS = "streams"
 K_RECIPE = "recipe"
+K_SELECTION = "selection"  # scores (quantiles per scorer), cut_points, buckets, candidates, selected, selection
 K_DOCUMENTS = "documents"  # document files: path, rows, bytes, sha256
 K_DEDUP = "dedup"  # duplicates found: EXACT_DUPLICATE, NEAR_DUPLICATE counts, DEDUP_CONSIDERED, DEDUP_RATE
 DEDUP_CONSIDERED = "documents_considered"  # documents that reached dedup (kept by the filters)

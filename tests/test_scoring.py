@@ -92,3 +92,65 @@ def test_min_score_selection_keeps_scores_and_accounts_for_every_document(tmp_pa
     assert counts["records"] == len(texts) == counts["docs_written"] + sum(counts["docs_rejected"].values())
     assert counts["docs_rejected"] == {f"select/{m.BELOW_SELECTION_THRESHOLD}": len(rejected)}
     assert manifest[m.K_RECIPE]["select"] == {"min_score": 200, "score": "length"}
+
+
+ENSEMBLE_BUDGET = """\
+filters:
+  - {name: language, params: {languages: null, min_score: 0.0}}
+scorers:
+  - {name: length, key: chars, params: {unit: chars}}
+  - {name: length, key: words, params: {unit: words}}
+ensemble: {buckets: 5, weight: bytes, combine: mean}
+select: {bytes: BUDGET}
+dedup: {exact: true}
+"""
+
+
+def test_ensemble_buckets_and_byte_budget_end_to_end(tmp_path, ml_texts):
+    import numpy as np
+
+    texts = ["\n".join(ml_texts[i:i + 1 + i % 13]) for i in range(0, 2400, 4)]
+    texts += texts[:40]  # exact duplicates: never candidates, never counted in the budget
+    records = [{"id": f"d{i}", "text": t} for i, t in enumerate(texts)]
+    path = write_jsonl(tmp_path / "in.jsonl", records)
+    budget = sum(len(t.encode()) for t in texts[:-40]) * 2 // 5
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(ENSEMBLE_BUDGET.replace("BUDGET", str(budget)))
+    out = tmp_path / "out"
+    assert cli.main(["filter", "-i", path, "-o", str(out), "--recipe", str(recipe), "--no-progress"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    docs = list(iter_documents(str(out)))
+    rejected = [json.loads(line) for f in sorted((out / "rejected").glob("*.jsonl")) for line in f.open()]
+    size = {r["id"]: len(r["text"].encode()) for r in records}
+    counts = manifest[m.K_COUNTS]
+    assert counts["records"] == len(records) == counts["docs_written"] + sum(counts["docs_rejected"].values())
+    selected = [r for r in rejected if r["stage"] == m.STAGE_SELECT]
+    assert selected and all(r["reason"] == m.BELOW_SELECTION_THRESHOLD and "bucket" in r["scores"] for r in selected)
+    assert 0.95 * budget < sum(size[d["id"]] for d in docs) <= budget
+    # candidates: kept + dropped by selection; cut-points are their byte-weighted percentiles per scorer
+    candidates = [(d["id"], d["meta"]["scores"], d["meta"]["bucket"]) for d in docs]
+    candidates += [(r["id"], r["scores"], r["scores"]["bucket"]) for r in selected]
+    report = manifest[m.K_SELECTION]
+    for key in ("chars", "words"):
+        values = np.array([s[key] for _, s, _ in candidates])
+        weights = np.array([size[i] for i, _, _ in candidates])
+        expected = np.quantile(values, [0.2, 0.4, 0.6, 0.8], weights=weights, method="inverted_cdf")
+        assert report["cut_points"][key] == expected.tolist()
+    # exact: every kept document's bucket >= every dropped one's, and the budget is filled to the next document
+    assert min(b for _, _, b in candidates[:len(docs)]) >= max(b for _, _, b in candidates[len(docs):])
+    assert report["selected"]["bytes"] == sum(size[d["id"]] for d in docs) and report["selection"]["budget"] == budget
+    assert report["candidates"]["documents"] == len(candidates)
+    assert sum(b["documents"] for b in report["buckets"].values()) == len(candidates)
+    # the same run again: the same bytes
+    again = tmp_path / "again"
+    assert cli.main(["filter", "-i", path, "-o", str(again), "--recipe", str(recipe), "--no-progress"]) == 0
+    first = sorted((out / "documents").glob("*.parquet"))
+    assert [f.read_bytes() for f in first] == [f.read_bytes() for f in sorted((again / "documents").glob("*.parquet"))]
+
+
+def test_token_budget_without_a_tokenizer_is_a_clear_error(tmp_path):
+    path = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "x"}])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("scorers: [length]\nselect: {tokens: 100}\n")
+    code = cli.main(["filter", "-i", path, "-o", str(tmp_path / "out"), "--recipe", str(recipe), "--no-progress"])
+    assert code == 2 and not (tmp_path / "out" / "manifest.json").exists()

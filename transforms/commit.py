@@ -99,7 +99,8 @@ def prepare_output(output: str, fingerprint: str, overwrite: bool) -> None:
             fs.rm(path, recursive=True)
 
 
-def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, Any], started: float) -> dict:
+def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, Any], started: float,
+           selection: dict[str, Any] | None = None) -> dict:
     """Rename temp shards, document files and rejected files into place in stream order; write manifest.json last."""
     fs, root = _fs(output)
     results = sorted(results, key=lambda r: r["stream"])
@@ -132,6 +133,8 @@ def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, 
         fs.rm(temp, recursive=True)
     manifest = dict(manifest_base)
     manifest[m.K_COUNTS] = counts.to_dict()
+    if selection is not None:
+        manifest[m.K_SELECTION] = selection
     manifest[m.K_STREAMS] = len(results)
     if m.K_TOKENIZER in manifest:  # a packed result (prepare)
         manifest[m.K_TOKENIZER] = dict(manifest[m.K_TOKENIZER], backend=_backend_name(backends),

@@ -9,6 +9,7 @@ Every record a pass reads is counted once; every document it drops goes to its r
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -34,12 +35,14 @@ from schemas.manifest import (
     MOD_STAGES,
     STAGE_DEDUP,
     STAGE_FILTER,
+    BELOW_SELECTION_THRESHOLD,
     STAGE_SELECT,
     Counts,
 )
-from schemas.documents import META_SCORES
+from schemas.documents import META_BUCKET, META_SCORES
 from schemas.shards import TEMP_DIR
 from transforms.dedup import make_ref
+from transforms.selection import Candidate, Plan, tie_break
 from transforms.document_writer import DocumentWriter, read_documents
 from transforms.pack import PACKERS
 from transforms.progress import ProgressWriter
@@ -93,6 +96,16 @@ class StreamConfig:
     def dedup(self) -> bool:
         """Whether the recipe deduplicates (two passes with a shuffle of keys between them)."""
         return self.recipe is not None and (self.recipe.dedup.exact or self.recipe.dedup.minhash is not None)
+
+    @property
+    def selects(self) -> bool:
+        """Whether selection needs the whole corpus first (cut-points, a budget): two passes with a plan between."""
+        return self.recipe is not None and self.recipe.selection is not None and self.recipe.selection.global_pass
+
+    @property
+    def staged(self) -> bool:
+        """Whether the job runs in two passes (pass 1 stages the kept documents)."""
+        return self.dedup or self.selects
 
     @property
     def temp_dir(self) -> str:
@@ -391,9 +404,11 @@ def modified_record(batch: DocBatch, i: int, stages: tuple[str, ...]) -> dict[st
     return rec
 
 
-def read_staged(url: str, duplicates: dict[int, tuple[str, str]], attempt: _Attempt) -> Iterator[DocBatch]:
+def read_staged(url: str, duplicates: dict[int, tuple[str, str]], attempt: _Attempt, plan: Plan | None = None,
+                stream: int = 0) -> Iterator[DocBatch]:
     """Pass 2's documents: the staged file of pass 1 without its duplicates (``ordinal → (reason, kept id)``),
-    which go to the attempt's rejected file naming the document they duplicate."""
+    which go to the attempt's rejected file naming the document they duplicate, and (with a ``plan``) without
+    the documents selection drops, which go there with their scores; kept ones get their ``meta.bucket``."""
     ordinal = 0
     for table in read_documents(url):
         cols = table.to_pydict()
@@ -409,11 +424,18 @@ def read_staged(url: str, duplicates: dict[int, tuple[str, str]], attempt: _Atte
             for i in range(start, stop):
                 dup = duplicates.get(ordinal + i - start)
                 if dup is None:
+                    meta = cols["meta"][i]
+                    if plan is not None:
+                        meta = json.loads(meta) if isinstance(meta, str) else dict(meta or {})
+                        rejection = _select(plan, meta, cols, i, source, make_ref(stream, ordinal + i - start))
+                        if rejection is not None:
+                            dropped.append(rejection)
+                            continue
                     batch.texts.append(cols["text"][i])
                     batch.ids.append(cols["id"][i])
                     batch.lines.append(cols["line"][i])
                     batch.rows.append(cols["row"][i])
-                    batch.metas.append(cols["meta"][i])
+                    batch.metas.append(meta)
                     continue
                 reason, kept_id = dup
                 dropped.append(Rejection(
@@ -425,6 +447,24 @@ def read_staged(url: str, duplicates: dict[int, tuple[str, str]], attempt: _Atte
             attempt.reject(dropped)
             yield batch
             start = stop
+
+
+def _select(plan: Plan, meta: dict[str, Any], cols: dict[str, list], i: int, source: str,
+            ref: int) -> Rejection | None:
+    """Apply the selection plan to one staged document (its meta gains the bucket); its rejection if dropped."""
+    scores = meta.get(META_SCORES) or {}
+    values = tuple(float(scores[s.key]) for s in plan.selection.scorers)
+    keep, bucket = plan.decide(values, tie_break(cols["id"][i], ref))
+    if bucket is not None:
+        meta[META_BUCKET] = bucket
+    if keep:
+        return None
+    reported = dict(scores) if bucket is None else {**scores, META_BUCKET: bucket}
+    return Rejection(
+        source, BELOW_SELECTION_THRESHOLD, line=cols["line"][i], row=cols["row"][i], id=cols["id"][i],
+        detail=f"{STAGE_SELECT}/{BELOW_SELECTION_THRESHOLD}", record=raw_record(cols["text"][i]), stage=STAGE_SELECT,
+        counted_as=f"{STAGE_SELECT}/{BELOW_SELECTION_THRESHOLD}", scores=reported,
+    )
 
 
 class _PackSink:
@@ -588,15 +628,23 @@ def stage_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools) -> Itera
     attempt = _Attempt(cfg, stream.index, tools.progress, "a")
     staged = DocumentWriter(f"{attempt.prefix}-staged.parquet")
     keys: list[tuple[int, str, DocKeys]] = []
+    ordinal = 0
     try:
         for batch in read_stream(stream, cfg, tools, attempt, keys):
             _write_documents(staged, batch)
-            for ref, doc_id, (exact, bands) in keys:
+            for ref, doc_id, doc_keys in keys:
+                if doc_keys is None:
+                    continue
+                exact, bands = doc_keys
                 if exact is not None:
                     yield "exact", (exact, (ref, doc_id))
                 for band in bands:
                     yield "near", (band, (ref, doc_id))
             keys.clear()
+            if cfg.selects:
+                for candidate in candidates(batch, stream.index, ordinal, cfg, tools):
+                    yield "candidates", (stream.index, candidate)
+            ordinal += len(batch.texts)
     except BaseException:
         attempt.close()
         raise
@@ -606,13 +654,34 @@ def stage_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools) -> Itera
     yield "staged", (stream.index, result)
 
 
+def candidates(batch: DocBatch, stream: int, first: int, cfg: StreamConfig, tools: StreamTools) -> list[Candidate]:
+    """Pass 1: what selection needs of a batch's kept documents (scores, bytes, tokens with EOS/BOS, tie-break);
+    ``first``: the stream ordinal of the batch's first document."""
+    if not batch.texts:
+        return []
+    keys = [s.key for s in cfg.recipe.selection.scorers]
+    tokens = [0] * len(batch.texts)
+    if cfg.tokenizer is not None:
+        encoders = tools.encoders
+        encoder = encoders.fast if cfg.tokenizer.backend != HF and encoders.fast is not None else encoders.reference
+        specials = 1 + (cfg.tokenizer.bos_id is not None)
+        tokens = (encoder.encode_batch(batch.texts)[1] + specials).tolist()
+    out = []
+    for i, (text, doc_id, meta) in enumerate(zip(batch.texts, batch.ids, batch.metas)):
+        ref = make_ref(stream, first + i)
+        scores = tuple(float(meta[META_SCORES][k]) for k in keys)
+        out.append(Candidate(ref, scores, len(text.encode("utf-8", "surrogatepass")), tokens[i],
+                             tie_break(doc_id, ref)))
+    return out
+
+
 def finish_staged(staged: dict[str, Any], duplicates: dict[int, tuple[str, str]], cfg: StreamConfig,
-                  tools: StreamTools) -> Callable[[], dict[str, Any]]:
-    """Dedup pass 2: the staged documents of one stream minus its duplicates → sinks."""
+                  tools: StreamTools, plan: Plan | None = None) -> Callable[[], dict[str, Any]]:
+    """Pass 2: the staged documents of one stream minus its duplicates, selected by the ``plan`` → sinks."""
     url = staged["staged"]
 
     def source(attempt: _Attempt) -> Iterable[DocBatch]:
-        return read_staged(url, duplicates, attempt) if url else ()
+        return read_staged(url, duplicates, attempt, plan, staged["stream"]) if url else ()
 
     return run_pass(cfg, tools, staged["stream"], "b", source, staged["inputs"], earlier=staged)
 
@@ -678,8 +747,8 @@ class ProcessStream(_StreamDoFn):
 
 
 class StageStream(_StreamDoFn):
-    """Dedup pass 1: a stream in; its documents' keys out on the ``exact`` and ``near`` outputs, and
-    (stream index, staged result) on the main output."""
+    """Pass 1: a stream in; its documents' dedup keys out on the ``exact`` and ``near`` outputs, their selection
+    candidates on ``candidates``, and (stream index, staged result) on the main output."""
 
     keys = True
 
@@ -692,14 +761,14 @@ class StageStream(_StreamDoFn):
 
 
 class FinishStaged(_StreamDoFn):
-    """Dedup pass 2: (stream index, {staged: [result], duplicates: [[(ordinal, reason, kept id)], ...]}) in,
-    the stream's result out."""
+    """Pass 2: (stream index, {staged: [result], duplicates: [[(ordinal, reason, kept id)], ...]}) in (and the
+    selection plan as a side input), the stream's result out."""
 
     runs_recipe = False
 
-    def process(self, element: tuple[int, dict[str, list]]) -> Iterator[dict[str, Any]]:
+    def process(self, element: tuple[int, dict[str, list]], plan: Plan | None = None) -> Iterator[dict[str, Any]]:
         yield from self._finished(wait=False)
         _, joined = element
         (staged,) = joined["staged"]
         duplicates = {ordinal: (reason, kept) for found in joined["duplicates"] for ordinal, reason, kept in found}
-        self._submit(finish_staged(staged, duplicates, self.cfg, self.tools))
+        self._submit(finish_staged(staged, duplicates, self.cfg, self.tools, plan))

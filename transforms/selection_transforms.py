@@ -18,9 +18,10 @@ from apache_beam.pvalue import AsSingleton
 
 from transforms.dedup import split_ref
 from transforms.quantiles import STEP, Histograms, Search, advance_all
-from transforms.scoring import BUDGETS, Selection
+from transforms.quantiles import key_float
+from transforms.scoring import BUCKET, BUDGETS, Selection
 from transforms.selection import (
-    Candidate, Plan, cut_searches, finish_plan, plan_after_round_one, round_one_pairs, round_two_pair,
+    TOP, Candidate, Plan, cut_searches, finish_plan, plan_after_round_one, round_one_pairs, round_two_pair,
     select_search, selection_bits,
 )
 
@@ -178,3 +179,22 @@ class SelectionPlan(beam.PTransform):
 def first_levels(selection: Selection) -> int:
     """Levels of round 1 (64-bit score keys)."""
     return max(s.levels for s in cut_searches(selection).values())
+
+
+def selection_report(plan: Plan) -> dict[str, Any]:
+    """The manifest's ``selection`` section: scores per scorer (quantiles), cut-points, bucket sizes, the budget,
+    the threshold and what was selected."""
+    report = dict(plan.report)
+    selection = plan.selection
+    if selection.select is not None:
+        report.setdefault("selection", {"criterion": selection.select.criterion, "value": selection.select.value})
+        report["selection"]["score"] = selection.select.score
+        if plan.threshold is not None:
+            high, tie = plan.threshold >> 64, plan.threshold & ((1 << 64) - 1)
+            if selection.select.score == BUCKET:
+                report["selection"]["threshold"] = {"bucket": selection.ensemble.buckets - 1 - high, "tie": tie}
+            else:
+                report["selection"]["threshold"] = {"score": key_float(TOP - high), "tie": tie}
+    if selection.upsample:
+        report["upsample"] = {str(b): f for b, f in selection.upsample}
+    return report
