@@ -154,3 +154,51 @@ def test_token_budget_without_a_tokenizer_is_a_clear_error(tmp_path):
     recipe.write_text("scorers: [length]\nselect: {tokens: 100}\n")
     code = cli.main(["filter", "-i", path, "-o", str(tmp_path / "out"), "--recipe", str(recipe), "--no-progress"])
     assert code == 2 and not (tmp_path / "out" / "manifest.json").exists()
+
+
+@pytest.fixture(scope="module")
+def quality_model(tmp_path_factory):
+    """A fastText classifier trained on stdlib docstring paragraphs (positive) vs stdlib code (negative)."""
+    from tests.test_train_classifier import _paragraphs
+    from transforms.demo_corpus import _TRIPLE_QUOTED, demo_records
+
+    records = list(demo_records())
+    prose = _paragraphs((r["text"] for r in records if r["id"].startswith("doc/")), 1200)
+    code = _paragraphs((_TRIPLE_QUOTED.sub("", r["text"]) for r in records if r["id"].startswith("src/")), 1200)
+    d = tmp_path_factory.mktemp("quality")
+    pos = write_jsonl(d / "pos.jsonl", [{"id": f"p{i}", "text": t} for i, t in enumerate(prose[:600])])
+    neg = write_jsonl(d / "neg.jsonl", [{"id": f"n{i}", "text": t} for i, t in enumerate(code[:600])])
+    model = d / "quality.bin"
+    assert cli.main(["train-classifier", "--positive", pos, "--negative", neg, "--output", str(model),
+                     "--bucket", "20000"]) == 0
+    return str(model), prose[600:], code[600:]  # unseen documents of both kinds for the pipeline
+
+
+def test_fasttext_scores_drive_a_token_budget_in_prepare(tmp_path, quality_model, tokenizer_path):
+    import pyarrow.parquet as pq
+
+    model, prose, code = quality_model
+    texts = [t for pair in zip(prose, code) for t in pair]
+    path = write_jsonl(tmp_path / "in.jsonl", [{"id": f"d{i}", "text": t} for i, t in enumerate(texts)])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"scorers:\n  - {{name: fasttext, params: {{model: {model}, label: __label__hq}}}}\n"
+                      "select: {tokens: 20000}\n")
+    out = tmp_path / "out"
+    code_ = cli.main(["prepare", "-i", path, "-o", str(out), "--tokenizer", tokenizer_path, "--seq-len", "256",
+                      "--recipe", str(recipe), "--emit-documents", "--no-progress"])
+    assert code_ == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    report = manifest[m.K_SELECTION]
+    counts = manifest[m.K_COUNTS]
+    # pass 1 counted each candidate's tokens (with EOS) as pass 2 tokenizes them: the shards hold exactly those
+    assert counts["tokens"] == report["selected"]["tokens"] <= 20000 < report["selected"]["tokens"] + 600
+    shard_tokens = sum(pq.read_metadata(out / s["path"]).num_rows for s in manifest[m.K_SHARDS]) * 256
+    assert shard_tokens == counts["tokens"] + counts["pad_tokens"]
+    docs = list(iter_documents(str(out)))
+    kept = {d["text"] for d in docs}
+    prose_share = sum(t in kept for t in prose) / max(1, len(kept))
+    assert prose_share > 0.9  # the classifier's positives are what the budget buys
+    rejected = [json.loads(line) for f in sorted((out / "rejected").glob("*.jsonl")) for line in f.open()]
+    worst_kept = min(d["meta"]["scores"]["fasttext"] for d in docs)
+    assert all(r["scores"]["fasttext"] <= worst_kept for r in rejected)  # exact: nothing better was dropped
+    assert counts["records"] == len(texts) == counts["docs_written"] + sum(counts["docs_rejected"].values())
