@@ -39,6 +39,7 @@ META_LANG = "lang"
 META_LANG_SCORE = "lang_score"
 META_SCORES = "scores"  # {scorer key: score} with a recipe's scorers
 META_BUCKET = "bucket"  # the ensemble bucket (0 = lowest) with a recipe's ensemble
+META_UPSAMPLE = "upsample"  # times the document is packed (the recipe's upsample factor of its bucket), when > 1
 
 DOCUMENTS_DIR = "documents"
 DOCUMENT_NAME = "part-{index:05d}.parquet"

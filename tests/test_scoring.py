@@ -202,3 +202,35 @@ def test_fasttext_scores_drive_a_token_budget_in_prepare(tmp_path, quality_model
     worst_kept = min(d["meta"]["scores"]["fasttext"] for d in docs)
     assert all(r["scores"]["fasttext"] <= worst_kept for r in rejected)  # exact: nothing better was dropped
     assert counts["records"] == len(texts) == counts["docs_written"] + sum(counts["docs_rejected"].values())
+
+
+def test_upsampled_buckets_are_packed_again_apart_and_counted(tmp_path, ml_texts, tokenizer_path, hf_tokenizer):
+    import pyarrow.parquet as pq
+
+    from schemas.shards import INPUT_IDS
+
+    texts = ["\n".join(ml_texts[i:i + 1 + i % 9]) for i in range(0, 1200, 3)]
+    path = write_jsonl(tmp_path / "in.jsonl", [{"id": f"d{i}", "text": t} for i, t in enumerate(texts)])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("scorers: [length]\nensemble: {buckets: 4, weight: documents}\nupsample: {3: 3, 2: 2}\n")
+    out = tmp_path / "out"
+    assert cli.main(["prepare", "-i", path, "-o", str(out), "--tokenizer", tokenizer_path, "--seq-len", "128",
+                     "--recipe", str(recipe), "--emit-documents", "--no-progress"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    report, counts = manifest[m.K_SELECTION], manifest[m.K_COUNTS]
+    extra = report["upsampled"]
+    assert set(extra) == {"2", "3"} and extra["3"]["factor"] == 3
+    assert extra["3"]["documents"] == 2 * report["buckets"]["3"]["documents"]
+    assert counts["tokens"] == report["selected"]["tokens"] + sum(e["tokens"] for e in extra.values())
+    assert counts["docs_written"] == len(texts)  # documents are counted once; their copies are tokens
+    docs = {d["id"]: d for d in iter_documents(str(out))}
+    top = [d for d in docs.values() if d["meta"]["bucket"] == 3]
+    assert top and all(d["meta"]["upsample"] == 3 for d in top)
+    assert all("upsample" not in d["meta"] for d in docs.values() if d["meta"]["bucket"] < 2)
+    stream = [t for s in manifest[m.K_SHARDS] for row in pq.read_table(out / s["path"])[INPUT_IDS].to_pylist()
+              for t in row]
+    eos = hf_tokenizer.token_to_id("<|endoftext|>")
+    doc = max(top, key=lambda d: len(d["text"]))
+    ids = hf_tokenizer.encode(doc["text"], add_special_tokens=False).ids + [eos]
+    found = [i for i in range(len(stream) - len(ids) + 1) if stream[i:i + len(ids)] == ids]
+    assert len(found) == 3 and min(b - a for a, b in zip(found, found[1:])) > 128  # three copies, in different rows

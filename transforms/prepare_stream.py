@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import apache_beam as beam
 import fsspec
+import numpy as np
 import orjson
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
@@ -39,7 +40,7 @@ from schemas.manifest import (
     STAGE_SELECT,
     Counts,
 )
-from schemas.documents import META_BUCKET, META_SCORES
+from schemas.documents import META_BUCKET, META_SCORES, META_UPSAMPLE
 from schemas.shards import TEMP_DIR
 from transforms.dedup import make_ref
 from transforms.selection import Candidate, Plan, tie_break
@@ -458,6 +459,9 @@ def _select(plan: Plan, meta: dict[str, Any], cols: dict[str, list], i: int, sou
     if bucket is not None:
         meta[META_BUCKET] = bucket
     if keep:
+        factor = plan.upsample(bucket)
+        if factor > 1:
+            meta[META_UPSAMPLE] = factor
         return None
     reported = dict(scores) if bucket is None else {**scores, META_BUCKET: bucket}
     return Rejection(
@@ -486,6 +490,7 @@ class _PackSink:
         self.verifying: Future | None = None
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="tokenmill-writer")
         self.writes: deque[Future] = deque()
+        self.copies: list[np.ndarray] = []  # extra copies of upsampled documents, packed at the stream's end
 
     def add(self, batch: DocBatch) -> None:
         """Tokenize and pack a batch of kept documents."""
@@ -495,17 +500,34 @@ class _PackSink:
             self.note = self.tools.encoders.fast_error if self.verifying is None else ""  # why not gigatoken
         flat, lens = self.encoder.encode_batch(batch.texts)
         flat, lens = add_specials(flat, lens, self.spec.eos_id, self.spec.bos_id)
+        self._pack(flat, lens)
+        if batch.metas and any(isinstance(x, dict) and x.get(META_UPSAMPLE) for x in batch.metas):
+            self._defer_copies(flat, lens, batch.metas)
+        if self.verifying is not None and self.verifying.done():
+            self._check()
+
+    def _pack(self, flat: np.ndarray, lens: np.ndarray) -> None:
         c = self.attempt.counts
         c.tokens += int(flat.size)
         self.attempt.show(tokens=int(flat.size))
         self._write(self.packer.add(flat, lens))
-        if self.verifying is not None and self.verifying.done():
-            self._check()
+
+    def _defer_copies(self, flat: np.ndarray, lens: np.ndarray, metas: list) -> None:
+        """Keep the extra copies of upsampled documents for the end of the stream: copies of a document are
+        packed apart from it, never into the same rows."""
+        ends = np.cumsum(lens)
+        for i, meta in enumerate(metas):
+            factor = meta.get(META_UPSAMPLE, 1) if isinstance(meta, dict) else 1
+            for _ in range(factor - 1):
+                self.copies.append(flat[ends[i] - lens[i]:ends[i]].copy())
 
     def end(self) -> None:
-        """All documents are in: settle the verification and pad the last row."""
+        """All documents are in: settle the verification, pack the upsampled copies and pad the last row."""
         if self.verifying is not None:
             self._check()
+        if self.copies:
+            self._pack(np.concatenate(self.copies), np.array([c.size for c in self.copies], np.int64))
+            self.copies = []
         self._write(self.packer.finish())
 
     def finish(self) -> dict[str, Any]:

@@ -63,6 +63,10 @@ class Plan:
     threshold: int | None = None  # keep documents whose selection key is below it (None: keep all)
     report: dict[str, Any] = field(default_factory=dict)
 
+    def upsample(self, bucket: int | None) -> int:
+        """How many times a kept document of this bucket is packed (1 unless the recipe upsamples it)."""
+        return dict(self.selection.upsample).get(bucket, 1) if bucket is not None else 1
+
     def buckets(self, scores: tuple[float, ...]) -> tuple[list[int], int | None]:
         """(bucket per scorer, combined bucket), or ([], None) without an ensemble."""
         ensemble = self.selection.ensemble

@@ -114,6 +114,11 @@ class _SizesCombine(beam.CombineFn):
             acc["candidates"][i] += v
             if kept:
                 acc["selected"][i] += v
+        extra = plan.upsample(bucket) - 1 if kept else 0
+        if extra:
+            row = acc.setdefault("copies", {}).setdefault(bucket, [0, 0, 0])
+            for i, v in enumerate(sizes):
+                row[i] += v * extra
         return acc
 
     def merge_accumulators(self, accs: Iterable[dict[str, Any]], plan: Plan) -> dict[str, Any]:
@@ -126,6 +131,10 @@ class _SizesCombine(beam.CombineFn):
             for name in ("selected", "candidates"):
                 for i, v in enumerate(acc[name]):
                     out[name][i] += v
+            for b, row in acc.get("copies", {}).items():
+                mine = out.setdefault("copies", {}).setdefault(b, [0, 0, 0])
+                for i, v in enumerate(row):
+                    mine[i] += v
         return out
 
     def extract_output(self, acc: dict[str, Any], plan: Plan) -> Plan:
@@ -137,6 +146,9 @@ class _SizesCombine(beam.CombineFn):
             report["buckets"] = {str(b): named(row) for b, row in sorted(acc["buckets"].items())}
         report["candidates"] = named(acc["candidates"])
         report["selected"] = named(acc["selected"])
+        if plan.selection.upsample:  # extra copies packed (tokens: in prepare's shards; documents are written once)
+            report["upsampled"] = {str(b): {"factor": dict(plan.selection.upsample)[b], **named(row)}
+                                   for b, row in sorted(acc.get("copies", {}).items())}
         return Plan(plan.selection, plan.cuts, plan.threshold, report)
 
 
@@ -195,6 +207,4 @@ def selection_report(plan: Plan) -> dict[str, Any]:
                 report["selection"]["threshold"] = {"bucket": selection.ensemble.buckets - 1 - high, "tie": tie}
             else:
                 report["selection"]["threshold"] = {"score": key_float(TOP - high), "tie": tie}
-    if selection.upsample:
-        report["upsample"] = {str(b): f for b, f in selection.upsample}
     return report
