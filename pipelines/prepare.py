@@ -34,7 +34,8 @@ from pipelines.beam_tuning import shorten_state_sampling
 from schemas import manifest as m
 from transforms.commit import commit, prepare_output, read_manifest
 from transforms.dedup_transforms import FindDuplicates
-from transforms.selection_transforms import SelectionPlan, selection_report
+from transforms.scoring import needs_fitting
+from transforms.selection_transforms import FitScorers, SelectionPlan, selection_report
 from transforms.gather import GatherAll
 from transforms.prepare_stream import FinishStaged, ProcessStream, StageStream, StreamConfig
 from transforms.recipe_work import cool_down, warm_up
@@ -192,11 +193,15 @@ def build(p: beam.Pipeline, files: list[InputFile], stream_cfg: StreamConfig, cf
     else:
         planned = plan_streams(files, cfg.stream_bytes)
         streams = p | "PlannedStreams" >> beam.Create(planned, reshuffle=not one_worker)
+    recipe = stream_cfg.recipe
+    fitted: list[Any] = []
+    if recipe is not None and needs_fitting(recipe.selection):  # dsir learns the raw and target distributions
+        fitted = [AsSingleton(p | "FitScorers" >> FitScorers(recipe.selection, files, stream_cfg.text_field))]
     if not stream_cfg.staged:
-        results = streams | "ProcessStream" >> beam.ParDo(ProcessStream(stream_cfg))
+        results = streams | "ProcessStream" >> beam.ParDo(ProcessStream(stream_cfg), *fitted)
         plan = None
     else:
-        staged = streams | "StageStream" >> beam.ParDo(StageStream(stream_cfg)).with_outputs(
+        staged = streams | "StageStream" >> beam.ParDo(StageStream(stream_cfg), *fitted).with_outputs(
             "exact", "near", "candidates", main="staged")
         if stream_cfg.dedup:
             duplicates = (staged.exact, staged.near) | "FindDuplicates" >> FindDuplicates()

@@ -234,3 +234,37 @@ def test_upsampled_buckets_are_packed_again_apart_and_counted(tmp_path, ml_texts
     ids = hf_tokenizer.encode(doc["text"], add_special_tokens=False).ids + [eos]
     found = [i for i in range(len(stream) - len(ids) + 1) if stream[i:i + len(ids)] == ids]
     assert len(found) == 3 and min(b - a for a, b in zip(found, found[1:])) > 128  # three copies, in different rows
+
+
+def test_dsir_scores_favour_the_target_and_match_a_direct_fit(tmp_path, ml_texts, code_texts):
+    import numpy as np
+
+    from transforms.dsir import DsirFeatures, dsir_weights
+
+    prose = ["\n".join(ml_texts[i:i + 6]) for i in range(0, 1200, 6)]
+    code = [t for t in code_texts[:200] if t.strip()]
+    raw = [t for pair in zip(prose, code) for t in pair]
+    target = ["\n".join(ml_texts[i:i + 6]) for i in range(1200, 1800, 6)]  # more prose of the same kind
+    path = write_jsonl(tmp_path / "raw.jsonl", [{"id": f"r{i}", "text": t} for i, t in enumerate(raw)])
+    write_jsonl(tmp_path / "target.jsonl", [{"id": f"t{i}", "text": t} for i, t in enumerate(target)])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"scorers:\n  - {{name: dsir, params: {{target: '{tmp_path}/target*.jsonl', buckets: 4096}}}}\n"
+                      "select: {top_fraction: 0.5}\n")
+    out = tmp_path / "out"
+    for processes in ("1", "2"):
+        out = tmp_path / f"out{processes}"
+        assert cli.main(["filter", "-i", path, "-o", str(out), "--recipe", str(recipe), "--no-progress",
+                         "--recipe-processes", processes]) == 0
+    features = DsirFeatures(4096)
+    weights = dsir_weights(features.counts(target), features.counts(raw))
+    docs = list(iter_documents(str(out)))
+    expected = {f"r{i}": float(weights[features.ids(t)].sum()) for i, t in enumerate(raw)}
+    assert all(d["meta"]["scores"]["dsir"] == pytest.approx(expected[d["id"]], rel=1e-12) for d in docs)
+    prose_set = set(prose)
+    by_kind = {kind: [s for i, s in expected.items() if (raw[int(i[1:])] in prose_set) == kind] for kind in (1, 0)}
+    assert np.median(by_kind[1]) > np.percentile(by_kind[0], 90)  # the target's kind scores above the rest
+    dropped = {r for r in expected} - {d["id"] for d in docs}
+    assert dropped and all(raw[int(i[1:])] not in prose_set for i in dropped)  # the top half keeps all the prose
+    again = sorted((tmp_path / "out1" / "documents").glob("*.parquet"))
+    assert [f.read_bytes() for f in again] == [f.read_bytes() for f in sorted((out / "documents").glob("*.parquet"))]
+    assert np.isfinite(weights).all()

@@ -763,7 +763,9 @@ def count_metrics(counts: dict[str, Any]) -> None:
 class ProcessStream(_StreamDoFn):
     """One pass: a stream in, its result dict out (shards and/or documents written under temp names)."""
 
-    def process(self, stream: Stream) -> Iterator[dict[str, Any]]:
+    def process(self, stream: Stream, fitted: dict | None = None) -> Iterator[dict[str, Any]]:
+        if fitted is not None:
+            self.tools.runner.fit(fitted)
         yield from self._finished(wait=False)
         self._submit(process_stream(stream, self.cfg, self.tools))
 
@@ -774,7 +776,9 @@ class StageStream(_StreamDoFn):
 
     keys = True
 
-    def process(self, stream: Stream) -> Iterator[Any]:
+    def process(self, stream: Stream, fitted: dict | None = None) -> Iterator[Any]:
+        if fitted is not None:
+            self.tools.runner.fit(fitted)
         for tag, value in stage_stream(stream, self.cfg, self.tools):
             yield value if tag == "staged" else beam.pvalue.TaggedOutput(tag, value)
 

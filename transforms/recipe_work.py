@@ -29,9 +29,9 @@ DocKeys = tuple[bytes | None, list[bytes]]  # (exact key or None, MinHash band k
 class RecipeWork:
     """Filters (if the recipe has any) and, with ``keys``, the dedup keys of every kept document."""
 
-    def __init__(self, recipe: Recipe, keys: bool) -> None:
+    def __init__(self, recipe: Recipe, keys: bool, fitted: dict | None = None) -> None:
         self.engine = make_engine(recipe) if recipe.filters else None
-        self.scoring = Scoring(recipe.selection) if recipe.scores else None
+        self.scoring = Scoring(recipe.selection, fitted) if recipe.scores else None
         self.exact = keys and recipe.dedup.exact
         self.hasher = None
         if keys and recipe.dedup.minhash is not None:
@@ -63,10 +63,10 @@ class Scoring:
     """The recipe's scorers on the documents the filters kept (``meta.scores``), and a ``min_score`` selection,
     which needs nothing but the document's own score."""
 
-    def __init__(self, selection) -> None:
+    def __init__(self, selection, fitted: dict | None = None) -> None:
         from transforms.scoring import make_scorers
 
-        self.scorers = make_scorers(selection)
+        self.scorers = make_scorers(selection, fitted)
         select = selection.select
         self.min_score = (select.score, select.value) if select is not None and select.criterion == "min_score" \
             else None
@@ -93,9 +93,9 @@ class Scoring:
 _WORK: RecipeWork | None = None
 
 
-def _start_process(recipe: Recipe, keys: bool) -> None:
+def _start_process(recipe: Recipe, keys: bool, fitted: dict | None) -> None:
     global _WORK
-    _WORK = RecipeWork(recipe, keys)
+    _WORK = RecipeWork(recipe, keys, fitted)
 
 
 def _work_in_process(texts: list[str], metas: list | None) -> tuple[list[Decision], list[DocKeys | None]]:
@@ -128,8 +128,10 @@ def _warm_key(recipe: Recipe, processes: int, keys: bool) -> tuple:
 def warm_up(recipe: Recipe, processes: int, keys: bool) -> None:
     """Start a runner's processes now, in this process, for a pipeline about to run here: they import and build
     the engine while Beam builds and starts the pipeline, and its first ``RecipeRunner.obtain`` takes them."""
+    from transforms.scoring import needs_fitting
+
     key = _warm_key(recipe, processes, keys)
-    if processes > 1 and key not in _WARM:
+    if processes > 1 and key not in _WARM and not needs_fitting(recipe.selection):  # fitted scorers come later
         runner = _WARM[key] = RecipeRunner(recipe, processes, keys)
         runner.start()
 
@@ -178,14 +180,23 @@ class RecipeRunner:
         self.recipe = recipe
         self.processes = processes
         self.keys = keys
+        self.fitted: dict | None = None  # the state of scorers fitted on the corpus (dsir), once known
         self._work: RecipeWork | None = None
         self._pool: ProcessPoolExecutor | None = None
+
+    def fit(self, fitted: dict | None) -> None:
+        """Use these fitted scorers from now on (processes built without them are replaced)."""
+        if fitted is None or fitted == self.fitted:
+            return
+        self.close()
+        self._work = None
+        self.fitted = fitted
 
     def map(self, batches: Iterable[Any]) -> Iterator[tuple[Any, list[Decision], list[DocKeys | None]]]:
         """(batch, decisions, keys) for each batch (anything with ``texts`` and ``metas``), in the order given."""
         if self.processes <= 1:
             if self._work is None:
-                self._work = RecipeWork(self.recipe, self.keys)
+                self._work = RecipeWork(self.recipe, self.keys, self.fitted)
             for batch in batches:
                 yield (batch, *self._work(batch.texts, batch.metas or None))
             return
@@ -215,8 +226,11 @@ class RecipeRunner:
         return batch, [d if d.text is not None else replace(d, text=t) for d, t in zip(decisions, batch.texts)], keys
 
     def start(self) -> None:
-        """Start the worker processes now (they import and build the engine while the caller gets ready)."""
-        if self.processes > 1:
+        """Start the worker processes now (they import and build the engine while the caller gets ready); not
+        before the fitted scorers are known, when the recipe has some."""
+        from transforms.scoring import needs_fitting
+
+        if self.processes > 1 and (self.fitted is not None or not needs_fitting(self.recipe.selection)):
             pool = self._start_pool()
             with _children_skip_main():
                 for _ in range(self.processes):  # one task per process: each submit may start one
@@ -226,7 +240,8 @@ class RecipeRunner:
         if self._pool is None:
             # spawn: a fresh interpreter, never a fork of a process running Beam's threads
             self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_start_process, initargs=(self.recipe, self.keys))
+                                             initializer=_start_process,
+                                             initargs=(self.recipe, self.keys, self.fitted))
         return self._pool
 
     def close(self) -> None:

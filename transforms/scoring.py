@@ -330,8 +330,8 @@ def load_fasttext(path: str):
         return fasttext.load_model(target)
 
 
-def make_scorers(selection: Selection) -> list[tuple[str, Any]]:
-    """(key, scorer) for each configured scorer that scores documents by itself (dsir needs fitting first)."""
+def make_scorers(selection: Selection, fitted: dict[str, Any] | None = None) -> list[tuple[str, Any]]:
+    """(key, scorer) for each configured scorer; ``fitted``: the state of scorers fitted on the corpus (dsir)."""
     out: list[tuple[str, Any]] = []
     for s in selection.scorers:
         if s.name == "length":
@@ -339,8 +339,17 @@ def make_scorers(selection: Selection) -> list[tuple[str, Any]]:
         elif s.name == "fasttext":
             out.append((s.key, FastTextScorer(s.params)))
         else:
-            raise RecipeError(f"scorer {s.name!r} needs a fitted model: not available in this run yet")
+            from transforms.dsir import DsirScorer
+
+            if not fitted or s.key not in fitted:
+                raise RuntimeError(f"scorer {s.key!r} (dsir) has not been fitted")  # the pipeline fits it first
+            out.append((s.key, DsirScorer(s.params, fitted[s.key])))
     return out
+
+
+def needs_fitting(selection: Selection | None) -> bool:
+    """Whether some scorer learns from the corpus before scoring (dsir)."""
+    return selection is not None and any(s.name == "dsir" for s in selection.scorers)
 
 
 def bucket_of(score: float, cuts: list[float]) -> int:

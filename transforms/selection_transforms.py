@@ -208,3 +208,84 @@ def selection_report(plan: Plan) -> dict[str, Any]:
             else:
                 report["selection"]["threshold"] = {"score": key_float(TOP - high), "tie": tie}
     return report
+
+
+def split_feature_counts(split: Any, text_field: str, buckets: int) -> np.ndarray:
+    """DSIR feature counts of one split's readable documents (unreadable records are the main pass's business)."""
+    from transforms.dsir import DsirFeatures
+    from transforms.readers import read_split
+
+    features = DsirFeatures(buckets)
+    out = np.zeros(buckets, np.int64)
+    for batch in read_split(split, text_field):
+        out += features.counts(batch.texts)
+    return out
+
+
+class _SumCounts(beam.CombineFn):
+    """Element-wise sum of count vectors of one size."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def create_accumulator(self) -> np.ndarray:
+        return np.zeros(self.size, np.int64)
+
+    def add_input(self, acc: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        acc += counts
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[np.ndarray]) -> np.ndarray:
+        out = np.zeros(self.size, np.int64)
+        for acc in accs:
+            out += acc
+        return out
+
+    def extract_output(self, acc: np.ndarray) -> np.ndarray:
+        return acc
+
+
+class FitScorers(beam.PTransform):
+    """The fitted state of scorers that learn from the corpus (dsir): {scorer key: weights}, a singleton.
+
+    Per dsir scorer, the raw input (every readable document of the job's inputs) and the target corpus are read
+    split by split; each split contributes one count vector and a combine sums them."""
+
+    def __init__(self, selection: Selection, files: list, text_field: str) -> None:
+        super().__init__()
+        self.selection = selection
+        self.files = files
+        self.text_field = text_field
+
+    def expand(self, p):
+        from transforms.dsir import dsir_weights
+        from transforms.sources import expand_inputs, plan_splits
+
+        fitted = []
+        for scorer in self.selection.scorers:
+            if scorer.name != "dsir":
+                continue
+            buckets = int(scorer.params["buckets"])
+            target_files = expand_inputs([scorer.params["target"]], scorer.params["input_format"])
+            sums = {}
+            for name, files, field in (("raw", self.files, self.text_field),
+                                       ("target", target_files, scorer.params["text_field"])):
+                sums[name] = (
+                    p
+                    | f"{scorer.key}{name.title()}Files" >> beam.Create(list(enumerate(files)))
+                    | f"{scorer.key}{name.title()}Splits" >> beam.FlatMapTuple(plan_splits)
+                    | f"{scorer.key}{name.title()}Spread" >> beam.Reshuffle()
+                    | f"{scorer.key}{name.title()}Counts" >> beam.Map(split_feature_counts, field, buckets)
+                    | f"{scorer.key}{name.title()}Sum" >> beam.CombineGlobally(_SumCounts(buckets))
+                )
+            key = scorer.key
+            fitted.append(
+                sums["target"]
+                | f"{key}Weights" >> beam.Map(lambda t, r, k=key: (k, dsir_weights(t, r).tolist()),
+                                              AsSingleton(sums["raw"]))
+            )
+        return (
+            fitted
+            | "AllFitted" >> beam.Flatten()
+            | "FittedDict" >> beam.combiners.ToDict()
+        )
