@@ -26,6 +26,13 @@ def recipe_epilog() -> str:
              "{ngram: 5, bands: 14, rows: 8}}):"]
     lines += [f"  {name:<18} {spec.doc}" for name, spec in STAGES.items()]
     lines.append(f"Presets: {', '.join(PRESETS)}.")
+    from transforms.scoring import CRITERIA, SCORERS
+
+    lines.append("Scorers (scorers: [{name: SCORER, key: NAME, params: {...}}]; scores go to meta.scores):")
+    lines += [f"  {name:<18} {spec.doc}" for name, spec in SCORERS.items()]
+    lines.append("Ensemble: {buckets: 20, sample_fraction: 1.0, weight: bytes|tokens|documents, combine: max|mean} "
+                 "(meta.bucket). Select one of: " + ", ".join(CRITERIA) + " (and score: KEY|bucket). "
+                 "Upsample: {BUCKET: FACTOR}.")
     return "\n".join(lines) + "\n\n"
 
 
