@@ -29,6 +29,7 @@ NUM_PAD = "num_pad"
 INPUT_IDS_LEAF = f"{INPUT_IDS}.list.element"  # the Parquet column path of the token ids
 
 SHARDS_DIR = "shards"
+BUCKET_DIR = "bucket"  # a bucket-partitioned ensemble: shards/bucket=NN/ (NN: the bucket, two digits)
 REJECTED_DIR = "rejected"
 MODIFIED_DIR = "modified"
 MANIFEST_FILE = "manifest.json"

@@ -56,7 +56,7 @@ def test_sections_are_recorded_with_every_default():
     assert d["scorers"] == [{"key": "length", "name": "length", "params": {"unit": "bytes"}},
                             {"key": "words", "name": "length", "params": {"unit": "words"}}]
     assert d["ensemble"] == {"method": "percentile_buckets", "buckets": 10, "sample_fraction": 0.5,
-                             "weight": "bytes", "combine": "max", "seed": 0}
+                             "weight": "bytes", "combine": "max", "seed": 0, "partition": False}
     assert d["select"] == {"tokens": 1_000_000, "score": "bucket"} and d["upsample"] == {"8": 2, "9": 3}
     assert recipe.selection.global_pass
     assert not _recipe(scorers=["length"], select={"min_score": 3}).selection.global_pass
@@ -268,3 +268,30 @@ def test_dsir_scores_favour_the_target_and_match_a_direct_fit(tmp_path, ml_texts
     again = sorted((tmp_path / "out1" / "documents").glob("*.parquet"))
     assert [f.read_bytes() for f in again] == [f.read_bytes() for f in sorted((out / "documents").glob("*.parquet"))]
     assert np.isfinite(weights).all()
+
+
+def test_partitioned_buckets_get_shards_of_their_own(tmp_path, ml_texts, tokenizer_path):
+    import pyarrow.parquet as pq
+
+    texts = ["\n".join(ml_texts[i:i + 1 + i % 9]) for i in range(0, 1500, 3)]
+    path = write_jsonl(tmp_path / "in.jsonl", [{"id": f"d{i}", "text": t} for i, t in enumerate(texts)])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("scorers: [length]\nensemble: {buckets: 4, weight: tokens, partition: true}\n"
+                      "select: {min_bucket: 1}\nupsample: {3: 2}\n")
+    out = tmp_path / "out"
+    assert cli.main(["prepare", "-i", path, "-o", str(out), "--tokenizer", tokenizer_path, "--seq-len", "64",
+                     "--recipe", str(recipe), "--no-progress"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    report, counts = manifest[m.K_SELECTION], manifest[m.K_COUNTS]
+    shards = manifest[m.K_SHARDS]
+    assert {s["bucket"] for s in shards} == {1, 2, 3}
+    assert all(s["path"].startswith(f"shards/bucket={s['bucket']:02d}/part-") for s in shards)
+    for bucket in (1, 2, 3):
+        rows = [s for s in shards if s["bucket"] == bucket]
+        tokens = sum(s["tokens"] for s in rows)
+        expected = report["buckets"][str(bucket)]["tokens"] * (2 if bucket == 3 else 1)
+        assert tokens == expected  # each partition holds exactly its bucket's documents (and their copies)
+        assert sum(pq.read_metadata(out / s["path"]).num_rows for s in rows) == sum(s["rows"] for s in rows)
+    assert counts["tokens"] == sum(s["tokens"] for s in shards)
+    assert counts["records"] == len(texts) == counts["docs_written"] + sum(counts["docs_rejected"].values())
+    assert counts["docs_rejected"] == {f"select/{m.BELOW_SELECTION_THRESHOLD}": report["buckets"]["0"]["documents"]}

@@ -17,6 +17,7 @@ from schemas import manifest as m
 from schemas.documents import DOCUMENT_NAME, DOCUMENTS_DIR
 from schemas.manifest import STAGE_DEDUP, Counts
 from schemas.shards import (
+    BUCKET_DIR,
     MANIFEST_FILE,
     MODIFIED_DIR,
     REJECTED_DIR,
@@ -111,9 +112,14 @@ def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, 
     backends: dict[str, int] = {}
     notes: list[str] = []
 
+    in_dir: dict[str, int] = {}  # files placed so far per directory (a bucket partition numbers its own)
+
     def place(kind: str, item: dict[str, Any]) -> None:
-        rel = posixpath.join(kind, names[kind].format(index=len(placed[kind])))
-        fs.makedirs(posixpath.join(root, kind), exist_ok=True)
+        directory = kind if "bucket" not in item else posixpath.join(kind, f"{BUCKET_DIR}={item['bucket']:02d}")
+        index = in_dir.get(directory, 0)
+        in_dir[directory] = index + 1
+        rel = posixpath.join(directory, names[kind].format(index=index))
+        fs.makedirs(posixpath.join(root, directory), exist_ok=True)
         fs.mv(_path(fs, item["temp_url"]), posixpath.join(root, rel))
         placed[kind].append({"path": rel, **{k: v for k, v in item.items() if k != "temp_url"}})
 

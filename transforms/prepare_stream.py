@@ -471,11 +471,21 @@ def _select(plan: Plan, meta: dict[str, Any], cols: dict[str, list], i: int, sou
     )
 
 
+class _Lane:
+    """One packed output of a stream: its packer, shard writer and deferred upsampled copies."""
+
+    def __init__(self, cfg: StreamConfig, prefix: str) -> None:
+        self.packer = PACKERS[cfg.packing](cfg.seq_len, cfg.tokenizer.pad_id)
+        self.writer = ShardWriter(prefix, cfg.seq_len, cfg.shard_rows)
+        self.copies: list[np.ndarray] = []  # extra copies of upsampled documents, packed at the stream's end
+
+
 class _PackSink:
     """Tokenize → pack → Parquet shards (``prepare``), the writer one batch behind in its own thread.
 
     With ``auto``, gigatoken starts at once while its verification on the stream's first documents runs beside
     it; on a mismatch (rare) ``add``/``end`` raise _UseReference and the caller redoes the pass with the reference.
+    With a bucket-partitioned ensemble, each bucket is packed into shards of its own (``shards/bucket=NN/``).
     """
 
     def __init__(self, cfg: StreamConfig, tools: StreamTools, attempt: _Attempt,
@@ -484,13 +494,21 @@ class _PackSink:
         self.tools = tools
         self.attempt = attempt
         self.spec = cfg.tokenizer
-        self.packer = PACKERS[cfg.packing](cfg.seq_len, self.spec.pad_id)
-        self.writer = ShardWriter(attempt.prefix, cfg.seq_len, cfg.shard_rows)
+        selection = cfg.recipe.selection if cfg.recipe is not None else None
+        self.partition = bool(selection is not None and selection.ensemble is not None and
+                              selection.ensemble.partition)
+        self.lanes: dict[int | None, _Lane] = {}
         self.encoder, self.note = chosen if chosen is not None else (None, "")
         self.verifying: Future | None = None
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="tokenmill-writer")
         self.writes: deque[Future] = deque()
-        self.copies: list[np.ndarray] = []  # extra copies of upsampled documents, packed at the stream's end
+
+    def _lane(self, bucket: int | None) -> _Lane:
+        lane = self.lanes.get(bucket)
+        if lane is None:
+            prefix = self.attempt.prefix if bucket is None else f"{self.attempt.prefix}-b{bucket:03d}"
+            lane = self.lanes[bucket] = _Lane(self.cfg, prefix)
+        return lane
 
     def add(self, batch: DocBatch) -> None:
         """Tokenize and pack a batch of kept documents."""
@@ -500,42 +518,59 @@ class _PackSink:
             self.note = self.tools.encoders.fast_error if self.verifying is None else ""  # why not gigatoken
         flat, lens = self.encoder.encode_batch(batch.texts)
         flat, lens = add_specials(flat, lens, self.spec.eos_id, self.spec.bos_id)
-        self._pack(flat, lens)
-        if batch.metas and any(isinstance(x, dict) and x.get(META_UPSAMPLE) for x in batch.metas):
-            self._defer_copies(flat, lens, batch.metas)
+        if not self.partition:
+            self._route(self._lane(None), flat, lens, batch.metas)
+        else:
+            ends = np.cumsum(lens)
+            by_bucket: dict[int, list[int]] = {}
+            for i, meta in enumerate(batch.metas):
+                by_bucket.setdefault(meta[META_BUCKET], []).append(i)
+            for bucket, docs in sorted(by_bucket.items()):
+                parts = [flat[ends[i] - lens[i]:ends[i]] for i in docs]
+                self._route(self._lane(bucket), np.concatenate(parts), lens[docs], [batch.metas[i] for i in docs])
         if self.verifying is not None and self.verifying.done():
             self._check()
 
-    def _pack(self, flat: np.ndarray, lens: np.ndarray) -> None:
+    def _route(self, lane: _Lane, flat: np.ndarray, lens: np.ndarray, metas: list) -> None:
+        self._pack(lane, flat, lens)
+        if metas and any(isinstance(x, dict) and x.get(META_UPSAMPLE) for x in metas):
+            self._defer_copies(lane, flat, lens, metas)
+
+    def _pack(self, lane: _Lane, flat: np.ndarray, lens: np.ndarray) -> None:
         c = self.attempt.counts
         c.tokens += int(flat.size)
         self.attempt.show(tokens=int(flat.size))
-        self._write(self.packer.add(flat, lens))
+        self._write(lane, lane.packer.add(flat, lens))
 
-    def _defer_copies(self, flat: np.ndarray, lens: np.ndarray, metas: list) -> None:
+    @staticmethod
+    def _defer_copies(lane: _Lane, flat: np.ndarray, lens: np.ndarray, metas: list) -> None:
         """Keep the extra copies of upsampled documents for the end of the stream: copies of a document are
         packed apart from it, never into the same rows."""
         ends = np.cumsum(lens)
         for i, meta in enumerate(metas):
             factor = meta.get(META_UPSAMPLE, 1) if isinstance(meta, dict) else 1
             for _ in range(factor - 1):
-                self.copies.append(flat[ends[i] - lens[i]:ends[i]].copy())
+                lane.copies.append(flat[ends[i] - lens[i]:ends[i]].copy())
 
     def end(self) -> None:
-        """All documents are in: settle the verification, pack the upsampled copies and pad the last row."""
+        """All documents are in: settle the verification, pack the upsampled copies and pad the last rows."""
         if self.verifying is not None:
             self._check()
-        if self.copies:
-            self._pack(np.concatenate(self.copies), np.array([c.size for c in self.copies], np.int64))
-            self.copies = []
-        self._write(self.packer.finish())
+        for _, lane in sorted(self.lanes.items(), key=lambda item: -1 if item[0] is None else item[0]):
+            if lane.copies:
+                self._pack(lane, np.concatenate(lane.copies), np.array([c.size for c in lane.copies], np.int64))
+                lane.copies = []
+            self._write(lane, lane.packer.finish())
 
     def finish(self) -> dict[str, Any]:
-        """Wait for the writer: the pass's shards and backend."""
+        """Wait for the writers: the pass's shards (each with its bucket when partitioned) and backend."""
         try:
             while self.writes:
                 self.writes.popleft().result()
-            shards = self.writer.close()
+            shards = []
+            for bucket, lane in sorted(self.lanes.items(), key=lambda item: -1 if item[0] is None else item[0]):
+                for shard in lane.writer.close():
+                    shards.append(shard if bucket is None else {**shard, "bucket": bucket})
         finally:
             self.pool.shutdown(wait=True, cancel_futures=True)
         c = self.attempt.counts
@@ -547,10 +582,11 @@ class _PackSink:
     def discard(self) -> None:
         """Stop writing and delete this attempt's shards."""
         self.pool.shutdown(wait=True, cancel_futures=True)
-        self.writer.abort()
+        for lane in self.lanes.values():
+            lane.writer.abort()
 
-    def _write(self, rows) -> None:
-        self.writes.append(self.pool.submit(self.writer.write, rows))
+    def _write(self, lane: _Lane, rows) -> None:
+        self.writes.append(self.pool.submit(lane.writer.write, rows))
         while len(self.writes) > _WRITES_IN_FLIGHT:
             self.writes.popleft().result()
 

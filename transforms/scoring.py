@@ -27,7 +27,7 @@ from transforms.recipes import RecipeError
 
 PERCENTILE_BUCKETS = "percentile_buckets"
 ENSEMBLE_DEFAULTS = {"method": PERCENTILE_BUCKETS, "buckets": 20, "sample_fraction": 1.0, "weight": "bytes",
-                     "combine": "max", "seed": 0}
+                     "combine": "max", "seed": 0, "partition": False}
 WEIGHTS = ("bytes", "tokens", "documents")
 COMBINES = ("max", "mean")
 BUDGETS = ("tokens", "bytes")  # keep the best documents until this much
@@ -79,6 +79,7 @@ class Ensemble:
     weight: str = "bytes"
     combine: str = "max"
     seed: int = 0
+    partition: bool = False  # prepare: each bucket's documents packed into shards of their own (shards/bucket=NN/)
 
     def fractions(self) -> list[float]:
         """The cumulative fractions of the cut-points: 1/B, 2/B, ..., (B-1)/B."""
@@ -117,7 +118,7 @@ class Selection:
         if self.ensemble is not None:
             e = self.ensemble
             out["ensemble"] = {"method": e.method, "buckets": e.buckets, "sample_fraction": e.sample_fraction,
-                               "weight": e.weight, "combine": e.combine, "seed": e.seed}
+                               "weight": e.weight, "combine": e.combine, "seed": e.seed, "partition": e.partition}
         if self.select is not None:
             value = self.select.value
             out["select"] = {self.select.criterion: int(value) if float(value).is_integer() else value,
@@ -213,7 +214,9 @@ def _ensemble(config: Any, where: str) -> Ensemble:
     seed = values["seed"]
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise RecipeError(f"{where}: ensemble.seed must be a non-negative integer, got {seed!r}")
-    return Ensemble(PERCENTILE_BUCKETS, b, float(f), values["weight"], values["combine"], seed)
+    if not isinstance(values["partition"], bool):
+        raise RecipeError(f"{where}: ensemble.partition must be true or false, got {values['partition']!r}")
+    return Ensemble(PERCENTILE_BUCKETS, b, float(f), values["weight"], values["combine"], seed, values["partition"])
 
 
 def _select(config: Any, where: str, keys: list[str], ensemble: Ensemble | None) -> Select:
