@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-filter bench-dedup clean
+.PHONY: demo test bench bench-filter bench-dedup bench-scoring clean
 
 $(STAMP): pyproject.toml transforms/_ngrams.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ bench-filter: $(STAMP)
 
 bench-dedup: $(STAMP)
 	$(PY) benchmarks/dedup_memory.py
+
+bench-scoring: $(STAMP)
+	$(PY) benchmarks/scoring_overhead.py
 
 clean:
 	rm -rf $(VENV) demo-output build *.egg-info
