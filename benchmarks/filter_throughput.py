@@ -52,7 +52,9 @@ from typing import Any
 from prepare_throughput import (
     MB,
     chatterbot_conversations,
+    corpus_arguments,
     corpus_files,
+    corpus_stats,
     fmt_ratio,
     iter_json_records,
     log,
@@ -148,6 +150,14 @@ def generated_corpus(workdir: Path, size_mb: float) -> list[str]:
 # ---------------------------------------------------------------------------------------------------------------
 # systems (each runs in a child process: ``--_child spec.json``)
 # ---------------------------------------------------------------------------------------------------------------
+
+
+def prose_first_corpus(args: argparse.Namespace, workdir: Path) -> tuple[list[str], str, int, float]:
+    """(files, description, documents, MB of text) of ``--corpus`` or of the generated prose-first corpus."""
+    files, description = corpus_files(args, workdir, generated_corpus,
+                                      "stdlib docstrings + chatterbot multilingual + 15% code")
+    n_docs, text_bytes = corpus_stats(files, args.text_field)
+    return files, description, n_docs, text_bytes / MB
 
 
 def text_digest(text: str) -> str:
@@ -298,11 +308,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """Command-line options."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", default=None, metavar="GLOB",
-                    help="JSONL files to use instead of the generated corpus (plain or .gz/.zst/.bz2/.xz)")
-    ap.add_argument("--text-field", default="text", help="text field of --corpus records (default: text)")
-    ap.add_argument("--id-field", default="id", help="id field of --corpus records, unique (default: id)")
-    ap.add_argument("--size-mb", type=float, default=75, help="size of the generated corpus in MB of text (default 75)")
+    corpus_arguments(ap, 75, unique_ids=True)
     ap.add_argument("--quick", action="store_true", help="a smoke run on a 3 MB generated corpus")
     ap.add_argument("--skip-cli", action="store_true", help="do not run the tokenmill filter command")
     ap.add_argument("--workdir", default=None, metavar="DIR",
@@ -323,16 +329,7 @@ def main(argv: list[str] | None = None) -> int:
 def benchmark(args: argparse.Namespace, workdir: Path, cores: int) -> int:
     """The whole benchmark in ``workdir``."""
     started = time.perf_counter()
-    files, corpus_desc = corpus_files(args, workdir, generated_corpus,
-                                      "stdlib docstrings + chatterbot multilingual + 15% code")
-    n_docs = text_bytes = 0
-    for path in files:
-        for obj in iter_json_records(path):
-            text = obj.get(args.text_field) if isinstance(obj, dict) else None
-            if isinstance(text, str):
-                n_docs += 1
-                text_bytes += len(text.encode("utf-8", "surrogatepass"))
-    mb = text_bytes / MB
+    files, corpus_desc, n_docs, mb = prose_first_corpus(args, workdir)
     dt_input = workdir / "datatrove-input"  # datatrove reads a folder: links to exactly these files
     shutil.rmtree(dt_input, ignore_errors=True)
     dt_input.mkdir()

@@ -253,6 +253,29 @@ def iter_json_records(path: str) -> Iterator[Any]:
                     continue
 
 
+def corpus_stats(files: list[str], text_field: str) -> tuple[int, int]:
+    """(documents, UTF-8 bytes of their text) of JSONL files: what throughput is measured in."""
+    n_docs = text_bytes = 0
+    for path in files:
+        for obj in iter_json_records(path):
+            text = obj.get(text_field) if isinstance(obj, dict) else None
+            if isinstance(text, str):
+                n_docs += 1
+                text_bytes += len(text.encode("utf-8", "surrogatepass"))
+    return n_docs, text_bytes
+
+
+def corpus_arguments(ap: argparse.ArgumentParser, size_mb: float, unique_ids: bool = False) -> None:
+    """The corpus options every benchmark takes: --corpus, --text-field, --id-field, --size-mb."""
+    ap.add_argument("--corpus", default=None, metavar="GLOB",
+                    help="JSONL files to use instead of the generated corpus (plain or .gz/.zst/.bz2/.xz)")
+    ap.add_argument("--text-field", default="text", help="text field of --corpus records (default: text)")
+    ap.add_argument("--id-field", default="id",
+                    help=f"id field of --corpus records{', unique' if unique_ids else ''} (default: id)")
+    ap.add_argument("--size-mb", type=float, default=size_mb,
+                    help=f"size of the generated corpus in MB of text (default {size_mb:g})")
+
+
 def read_texts(files: list[str], text_field: str) -> list[str]:
     """Every non-empty string text field of the files, in order."""
     texts = []
@@ -627,14 +650,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """Command-line options."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", default=None, metavar="GLOB",
-                    help="JSONL files to use instead of the generated corpus (plain or .gz/.zst/.bz2/.xz)")
-    ap.add_argument("--text-field", default="text", help="text field of --corpus records (default: text)")
-    ap.add_argument("--id-field", default="id", help="id field of --corpus records (default: id)")
+    corpus_arguments(ap, 75)
     ap.add_argument("--tokenizer", default=None, metavar="PATH",
                     help="HF tokenizer.json to use, with an end-of-text token tokenmill recognises (default: a 32k "
                          "byte-level BPE trained on the corpus)")
-    ap.add_argument("--size-mb", type=float, default=75, help="size of the generated corpus in MB of text (default 75)")
     ap.add_argument("--seq-len", type=int, default=2048, help="tokenmill --seq-len (default 2048)")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each throughput measurement; the median is "
                                                           "reported (default 1)")

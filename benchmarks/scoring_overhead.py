@@ -61,10 +61,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from filter_throughput import generated_corpus
+from filter_throughput import prose_first_corpus
 from prepare_throughput import (
     MB,
-    corpus_files,
+    corpus_arguments,
     fmt_ratio,
     iter_json_records,
     log,
@@ -80,7 +80,6 @@ SEQ_LEN = 2048
 TARGET_OVERHEAD = 0.30
 CLASSIFIER_PER_CLASS = 8000  # docstring paragraphs available: ~9,700 on CPython 3.11
 CLASSIFIER_PER_CLASS_QUICK = 2000
-MIN_PARAGRAPH_CHARS = 80
 POSITIVE_LABEL = "__label__hq"
 INFERENCE_SAMPLE_BYTES = 10 * MB  # text scored in one process to measure fastText inference per core
 
@@ -100,18 +99,6 @@ RUN_ORDER = ("d", "a", "b", "c", "e")
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def paragraphs(texts: Any, n: int, min_chars: int = MIN_PARAGRAPH_CHARS) -> list[str]:
-    """Up to ``n`` paragraphs (blank-line separated) of at least ``min_chars`` characters, in order."""
-    out: list[str] = []
-    for text in texts:
-        for para in text.split("\n\n"):
-            if len(para.strip()) >= min_chars:
-                out.append(para)
-                if len(out) == n:
-                    return out
-    return out
-
-
 def classifier_inputs(directory: Path, per_class: int) -> tuple[str, str, int, int]:
     """(positive JSONL, negative JSONL, counts): stdlib docstring paragraphs vs stdlib code without docstrings.
 
@@ -119,14 +106,9 @@ def classifier_inputs(directory: Path, per_class: int) -> tuple[str, str, int, i
     """
     import orjson
 
-    from transforms.demo_corpus import _TRIPLE_QUOTED, demo_records
+    from transforms.demo_corpus import prose_and_code
 
-    records = list(demo_records())
-    prose = paragraphs((r["text"] for r in records if r["source"] == "stdlib-docstrings"), per_class)
-    code_all = paragraphs((_TRIPLE_QUOTED.sub("", r["text"]) for r in records if r["source"] == "stdlib-source"),
-                          10**9)
-    step = max(1, len(code_all) // len(prose))
-    code = code_all[::step][: len(prose)]
+    prose, code = prose_and_code(per_class, spread=True)
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, texts in (("positive", prose), ("negative", code)):
@@ -221,11 +203,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """Command-line options."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", default=None, metavar="GLOB",
-                    help="JSONL files to use instead of the generated corpus (plain or .gz/.zst/.bz2/.xz)")
-    ap.add_argument("--text-field", default="text", help="text field of --corpus records (default: text)")
-    ap.add_argument("--id-field", default="id", help="id field of --corpus records (default: id)")
-    ap.add_argument("--size-mb", type=float, default=40, help="size of the generated corpus in MB of text (default 40)")
+    corpus_arguments(ap, 40)
     ap.add_argument("--quick", action="store_true", help="a smoke run on a 3 MB generated corpus and a classifier "
                     f"trained on {CLASSIFIER_PER_CLASS_QUICK} paragraphs per class (still a full-size model)")
     ap.add_argument("--repeat", type=int, default=None,
@@ -301,16 +279,7 @@ def main(argv: list[str] | None = None) -> int:
 def benchmark(args: argparse.Namespace, workdir: Path, cores: int) -> int:
     """The whole benchmark in ``workdir``."""
     started = time.perf_counter()
-    files, corpus_desc = corpus_files(args, workdir, generated_corpus,
-                                      "stdlib docstrings + chatterbot multilingual + 15% code")
-    n_docs = text_bytes = 0
-    for path in files:
-        for obj in iter_json_records(path):
-            text = obj.get(args.text_field) if isinstance(obj, dict) else None
-            if isinstance(text, str):
-                n_docs += 1
-                text_bytes += len(text.encode("utf-8", "surrogatepass"))
-    mb = text_bytes / MB
+    files, corpus_desc, n_docs, mb = prose_first_corpus(args, workdir)
     tokenizer = training_tokenizer(workdir, files, args.text_field)
     runs = workdir / "runs"
     runs.mkdir(exist_ok=True)

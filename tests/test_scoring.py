@@ -159,12 +159,9 @@ def test_token_budget_without_a_tokenizer_is_a_clear_error(tmp_path):
 @pytest.fixture(scope="module")
 def quality_model(tmp_path_factory):
     """A fastText classifier trained on stdlib docstring paragraphs (positive) vs stdlib code (negative)."""
-    from tests.test_train_classifier import _paragraphs
-    from transforms.demo_corpus import _TRIPLE_QUOTED, demo_records
+    from transforms.demo_corpus import prose_and_code
 
-    records = list(demo_records())
-    prose = _paragraphs((r["text"] for r in records if r["id"].startswith("doc/")), 1200)
-    code = _paragraphs((_TRIPLE_QUOTED.sub("", r["text"]) for r in records if r["id"].startswith("src/")), 1200)
+    prose, code = prose_and_code(1200)
     d = tmp_path_factory.mktemp("quality")
     pos = write_jsonl(d / "pos.jsonl", [{"id": f"p{i}", "text": t} for i, t in enumerate(prose[:600])])
     neg = write_jsonl(d / "neg.jsonl", [{"id": f"n{i}", "text": t} for i, t in enumerate(code[:600])])

@@ -22,30 +22,16 @@ from transforms.classifier import (
     roc_auc,
     training_lines,
 )
-from transforms.demo_corpus import _TRIPLE_QUOTED, demo_records
+from transforms.demo_corpus import prose_and_code
 
 N_PER_CLASS = 800
 SMALL = ["--bucket", "20000"]  # fastText's 2M buckets make an 800 MB model; the tests need no more than this
 
 
-def _paragraphs(texts, n: int, min_chars: int = 80) -> list[str]:
-    out = []
-    for text in texts:
-        for para in text.split("\n\n"):
-            if len(para.strip()) >= min_chars:
-                out.append(para)
-                if len(out) == n:
-                    return out
-    return out
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> dict[str, object]:
     """Positives: stdlib docstring paragraphs (English prose, JSONL, one bad line); negatives: stdlib code (Parquet)."""
-    records = list(demo_records())
-    prose = _paragraphs((r["text"] for r in records if r["id"].startswith("doc/")), N_PER_CLASS)
-    code = _paragraphs((_TRIPLE_QUOTED.sub("", r["text"]) for r in records if r["id"].startswith("src/")),
-                       N_PER_CLASS)
+    prose, code = prose_and_code(N_PER_CLASS)
     assert len(prose) == len(code) == N_PER_CLASS
     d = tmp_path_factory.mktemp("classifier-corpus")
     positive = write_jsonl(d / "prose.jsonl", [{"id": f"doc-{i}", "text": t} for i, t in enumerate(prose)]

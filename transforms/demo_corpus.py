@@ -10,7 +10,7 @@ import inspect
 import os
 import re
 import sysconfig
-from typing import Iterator
+from typing import Iterable, Iterator
 
 # triple-quoted string literals: docstrings and other long prose (a regex: parsing every module with ast takes ~10 s)
 _TRIPLE_QUOTED = re.compile(r'(?s)("""|\'\'\')(.*?)\1')
@@ -57,3 +57,27 @@ def demo_records(root: str | None = None) -> Iterator[dict[str, str]]:
         prose = docstrings(source)
         if prose:
             yield {"id": f"doc/{rel}", "text": prose, "source": "stdlib-docstrings"}
+
+
+def paragraphs(texts: Iterable[str], n: int, min_chars: int = 80) -> list[str]:
+    """Up to ``n`` paragraphs (blank-line separated) of at least ``min_chars`` characters, in order."""
+    out: list[str] = []
+    for text in texts:
+        for para in text.split("\n\n"):
+            if len(para.strip()) >= min_chars:
+                out.append(para)
+                if len(out) == n:
+                    return out
+    return out
+
+
+def prose_and_code(per_class: int, spread: bool = False) -> tuple[list[str], list[str]]:
+    """(docstring paragraphs, code paragraphs without docstrings) of this Python's standard library: two clearly
+    different kinds of real text, ``per_class`` of each; ``spread`` takes the code evenly across the library."""
+    records = list(demo_records())
+    prose = paragraphs((r["text"] for r in records if r["source"] == "stdlib-docstrings"), per_class)
+    code_texts = (_TRIPLE_QUOTED.sub("", r["text"]) for r in records if r["source"] == "stdlib-source")
+    if not spread:
+        return prose, paragraphs(code_texts, per_class)
+    code = paragraphs(code_texts, 10**9)
+    return prose, code[:: max(1, len(code) // max(1, len(prose)))][: len(prose)]
