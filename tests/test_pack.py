@@ -106,3 +106,124 @@ def test_bad_arguments():
         packer.add(np.array([1, 2], np.uint32), np.array([3]))
     with pytest.raises(ValueError):
         packer.add(np.array([1, 2], np.uint32), np.array([2, 0]))
+
+
+def _bestfit(docs: list[np.ndarray], seq_len: int, calls: list[int], buffer: int) -> tuple[PackedRows, int]:
+    from transforms.pack import BestFitPacker
+
+    packer = BestFitPacker(seq_len, PAD, buffer=buffer)
+    out, i, k = [], 0, 0
+    while i < len(docs):
+        chunk = docs[i : i + calls[k % len(calls)]]
+        out.append(packer.add(np.concatenate(chunk), np.array([len(d) for d in chunk])))
+        i += len(chunk)
+        k += 1
+    out.append(packer.finish())
+    return PackedRows.concat(out, seq_len), packer.split_docs
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 300), min_size=1, max_size=120),
+    seq_len=st.integers(1, 128),
+    calls=st.lists(st.integers(1, 25), min_size=1, max_size=4),
+    buffer=st.integers(1, 60),
+)
+def test_best_fit_keeps_every_document_cuts_only_long_ones_and_pads_only_row_tails(lengths, seq_len, calls, buffer):
+    docs = _docs(lengths, seed=len(lengths))
+    rows, split = _bestfit(docs, seq_len, calls, buffer)
+    assert rows.input_ids.shape[1] == seq_len
+    segments = []
+    for r in range(len(rows)):
+        cu = rows.cu_values[rows.cu_offsets[r]:rows.cu_offsets[r + 1]]
+        assert cu[0] == 0 and np.all(np.diff(cu) > 0) and cu[-1] == seq_len - rows.num_pad[r]
+        assert np.all(rows.input_ids[r, cu[-1]:] == PAD)  # padding only after the last segment
+        segments += [rows.input_ids[r, a:b] for a, b in zip(cu[:-1], cu[1:])]
+    # every document is a whole segment, or (longer than a row) the run of its full-row pieces and last piece
+    expected = []
+    for d in docs:
+        expected += [d[s:s + seq_len] for s in range(0, len(d), seq_len)]
+    assert sorted(map(bytes, segments)) == sorted(map(bytes, expected))
+    assert split == sum(len(d) > seq_len for d in docs)
+    assert rows.real_tokens() == sum(lengths)
+
+
+def test_best_fit_packs_a_long_tail_almost_without_padding():
+    rng = np.random.default_rng(7)
+    lengths = np.minimum((rng.pareto(1.2, 20_000) + 1) * 60, 20_000).astype(int)  # heavy tail, many short
+    docs = _docs(lengths.tolist(), seed=1)
+    rows, split = _bestfit(docs, 2048, [500], buffer=100_000)
+    padding = rows.num_pad.sum() / rows.input_ids.size
+    assert padding < 0.01 and split == int((lengths > 2048).sum())
+    concat = _pack(docs, 2048, [500])
+    assert concat.real_tokens() == rows.real_tokens()
+
+
+def test_best_fit_is_deterministic_and_rejects_bad_arguments():
+    from transforms.pack import BestFitPacker
+
+    docs = _docs([5, 9, 3, 9, 5, 40, 1], seed=3)
+    a, _ = _bestfit(docs, 16, [2], 4)
+    b, _ = _bestfit(docs, 16, [2], 4)
+    assert np.array_equal(a.input_ids, b.input_ids) and np.array_equal(a.cu_values, b.cu_values)
+    with pytest.raises(ValueError, match="at least one piece"):
+        BestFitPacker(16, PAD, buffer=0)
+    with pytest.raises(ValueError, match="seq_len"):
+        BestFitPacker(0, PAD)
+
+
+def test_concat_counts_documents_cut_at_row_boundaries():
+    packer = ConcatPacker(10, PAD)
+    docs = _docs([4, 6, 3, 12, 5], seed=2)  # rows: [4 6] [3 7..] [..5 5] -> the 12 and nothing else is cut
+    packer.add(np.concatenate(docs), np.array([4, 6, 3, 12, 5]))
+    packer.finish()
+    assert packer.split_docs == 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(lengths=st.lists(st.integers(1, 3000), min_size=1, max_size=60), low=st.integers(0, 6),
+       span=st.integers(0, 5), pad=st.booleans())
+def test_decompose_cuts_documents_into_power_of_two_pieces(lengths, low, span, pad):
+    from transforms.pack import DecomposePacker
+
+    high = low + span
+    packer = DecomposePacker(low, high, PAD, pad=pad)
+    docs = _docs(lengths, seed=len(lengths))
+    rows, empty = packer.add(np.concatenate(docs), np.array(lengths))
+    shortest, longest = 1 << low, 1 << high
+    assert set(rows) <= {1 << k for k in range(low, high + 1)}
+    pieces = {}
+    for size, block in rows.items():
+        assert block.input_ids.shape[1] == size
+        for r in range(len(block)):
+            cu = block.cu_values[block.cu_offsets[r]:block.cu_offsets[r + 1]]
+            assert cu.tolist() == [0, size - block.num_pad[r]]
+            assert block.num_pad[r] == 0 or (pad and size == shortest)
+            pieces.setdefault(size, []).append(block.input_ids[r, :cu[1]])
+    # re-join: greedy largest-first pieces of each document, in order, are exactly the rows of each length
+    expected, dropped, expected_empty = {}, 0, []
+    for i, d in enumerate(docs):
+        at, made = 0, 0
+        while len(d) - at >= shortest:
+            size = min(longest, 1 << ((len(d) - at).bit_length() - 1))
+            expected.setdefault(size, []).append(d[at:at + size])
+            at, made = at + size, made + 1
+        if len(d) - at and pad:
+            expected.setdefault(shortest, []).append(d[at:])
+            made += 1
+        elif len(d) - at:
+            dropped += len(d) - at
+        if not made:
+            expected_empty.append(i)
+    assert {k: list(map(bytes, v)) for k, v in pieces.items()} == {k: list(map(bytes, v)) for k, v in expected.items()}
+    assert packer.dropped_tokens == dropped and empty == expected_empty
+    assert sum(b.real_tokens() for b in rows.values()) + dropped == sum(lengths)
+
+
+def test_decompose_curriculum_keeps_tokens_per_batch_constant():
+    from transforms.pack import DecomposePacker
+
+    curriculum = DecomposePacker(8, 13, PAD).curriculum()["batch_multipliers"]
+    assert curriculum == {"256": 32, "512": 16, "1024": 8, "2048": 4, "4096": 2, "8192": 1}
+    with pytest.raises(ValueError, match="decompose range"):
+        DecomposePacker(9, 8, PAD)

@@ -79,20 +79,18 @@ class ConcatPacker:
             raise ValueError(f"seq_len must be >= 1, got {seq_len}")
         self.seq_len = seq_len
         self.pad_id = pad_id
+        self.split_docs = 0  # documents cut at a row boundary (their tokens are in two or more rows)
         self._carry = np.empty(0, np.uint32)
         self._carry_ends = np.empty(0, np.int64)  # document ends inside the carry, in (0, len(carry)]
 
     def add(self, tokens: np.ndarray, doc_lens: np.ndarray) -> PackedRows:
         """Append documents (``tokens`` is their concatenation, ``doc_lens`` their lengths) and return full rows."""
         L = self.seq_len
-        tokens = np.asarray(tokens, dtype=np.uint32)
-        doc_lens = np.asarray(doc_lens, dtype=np.int64)
-        if int(doc_lens.sum()) != tokens.size:
-            raise ValueError("doc_lens must sum to the number of tokens")
-        if np.any(doc_lens <= 0):
-            raise ValueError("every document must have at least one token (its EOS)")
+        tokens, doc_lens = _check_documents(tokens, doc_lens)
         buf = np.concatenate([self._carry, tokens]) if self._carry.size else tokens
-        ends = np.concatenate([self._carry_ends, self._carry.size + np.cumsum(doc_lens)])
+        new_ends = self._carry.size + np.cumsum(doc_lens)
+        self.split_docs += int(np.count_nonzero((new_ends - doc_lens) // L != (new_ends - 1) // L))
+        ends = np.concatenate([self._carry_ends, new_ends])
         n_rows = buf.size // L
         full = n_rows * L
         self._carry = buf[full:].copy()
@@ -129,4 +127,164 @@ class ConcatPacker:
         return out
 
 
-PACKERS = {ConcatPacker.name: ConcatPacker}
+def _check_documents(tokens: np.ndarray, doc_lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    tokens = np.asarray(tokens, dtype=np.uint32)
+    doc_lens = np.asarray(doc_lens, dtype=np.int64)
+    if int(doc_lens.sum()) != tokens.size:
+        raise ValueError("doc_lens must sum to the number of tokens")
+    if np.any(doc_lens <= 0):
+        raise ValueError("every document must have at least one token (its EOS)")
+    return tokens, doc_lens
+
+
+def rows_from_segments(segments: list[list[np.ndarray]], seq_len: int, pad_id: int) -> PackedRows:
+    """Rows made of the given segments (each row's pieces in order, at most ``seq_len`` tokens), padded at the end."""
+    n = len(segments)
+    if not n:
+        return PackedRows.empty(seq_len)
+    ids = np.full((n, seq_len), pad_id, np.uint32)
+    counts = np.fromiter((len(s) + 1 for s in segments), np.int64, n)
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    values = np.empty(int(offsets[-1]), np.int32)
+    pad = np.empty(n, np.int32)
+    for r, pieces in enumerate(segments):
+        at = int(offsets[r])
+        pos = 0
+        values[at] = 0
+        for k, piece in enumerate(pieces):
+            ids[r, pos:pos + piece.size] = piece
+            pos += piece.size
+            values[at + k + 1] = pos
+        pad[r] = seq_len - pos
+    return PackedRows(ids, values, offsets, pad)
+
+
+class BestFitPacker:
+    """Best-fit-decreasing packing (Ding et al. 2024, "Fewer Truncations Improve Language Modeling").
+
+    Documents longer than ``seq_len`` are cut into pieces of ``seq_len`` tokens and a shorter last piece; nothing
+    else is ever cut. Pieces are buffered (at most ``buffer`` of them) and each full buffer is packed by BFD: longest
+    piece first (ties in arrival order), each into the open row it fills best (the least room left that still fits),
+    else into a new row. Every row holds whole documents or pieces, so its ``cu_seqlens`` mark them; only a row's
+    tail is padding. The buffer bounds memory on any corpus; the rows come out in the order they were opened.
+    """
+
+    name = "best-fit"
+
+    def __init__(self, seq_len: int, pad_id: int, buffer: int = 100_000) -> None:
+        if seq_len < 1:
+            raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+        if buffer < 1:
+            raise ValueError(f"the best-fit buffer must hold at least one piece, got {buffer}")
+        self.seq_len = seq_len
+        self.pad_id = pad_id
+        self.buffer = buffer
+        self.split_docs = 0  # documents longer than seq_len, cut into pieces
+        self._pieces: list[np.ndarray] = []
+
+    def add(self, tokens: np.ndarray, doc_lens: np.ndarray) -> PackedRows:
+        """Buffer documents (cut into pieces where longer than a row); rows of each full buffer, packed."""
+        tokens, doc_lens = _check_documents(tokens, doc_lens)
+        L = self.seq_len
+        out: list[PackedRows] = []
+        start = 0
+        for n in doc_lens.tolist():
+            if n > L:
+                self.split_docs += 1
+                self._pieces.extend(tokens[s:min(s + L, start + n)] for s in range(start, start + n, L))
+            else:
+                self._pieces.append(tokens[start:start + n])
+            start += n
+            if len(self._pieces) >= self.buffer:
+                out.append(self._pack())
+        return PackedRows.concat(out, L)
+
+    def finish(self) -> PackedRows:
+        """Pack what is buffered; the packer is empty afterwards."""
+        return self._pack()
+
+    def _pack(self) -> PackedRows:
+        pieces, self._pieces = self._pieces, []
+        L = self.seq_len
+        order = sorted(range(len(pieces)), key=lambda i: -pieces[i].size)  # stable: ties keep arrival order
+        rows: list[list[np.ndarray]] = []
+        by_room: list[list[int]] = [[] for _ in range(L + 1)]  # open rows by the room they have left
+        open_rooms = 0  # bit r set: some open row has exactly r tokens of room
+        for i in order:
+            piece = pieces[i]
+            size = piece.size
+            fits = open_rooms >> size
+            if fits:
+                room = size + (fits & -fits).bit_length() - 1  # the least room that still fits
+                row = by_room[room].pop()
+                if not by_room[room]:
+                    open_rooms &= ~(1 << room)
+            else:
+                room, row = L, len(rows)
+                rows.append([])
+            rows[row].append(piece)
+            left = room - size
+            if left:
+                if not by_room[left]:
+                    open_rooms |= 1 << left
+                by_room[left].append(row)
+        return rows_from_segments(rows, L, self.pad_id)
+
+
+class DecomposePacker:
+    """Dataset decomposition (Pouransari et al. 2024): each document (EOS included) is cut greedily into pieces
+    whose lengths are powers of two between ``2**low`` and ``2**high`` (the largest that fits first), and every
+    piece is a row of its own length, with no padding.
+
+    What is left below ``2**low`` is dropped and counted (``dropped_tokens``), or with ``pad`` becomes one more row
+    of ``2**low`` tokens, padded at the end. ``add`` returns the rows by length and the indices of the documents
+    that produced no row at all (shorter than ``2**low`` without ``pad``).
+    """
+
+    name = "decompose"
+
+    def __init__(self, low: int, high: int, pad_id: int, pad: bool = False) -> None:
+        if not 0 <= low <= high <= 24:
+            raise ValueError(f"the decompose range must be 0 <= low <= high <= 24 (lengths 2^low..2^high), "
+                             f"got {low}:{high}")
+        self.lengths = [1 << k for k in range(low, high + 1)]
+        self.pad_id = pad_id
+        self.pad = pad
+        self.split_docs = 0  # documents cut into two or more pieces
+        self.dropped_tokens = 0  # remainders below the shortest length (without pad)
+
+    def add(self, tokens: np.ndarray, doc_lens: np.ndarray) -> tuple[dict[int, PackedRows], list[int]]:
+        """Rows by length for these documents, and the documents left without any row."""
+        tokens, doc_lens = _check_documents(tokens, doc_lens)
+        shortest, longest = self.lengths[0], self.lengths[-1]
+        pieces: dict[int, list[list[np.ndarray]]] = {}
+        empty: list[int] = []
+        start = 0
+        for i, n in enumerate(doc_lens.tolist()):
+            at, made = start, 0
+            while start + n - at >= shortest:
+                size = min(longest, 1 << ((start + n - at).bit_length() - 1))  # the largest power of two that fits
+                pieces.setdefault(size, []).append([tokens[at:at + size]])
+                at += size
+                made += 1
+            left = start + n - at
+            if left and self.pad:
+                pieces.setdefault(shortest, []).append([tokens[at:at + left]])
+                made += 1
+            elif left:
+                self.dropped_tokens += left
+            self.split_docs += made > 1
+            if not made:
+                empty.append(i)
+            start += n
+        return {size: rows_from_segments(segs, size, self.pad_id) for size, segs in sorted(pieces.items())}, empty
+
+    def curriculum(self) -> dict[str, dict[str, int]]:
+        """Batch multipliers that keep tokens per batch constant: longest length 1, each halving doubles it."""
+        longest = self.lengths[-1]
+        return {"batch_multipliers": {str(size): longest // size for size in self.lengths}}
+
+
+PACKERS = {ConcatPacker.name: ConcatPacker, BestFitPacker.name: BestFitPacker}
+PACKINGS = (ConcatPacker.name, BestFitPacker.name, DecomposePacker.name)
