@@ -107,6 +107,7 @@ def add_running_arguments(ap: argparse.ArgumentParser) -> None:
 
 def add_prepare_arguments(ap: argparse.ArgumentParser) -> None:
     """The options of ``prepare``."""
+    from transforms.pack import PACKINGS
     from transforms.tokenizer import BACKENDS, TIKTOKEN_SCHEMES
 
     add_input_arguments(ap)
@@ -135,6 +136,18 @@ def add_prepare_arguments(ap: argparse.ArgumentParser) -> None:
     pk.add_argument("--shard-rows", type=_positive, default=8192,
                     help="rows per shard at most (default: 8192); each stream starts a new shard and ends with at "
                          "most one padded row")
+    pk.add_argument("--packing", choices=PACKINGS, default="concat",
+                    help="concat: documents back to back, cut every --seq-len tokens (default); best-fit: only "
+                         "documents longer than a row are cut, pieces packed by best-fit-decreasing, padding at row "
+                         "ends; decompose: each document cut into power-of-two pieces, one row each, shards per "
+                         "length under shards/len=N/ (--seq-len must be the longest length)")
+    pk.add_argument("--best-fit-buffer", type=_positive, default=100_000, metavar="PIECES",
+                    help="best-fit: pieces packed together (bounds memory; default: 100000)")
+    pk.add_argument("--decompose-range", default="8:13", metavar="LOW:HIGH",
+                    help="decompose: piece lengths 2^LOW..2^HIGH (default: 8:13, 256..8192 tokens)")
+    pk.add_argument("--decompose-pad", action="store_true",
+                    help="decompose: pad a remainder shorter than 2^LOW into a row of its own instead of dropping "
+                         "it (dropped tokens are counted; a document with no piece goes to rejected/)")
     add_running_arguments(ap)
 
 
@@ -248,6 +261,26 @@ def build_parser() -> argparse.ArgumentParser:
     cft.add_argument("--threads", type=_positive, default=1,
                      help="fastText training threads (default: 1); fastText is deterministic only with 1 thread: "
                           "more threads train faster but the model differs from run to run")
+    exp = sub.add_parser(
+        "export-megatron",
+        help="write a prepare output as a Megatron-LM indexed dataset (PREFIX.bin + PREFIX.idx)",
+        description="Rebuild the documents of a finished prepare output (shards in manifest order, padding dropped, "
+                    "each document ending with its EOS, BOS kept if configured) and write them as Megatron-LM's "
+                    "MMapIndexedDataset, one sequence and one document each, as preprocess_data.py --append-eod "
+                    "writes them. Streams: .bin is written as the shards are read. Both files are written under "
+                    "temporary names and renamed into place at the end. Real tokens after the last EOS are exported "
+                    "as one more document and reported as incomplete.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    exp.add_argument("out_dir", metavar="OUT_DIR", help="a finished tokenmill prepare output directory "
+                                                        "(with manifest.json; local or fsspec URL)")
+    exp.add_argument("--output", "-o", required=True, metavar="PREFIX",
+                     help="local path prefix of the dataset: writes PREFIX.bin and PREFIX.idx (Megatron's "
+                          "--data-path PREFIX)")
+    exp.add_argument("--dtype", choices=("auto", "uint16", "int32"), default="auto",
+                     help="token dtype in PREFIX.bin; auto (default): Megatron's rule, uint16 if the tokenizer has "
+                          "fewer than 65500 ids, else int32")
+    exp.add_argument("--overwrite", action="store_true", help="replace an existing PREFIX.bin / PREFIX.idx")
     return ap
 
 
@@ -293,12 +326,14 @@ def _user_error(exc: BaseException) -> str | None:
     from pipelines.prepare import ConfigError
     from transforms.classifier import ClassifierError
     from transforms.commit import OutputError
+    from transforms.megatron import ExportError
     from transforms.readers import BadRecordError
     from transforms.recipes import RecipeError
     from transforms.sources import InputError
     from transforms.tokenizer import TokenizerError
 
-    if isinstance(exc, (InputError, OutputError, TokenizerError, ConfigError, RecipeError, ClassifierError)):
+    if isinstance(exc, (InputError, OutputError, TokenizerError, ConfigError, RecipeError, ClassifierError,
+                        ExportError)):
         return str(exc)
     text = str(exc)
     marker = BadRecordError.PREFIX
@@ -327,6 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 eos_token=args.eos_token, bos_token=args.bos_token, pad_token=args.pad_token,
                 tokenizer_backend=args.tokenizer_backend, tiktoken_scheme=args.tiktoken_scheme,
                 shard_rows=args.shard_rows, stream_bytes=args.stream_mb * 1024 * 1024, strict=args.strict,
+                packing=args.packing, best_fit_buffer=args.best_fit_buffer, decompose_range=args.decompose_range,
+                decompose_pad=args.decompose_pad,
                 overwrite=args.overwrite, workers=args.workers, recipe=args.recipe, filter_engine=args.filter_engine,
                 emit_documents=args.emit_documents, recipe_processes=args.recipe_processes,
                 meta_fields=args.meta_field, emit_modified=args.emit_modified,
@@ -369,6 +406,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 overwrite=args.overwrite, argv=["tokenmill", *argv],
             )
             print(classifier_summary(train_classifier(cfg)), file=sys.stderr)
+            return 0
+        if args.command == "export-megatron":
+            from pipelines.export_megatron import ExportConfig
+            from pipelines.export_megatron import run as export_megatron
+            from transforms.megatron import summary_table as export_summary
+
+            if beam_args:  # no Beam here: an unknown option is a typo, not a pipeline option
+                parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
+            cfg = ExportConfig(out_dir=args.out_dir, output=args.output, dtype=args.dtype, overwrite=args.overwrite)
+            print(export_summary(export_megatron(cfg)), file=sys.stderr)
             return 0
     except KeyboardInterrupt:
         print("tokenmill: interrupted; the output has no manifest and is not a result (rerun to finish)",

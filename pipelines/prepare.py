@@ -38,6 +38,7 @@ from transforms.scoring import needs_fitting
 from transforms.selection_transforms import FitScorers, SelectionPlan, selection_report
 from transforms.gather import GatherAll
 from transforms.prepare_stream import FinishStaged, ProcessStream, StageStream, StreamConfig
+from transforms.pack import PackingSpec
 from transforms.recipe_work import cool_down, warm_up
 from transforms.recipes import Recipe, load_recipe
 from transforms.sources import (
@@ -76,6 +77,9 @@ class PrepareConfig:
     shard_rows: int = 8192
     stream_bytes: int = DEFAULT_STREAM_BYTES
     packing: str = "concat"
+    best_fit_buffer: int = 100_000  # best-fit: pieces packed together
+    decompose_range: str = "8:13"  # decompose: piece lengths 2^low..2^high
+    decompose_pad: bool = False  # decompose: pad remainders instead of dropping them
     strict: bool = False
     overwrite: bool = False
     workers: int = 1
@@ -141,7 +145,7 @@ def fingerprint(cfg: PrepareConfig, tokenizer_sha: str, recipe: Recipe | None = 
     """Identity of the job's result: what decides the shards' bytes (not runner, workers or paths of temp files)."""
     keys = ("inputs", "text_field", "id_field", "input_format", "eos_token", "bos_token", "pad_token", "seq_len",
             "shard_rows", "stream_bytes", "packing", "tiktoken_scheme", "emit_documents", "meta_fields",
-            "emit_modified")
+            "emit_modified", "best_fit_buffer", "decompose_range", "decompose_pad")
     ident = {k: getattr(cfg, k, None) for k in keys} | {"tokenizer_sha256": tokenizer_sha}
     if recipe is not None:  # what the filters decide is part of the result (the engine is not: same decisions)
         ident["recipe"] = recipe.identity()
@@ -305,6 +309,20 @@ def execute(cfg: Any, files: list[InputFile], stream_cfg: StreamConfig, manifest
     return manifest
 
 
+def packing_spec(cfg: PrepareConfig) -> PackingSpec:
+    """The packing options as a checked PackingSpec (ConfigError names the option that is wrong)."""
+    low, _, high = cfg.decompose_range.partition(":")
+    if not (low.strip().isdigit() and high.strip().isdigit()):
+        raise ConfigError(f"--decompose-range must be LOW:HIGH (exponents of two, e.g. 8:13), got "
+                          f"{cfg.decompose_range!r}")
+    spec = PackingSpec(cfg.packing, cfg.seq_len, cfg.best_fit_buffer, int(low), int(high), cfg.decompose_pad)
+    try:
+        spec.check()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    return spec
+
+
 def run(cfg: PrepareConfig, beam_args: list[str] | None = None, progress_dir: str | None = None) -> dict[str, Any]:
     """Check everything that can be checked up front, run the pipeline, return the manifest."""
     beam_args = list(beam_args or [])
@@ -313,6 +331,7 @@ def run(cfg: PrepareConfig, beam_args: list[str] | None = None, progress_dir: st
         raise ConfigError(f"--seq-len must be a positive number of tokens, got {cfg.seq_len}")
     if cfg.shard_rows < 1:
         raise ConfigError(f"--shard-rows must be positive, got {cfg.shard_rows}")
+    packing = packing_spec(cfg)
     files = expand_inputs(cfg.inputs, cfg.input_format)
     recipe = load_recipe(cfg.recipe, cfg.filter_engine) if cfg.recipe is not None else None
     spec = resolve_tokenizer(cfg.tokenizer, cfg.eos_token, cfg.bos_token, cfg.pad_token,
@@ -321,11 +340,12 @@ def run(cfg: PrepareConfig, beam_args: list[str] | None = None, progress_dir: st
     prepare_output(cfg.output, fp, cfg.overwrite)
     stream_cfg = StreamConfig(
         output=cfg.output, tokenizer=spec, seq_len=cfg.seq_len, shard_rows=cfg.shard_rows,
-        text_field=cfg.text_field, id_field=cfg.id_field, strict=cfg.strict, packing=cfg.packing,
+        text_field=cfg.text_field, id_field=cfg.id_field, strict=cfg.strict, packing=packing,
         progress_dir=progress_dir, recipe=recipe, emit_documents=cfg.emit_documents, emit_modified=cfg.emit_modified,
         recipe_processes=recipe_processes(cfg.recipe_processes, recipe, files, beam_args, cfg.workers),
         meta_fields=meta_fields(cfg.meta_fields, recipe),
     )
     manifest_base = manifest_header(m.MANIFEST_FORMAT, "prepare", cfg, fp, files, beam_args, stream_cfg)
-    manifest_base.update({m.K_TOKENIZER: spec.manifest(), m.K_SEQ_LEN: cfg.seq_len, m.K_PACKING: cfg.packing})
+    manifest_base.update({m.K_TOKENIZER: spec.manifest(), m.K_SEQ_LEN: cfg.seq_len, m.K_PACKING: cfg.packing,
+                          m.K_PACKING_SETTINGS: packing.manifest()})
     return execute(cfg, files, stream_cfg, manifest_base, fp, beam_args, started)

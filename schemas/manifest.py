@@ -39,6 +39,8 @@ STAGE_READ = "read"
 STAGE_FILTER = "filter"
 STAGE_DEDUP = "dedup"  # reasons below; counted as "dedup/<reason>"
 STAGE_SELECT = "select"  # the recipe's selection: counted as "select/<reason>"
+STAGE_PACK = "pack"  # packing: counted as "pack/<reason>"
+SHORTER_THAN_PIECE = "shorter_than_shortest_piece"  # decompose: the document (with EOS) is below 2^low tokens
 
 # Selection reason: the document scored below what was kept; its rejected record carries its scores (REJ_SCORES).
 BELOW_SELECTION_THRESHOLD = "below_selection_threshold"
@@ -74,6 +76,8 @@ class Counts:
     pad_tokens: int = 0
     bytes_read: int = 0
     text_chars: int = 0
+    docs_split: int = 0  # documents whose tokens are in more than one row (cut by concat; pieces of best-fit/decompose)
+    tokens_dropped: int = 0  # decompose: remainders below the shortest piece (not in the shards, not in tokens)
 
     def reject(self, reason: str, n: int = 1) -> None:
         """Count ``n`` rejections for ``reason`` (the records themselves are counted where they are read)."""
@@ -85,7 +89,8 @@ class Counts:
 
     def merge(self, other: "Counts") -> "Counts":
         """Add ``other`` into this one and return self."""
-        for name in ("records", "docs_written", "tokens", "sequences", "pad_tokens", "bytes_read", "text_chars"):
+        for name in ("records", "docs_written", "tokens", "sequences", "pad_tokens", "bytes_read", "text_chars",
+                     "docs_split", "tokens_dropped"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for target, source in ((self.docs_rejected, other.docs_rejected), (self.docs_repaired, other.docs_repaired),
                                (self.docs_modified, other.docs_modified)):
@@ -119,7 +124,9 @@ K_FINGERPRINT = "fingerprint"
 K_INPUTS = "inputs"
 K_TOKENIZER = "tokenizer"
 K_SEQ_LEN = "seq_len"
-K_PACKING = "packing"
+K_PACKING = "packing"  # the strategy's name: concat, best-fit or decompose
+K_PACKING_SETTINGS = "packing_settings"  # its settings (best-fit buffer; decompose lengths)
+K_PACKING_STATS = "packing_stats"  # padding fraction, documents split; decompose: per length, curriculum
 K_COUNTS = "counts"
 K_SHARDS = "shards"
 K_REJECTED = "rejected"

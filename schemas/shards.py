@@ -30,6 +30,7 @@ INPUT_IDS_LEAF = f"{INPUT_IDS}.list.element"  # the Parquet column path of the t
 
 SHARDS_DIR = "shards"
 BUCKET_DIR = "bucket"  # a bucket-partitioned ensemble: shards/bucket=NN/ (NN: the bucket, two digits)
+LENGTH_DIR = "len"  # decompose packing: shards/len=NNNNN/ (NNNNN: the rows' length), each entry with its seq_len
 REJECTED_DIR = "rejected"
 MODIFIED_DIR = "modified"
 MANIFEST_FILE = "manifest.json"

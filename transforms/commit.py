@@ -18,6 +18,7 @@ from schemas.documents import DOCUMENT_NAME, DOCUMENTS_DIR
 from schemas.manifest import STAGE_DEDUP, Counts
 from schemas.shards import (
     BUCKET_DIR,
+    LENGTH_DIR,
     MANIFEST_FILE,
     MODIFIED_DIR,
     REJECTED_DIR,
@@ -116,6 +117,8 @@ def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, 
 
     def place(kind: str, item: dict[str, Any]) -> None:
         directory = kind if "bucket" not in item else posixpath.join(kind, f"{BUCKET_DIR}={item['bucket']:02d}")
+        if kind == SHARDS_DIR and "seq_len" in item:  # decompose: a directory per row length
+            directory = posixpath.join(directory, f"{LENGTH_DIR}={item['seq_len']:05d}")
         index = in_dir.get(directory, 0)
         in_dir[directory] = index + 1
         rel = posixpath.join(directory, names[kind].format(index=index))
@@ -148,6 +151,7 @@ def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, 
         if notes:
             manifest[m.K_TOKENIZER]["backend_notes"] = notes[:20]
         manifest[m.K_SHARDS] = placed[SHARDS_DIR]
+        manifest[m.K_PACKING_STATS] = packing_stats(counts, placed[SHARDS_DIR])
     if placed[DOCUMENTS_DIR] or manifest_base.get(m.K_FORMAT) == m.DOCUMENTS_FORMAT:
         manifest[m.K_DOCUMENTS] = placed[DOCUMENTS_DIR]
     manifest[m.K_REJECTED] = placed[REJECTED_DIR]
@@ -164,6 +168,31 @@ def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, 
         fh.write(json.dumps(manifest, indent=2, sort_keys=False).encode() + b"\n")
     fs.mv(tmp, posixpath.join(root, MANIFEST_FILE))
     return manifest
+
+
+def packing_stats(counts: Counts, shards: list[dict[str, Any]]) -> dict[str, Any]:
+    """Padding and cut documents; for decompose, sequences and tokens per length and the curriculum (batch
+    multipliers keeping tokens per batch constant, and sampling odds proportional to each length's tokens, so
+    that every length runs out at the same time)."""
+    slots = counts.tokens + counts.pad_tokens
+    stats: dict[str, Any] = {"padding_fraction": round(counts.pad_tokens / slots, 6) if slots else 0.0,
+                             "documents_split": counts.docs_split}
+    lengths: dict[int, list[int]] = {}
+    for shard in shards:
+        if "seq_len" in shard:
+            row = lengths.setdefault(shard["seq_len"], [0, 0])
+            row[0] += shard["rows"]
+            row[1] += shard["tokens"]
+    if lengths:
+        longest = max(lengths)
+        total = sum(t for _, t in lengths.values()) or 1
+        stats["remainder_tokens_dropped"] = counts.tokens_dropped
+        stats["lengths"] = {str(n): {"sequences": s, "tokens": t} for n, (s, t) in sorted(lengths.items())}
+        stats["curriculum"] = {
+            "batch_multipliers": {str(n): longest // n for n in sorted(lengths)},
+            "sampling_odds": {str(n): round(t / total, 6) for n, (_, t) in sorted(lengths.items())},
+        }
+    return stats
 
 
 def dedup_summary(counts: Counts) -> dict[str, Any]:

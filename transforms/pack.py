@@ -8,6 +8,7 @@ Pure numpy; no Beam. A packer takes documents (each already ending in EOS) in st
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -288,3 +289,44 @@ class DecomposePacker:
 
 PACKERS = {ConcatPacker.name: ConcatPacker, BestFitPacker.name: BestFitPacker}
 PACKINGS = (ConcatPacker.name, BestFitPacker.name, DecomposePacker.name)
+
+
+@dataclass(frozen=True)
+class PackingSpec:
+    """How a job packs: the strategy and its settings."""
+
+    name: str = ConcatPacker.name
+    seq_len: int = 2048
+    buffer: int = 100_000  # best-fit: pieces packed together
+    low: int = 8  # decompose: shortest piece 2**low
+    high: int = 13  # decompose: longest piece 2**high (== seq_len)
+    pad: bool = False  # decompose: pad remainders to 2**low instead of dropping them
+
+    def check(self) -> None:
+        """Raise ValueError naming the option that is wrong."""
+        if self.name not in PACKINGS:
+            raise ValueError(f"--packing {self.name!r} is not one of {', '.join(PACKINGS)}")
+        if self.name == BestFitPacker.name and self.buffer < 1:
+            raise ValueError(f"--best-fit-buffer must be at least 1 piece, got {self.buffer}")
+        if self.name == DecomposePacker.name:
+            DecomposePacker(self.low, self.high, 0)  # checks the range
+            if self.seq_len != 1 << self.high:
+                raise ValueError(f"--packing decompose makes rows of 2^{self.low}..2^{self.high} tokens: --seq-len "
+                                 f"must be the longest, {1 << self.high} (got {self.seq_len})")
+
+    def packer(self, pad_id: int):
+        """A new packer of this kind."""
+        if self.name == BestFitPacker.name:
+            return BestFitPacker(self.seq_len, pad_id, self.buffer)
+        if self.name == DecomposePacker.name:
+            return DecomposePacker(self.low, self.high, pad_id, self.pad)
+        return ConcatPacker(self.seq_len, pad_id)
+
+    def manifest(self) -> dict[str, Any]:
+        """The settings as recorded in a manifest."""
+        out: dict[str, Any] = {"name": self.name}
+        if self.name == BestFitPacker.name:
+            out["buffer"] = self.buffer
+        if self.name == DecomposePacker.name:
+            out.update({"lengths": [1 << k for k in range(self.low, self.high + 1)], "pad_remainders": self.pad})
+        return out

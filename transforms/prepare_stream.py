@@ -37,6 +37,8 @@ from schemas.manifest import (
     STAGE_DEDUP,
     STAGE_FILTER,
     BELOW_SELECTION_THRESHOLD,
+    SHORTER_THAN_PIECE,
+    STAGE_PACK,
     STAGE_SELECT,
     Counts,
 )
@@ -45,7 +47,7 @@ from schemas.shards import TEMP_DIR
 from transforms.dedup import make_ref
 from transforms.selection import Candidate, Plan, tie_break
 from transforms.document_writer import DocumentWriter, read_documents
-from transforms.pack import PACKERS
+from transforms.pack import DecomposePacker, PackedRows, PackingSpec
 from transforms.progress import ProgressWriter
 from transforms.readers import DEFAULT_BATCH_BYTES, DocBatch, read_split
 from transforms.recipe_work import DocKeys, RecipeRunner
@@ -84,7 +86,7 @@ class StreamConfig:
     text_field: str = "text"
     id_field: str = "id"
     strict: bool = False
-    packing: str = "concat"
+    packing: PackingSpec = PackingSpec()
     batch_bytes: int = DEFAULT_BATCH_BYTES
     progress_dir: str | None = None
     recipe: Recipe | None = None
@@ -472,12 +474,34 @@ def _select(plan: Plan, meta: dict[str, Any], cols: dict[str, list], i: int, sou
 
 
 class _Lane:
-    """One packed output of a stream: its packer, shard writer and deferred upsampled copies."""
+    """One packed output of a stream: its packer, its shard writer per row length and deferred upsampled copies."""
 
     def __init__(self, cfg: StreamConfig, prefix: str) -> None:
-        self.packer = PACKERS[cfg.packing](cfg.seq_len, cfg.tokenizer.pad_id)
-        self.writer = ShardWriter(prefix, cfg.seq_len, cfg.shard_rows)
+        self.cfg = cfg
+        self.prefix = prefix
+        self.packer = cfg.packing.packer(cfg.tokenizer.pad_id)
+        self.writers: dict[int, ShardWriter] = {}  # by row length (one, except for decompose)
         self.copies: list[np.ndarray] = []  # extra copies of upsampled documents, packed at the stream's end
+
+    def writer(self, length: int) -> ShardWriter:
+        """The shard writer of rows of this length."""
+        w = self.writers.get(length)
+        if w is None:
+            decomposed = isinstance(self.packer, DecomposePacker)
+            prefix = f"{self.prefix}-len{length:05d}" if decomposed else self.prefix
+            w = self.writers[length] = ShardWriter(prefix, length, self.cfg.shard_rows)
+        return w
+
+    def pack(self, flat: np.ndarray, lens: np.ndarray) -> tuple[dict[int, PackedRows], list[int]]:
+        """Rows by length (and, for decompose, the documents left without a row)."""
+        out = self.packer.add(flat, lens)
+        return out if isinstance(out, tuple) else ({self.cfg.seq_len: out}, [])
+
+    def finish(self) -> dict[int, PackedRows]:
+        """The packer's last rows, by length."""
+        if isinstance(self.packer, DecomposePacker):
+            return {}
+        return {self.cfg.seq_len: self.packer.finish()}
 
 
 class _PackSink:
@@ -502,6 +526,7 @@ class _PackSink:
         self.verifying: Future | None = None
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="tokenmill-writer")
         self.writes: deque[Future] = deque()
+        self.short_tokens = 0  # tokens of documents rejected as shorter than the shortest decompose piece
 
     def _lane(self, bucket: int | None) -> _Lane:
         lane = self.lanes.get(bucket)
@@ -519,7 +544,7 @@ class _PackSink:
         flat, lens = self.encoder.encode_batch(batch.texts)
         flat, lens = add_specials(flat, lens, self.spec.eos_id, self.spec.bos_id)
         if not self.partition:
-            self._route(self._lane(None), flat, lens, batch.metas)
+            self._route(self._lane(None), flat, lens, batch, list(range(len(batch.texts))))
         else:
             ends = np.cumsum(lens)
             by_bucket: dict[int, list[int]] = {}
@@ -527,20 +552,37 @@ class _PackSink:
                 by_bucket.setdefault(meta[META_BUCKET], []).append(i)
             for bucket, docs in sorted(by_bucket.items()):
                 parts = [flat[ends[i] - lens[i]:ends[i]] for i in docs]
-                self._route(self._lane(bucket), np.concatenate(parts), lens[docs], [batch.metas[i] for i in docs])
+                self._route(self._lane(bucket), np.concatenate(parts), lens[docs], batch, docs)
         if self.verifying is not None and self.verifying.done():
             self._check()
 
-    def _route(self, lane: _Lane, flat: np.ndarray, lens: np.ndarray, metas: list) -> None:
-        self._pack(lane, flat, lens)
+    def _route(self, lane: _Lane, flat: np.ndarray, lens: np.ndarray, batch: DocBatch, docs: list[int]) -> None:
+        empty = self._pack(lane, flat, lens)
+        if empty:  # decompose: documents shorter than the shortest piece: rejected, their tokens counted
+            self._reject_short(batch, [docs[i] for i in empty], lens[empty])
+        metas = [batch.metas[i] for i in docs] if batch.metas else []
         if metas and any(isinstance(x, dict) and x.get(META_UPSAMPLE) for x in metas):
             self._defer_copies(lane, flat, lens, metas)
 
-    def _pack(self, lane: _Lane, flat: np.ndarray, lens: np.ndarray) -> None:
+    def _pack(self, lane: _Lane, flat: np.ndarray, lens: np.ndarray) -> list[int]:
         c = self.attempt.counts
         c.tokens += int(flat.size)
         self.attempt.show(tokens=int(flat.size))
-        self._write(lane, lane.packer.add(flat, lens))
+        rows, empty = lane.pack(flat, lens)
+        for length, block in rows.items():
+            self._write(lane.writer(length), block)
+        return empty
+
+    def _reject_short(self, batch: DocBatch, docs: list[int], lens: np.ndarray) -> None:
+        c = self.attempt.counts
+        c.docs_written -= len(docs)
+        c.tokens -= int(lens.sum())
+        self.short_tokens += int(lens.sum())  # the packer counted them as dropped remainders too
+        self.attempt.reject([Rejection(
+            batch.source, SHORTER_THAN_PIECE, line=batch.lines[i], row=batch.rows[i], id=batch.ids[i],
+            detail=f"{int(n)} tokens with EOS, below the shortest piece of {self.cfg.packing.manifest()['lengths'][0]}",
+            record=raw_record(batch.texts[i]), stage=STAGE_PACK, counted_as=f"{STAGE_PACK}/{SHORTER_THAN_PIECE}",
+        ) for i, n in zip(docs, lens.tolist())])
 
     @staticmethod
     def _defer_copies(lane: _Lane, flat: np.ndarray, lens: np.ndarray, metas: list) -> None:
@@ -560,7 +602,8 @@ class _PackSink:
             if lane.copies:
                 self._pack(lane, np.concatenate(lane.copies), np.array([c.size for c in lane.copies], np.int64))
                 lane.copies = []
-            self._write(lane, lane.packer.finish())
+            for length, block in lane.finish().items():
+                self._write(lane.writer(length), block)
 
     def finish(self) -> dict[str, Any]:
         """Wait for the writers: the pass's shards (each with its bucket when partitioned) and backend."""
@@ -568,14 +611,22 @@ class _PackSink:
             while self.writes:
                 self.writes.popleft().result()
             shards = []
+            decomposed = self.cfg.packing.name == DecomposePacker.name
             for bucket, lane in sorted(self.lanes.items(), key=lambda item: -1 if item[0] is None else item[0]):
-                for shard in lane.writer.close():
-                    shards.append(shard if bucket is None else {**shard, "bucket": bucket})
+                for length, writer in sorted(lane.writers.items()):
+                    for shard in writer.close():
+                        if bucket is not None:
+                            shard = {**shard, "bucket": bucket}
+                        shards.append({**shard, "seq_len": length} if decomposed else shard)
         finally:
             self.pool.shutdown(wait=True, cancel_futures=True)
         c = self.attempt.counts
         c.sequences = sum(s["rows"] for s in shards)
         c.pad_tokens = sum(s["pad_tokens"] for s in shards)
+        c.docs_split = sum(lane.packer.split_docs for lane in self.lanes.values())
+        c.tokens_dropped = sum(getattr(lane.packer, "dropped_tokens", 0) for lane in self.lanes.values()) - \
+            self.short_tokens
+        c.tokens -= c.tokens_dropped  # tokens counts what the shards hold
         return {"shards": shards, "backend": self.encoder.name if self.encoder is not None else None,
                 "backend_note": self.note}
 
@@ -583,10 +634,11 @@ class _PackSink:
         """Stop writing and delete this attempt's shards."""
         self.pool.shutdown(wait=True, cancel_futures=True)
         for lane in self.lanes.values():
-            lane.writer.abort()
+            for writer in lane.writers.values():
+                writer.abort()
 
-    def _write(self, lane: _Lane, rows) -> None:
-        self.writes.append(self.pool.submit(lane.writer.write, rows))
+    def _write(self, writer: ShardWriter, rows: PackedRows) -> None:
+        self.writes.append(self.pool.submit(writer.write, rows))
         while len(self.writes) > _WRITES_IN_FLIGHT:
             self.writes.popleft().result()
 

@@ -1,0 +1,107 @@
+"""prepare with --packing best-fit and decompose: every document's tokens are in the shards (as whole segments or
+pieces), the manifest reports padding, cut documents and the decompose curriculum, and reruns give the same bytes."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines import cli
+from schemas import manifest as m
+from schemas.shards import CU_SEQLENS, INPUT_IDS, NUM_PAD
+from tests.conftest import write_jsonl
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, ml_texts, code_texts):
+    d = tmp_path_factory.mktemp("packing-in")
+    texts = ["\n".join(ml_texts[i:i + 1 + (i * 7) % 23]) for i in range(0, 1800, 5)] + list(code_texts[:40])
+    texts = [t for t in texts if t.strip()]
+    return write_jsonl(d / "in.jsonl", [{"id": f"d{i}", "text": t} for i, t in enumerate(texts)]), texts
+
+
+def _run(tmp_path, corpus, tokenizer_path, name, *extra):
+    path, _ = corpus
+    out = tmp_path / name
+    assert cli.main(["prepare", "-i", path, "-o", str(out), "--tokenizer", tokenizer_path, "--no-progress",
+                     *extra]) == 0
+    return out, json.loads((out / "manifest.json").read_text())
+
+
+def _segments(out, manifest):
+    segs = []
+    for shard in manifest[m.K_SHARDS]:
+        table = pq.read_table(out / shard["path"])
+        for ids, cu, pad in zip(table[INPUT_IDS].to_pylist(), table[CU_SEQLENS].to_pylist(),
+                                table[NUM_PAD].to_pylist()):
+            assert cu[0] == 0 and cu[-1] == len(ids) - pad
+            segs += [tuple(ids[a:b]) for a, b in zip(cu[:-1], cu[1:])]
+    return segs
+
+
+def _encoded(hf_tokenizer, texts):
+    eos = hf_tokenizer.token_to_id("<|endoftext|>")
+    return [e.ids + [eos] for e in hf_tokenizer.encode_batch(texts, add_special_tokens=False)]
+
+
+def test_best_fit_cuts_only_documents_longer_than_a_row(tmp_path, corpus, tokenizer_path, hf_tokenizer):
+    out, manifest = _run(tmp_path, corpus, tokenizer_path, "bf", "--seq-len", "256", "--packing", "best-fit",
+                         "--best-fit-buffer", "500")
+    docs = _encoded(hf_tokenizer, corpus[1])
+    expected = sorted(tuple(d[s:s + 256]) for d in docs for s in range(0, len(d), 256))
+    assert sorted(_segments(out, manifest)) == expected
+    stats = manifest[m.K_PACKING_STATS]
+    assert stats["documents_split"] == sum(len(d) > 256 for d in docs) > 0
+    assert manifest[m.K_PACKING] == "best-fit" and manifest[m.K_PACKING_SETTINGS] == {"name": "best-fit",
+                                                                                       "buffer": 500}
+    counts = manifest[m.K_COUNTS]
+    assert stats["padding_fraction"] == round(counts["pad_tokens"] / (counts["tokens"] + counts["pad_tokens"]), 6)
+    concat, concat_manifest = _run(tmp_path, corpus, tokenizer_path, "concat", "--seq-len", "256")
+    assert concat_manifest[m.K_PACKING_STATS]["documents_split"] > stats["documents_split"]  # concat cuts more
+    again, _ = _run(tmp_path, corpus, tokenizer_path, "bf2", "--seq-len", "256", "--packing", "best-fit",
+                    "--best-fit-buffer", "500", "--workers", "2")
+    assert [(again / s["path"]).read_bytes() for s in manifest[m.K_SHARDS]] == \
+        [(out / s["path"]).read_bytes() for s in manifest[m.K_SHARDS]]
+
+
+def test_decompose_writes_power_of_two_rows_per_length_with_a_curriculum(tmp_path, corpus, tokenizer_path,
+                                                                        hf_tokenizer):
+    out, manifest = _run(tmp_path, corpus, tokenizer_path, "dd", "--seq-len", "512", "--packing", "decompose",
+                         "--decompose-range", "4:9")
+    docs = _encoded(hf_tokenizer, corpus[1])
+    expected, dropped, short = [], 0, 0
+    for d in docs:
+        at = 0
+        while len(d) - at >= 16:
+            size = min(512, 1 << ((len(d) - at).bit_length() - 1))
+            expected.append(tuple(d[at:at + size]))
+            at += size
+        dropped += (len(d) - at) if at else 0
+        short += at == 0
+    assert sorted(_segments(out, manifest)) == sorted(expected)
+    for shard in manifest[m.K_SHARDS]:
+        assert shard["path"].startswith(f"shards/len={shard['seq_len']:05d}/")
+        assert shard["pad_tokens"] == 0 and shard["tokens"] == shard["rows"] * shard["seq_len"]
+    stats, counts = manifest[m.K_PACKING_STATS], manifest[m.K_COUNTS]
+    assert stats["remainder_tokens_dropped"] == counts["tokens_dropped"] == dropped
+    assert counts["tokens"] == sum(map(len, expected))
+    assert counts["docs_rejected"] == ({f"pack/{m.SHORTER_THAN_PIECE}": short} if short else {})
+    assert counts["records"] == counts["docs_written"] + sum(counts["docs_rejected"].values())
+    curriculum = stats["curriculum"]
+    assert curriculum["batch_multipliers"]["16"] == 32 and curriculum["batch_multipliers"]["512"] == 1
+    assert abs(sum(curriculum["sampling_odds"].values()) - 1) < 1e-5
+    assert {int(k): v["sequences"] for k, v in stats["lengths"].items()} == {
+        n: sum(len(e) == n for e in expected) for n in {len(e) for e in expected}}
+
+
+def test_packing_options_are_checked(tmp_path, corpus, tokenizer_path, capsys):
+    path, _ = corpus
+    base = ["prepare", "-i", path, "-o", str(tmp_path / "x"), "--tokenizer", tokenizer_path, "--no-progress"]
+    assert cli.main(base + ["--seq-len", "300", "--packing", "decompose"]) == 2
+    assert "--seq-len must be the longest, 8192" in capsys.readouterr().err
+    assert cli.main(base + ["--seq-len", "512", "--packing", "decompose", "--decompose-range", "9-4"]) == 2
+    assert "--decompose-range must be LOW:HIGH" in capsys.readouterr().err
+    assert cli.main(base + ["--seq-len", "512", "--packing", "decompose", "--decompose-range", "10:9"]) == 2
+    assert "decompose range must be" in capsys.readouterr().err
