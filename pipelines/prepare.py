@@ -36,6 +36,7 @@ from transforms.commit import commit, prepare_output, read_manifest
 from transforms.dedup_transforms import FindDuplicates
 from transforms.scoring import needs_fitting
 from transforms.selection_transforms import FitScorers, SelectionPlan, selection_report
+from transforms.shuffle_transforms import ShuffleRows
 from transforms.gather import GatherAll
 from transforms.prepare_stream import FinishStaged, ProcessStream, StageStream, StreamConfig
 from transforms.pack import PackingSpec
@@ -80,6 +81,7 @@ class PrepareConfig:
     best_fit_buffer: int = 100_000  # best-fit: pieces packed together
     decompose_range: str = "8:13"  # decompose: piece lengths 2^low..2^high
     decompose_pad: bool = False  # decompose: pad remainders instead of dropping them
+    shuffle_seed: int | None = None  # shuffle the rows across all shards (same seed, same bytes)
     strict: bool = False
     overwrite: bool = False
     workers: int = 1
@@ -145,7 +147,7 @@ def fingerprint(cfg: PrepareConfig, tokenizer_sha: str, recipe: Recipe | None = 
     """Identity of the job's result: what decides the shards' bytes (not runner, workers or paths of temp files)."""
     keys = ("inputs", "text_field", "id_field", "input_format", "eos_token", "bos_token", "pad_token", "seq_len",
             "shard_rows", "stream_bytes", "packing", "tiktoken_scheme", "emit_documents", "meta_fields",
-            "emit_modified", "best_fit_buffer", "decompose_range", "decompose_pad")
+            "emit_modified", "best_fit_buffer", "decompose_range", "decompose_pad", "shuffle_seed")
     ident = {k: getattr(cfg, k, None) for k in keys} | {"tokenizer_sha256": tokenizer_sha}
     if recipe is not None:  # what the filters decide is part of the result (the engine is not: same decisions)
         ident["recipe"] = recipe.identity()
@@ -223,12 +225,12 @@ def build(p: beam.Pipeline, files: list[InputFile], stream_cfg: StreamConfig, cf
             | "JoinDuplicates" >> beam.CoGroupByKey()
             | "FinishStaged" >> beam.ParDo(FinishStaged(stream_cfg), *side)
         )
-    report = {"selection": AsSingleton(plan | "SelectionReport" >> beam.Map(selection_report))} if plan else {}
-    return (
-        results
-        | "CollectResults" >> GatherAll()
-        | "Commit" >> beam.Map(commit, stream_cfg.output, manifest_base, started, **report)
-    )
+    extra = {"selection": AsSingleton(plan | "SelectionReport" >> beam.Map(selection_report))} if plan else {}
+    gathered = results | "CollectResults" >> GatherAll()
+    if getattr(cfg, "shuffle_seed", None) is not None:
+        extra["shuffled"] = AsSingleton(gathered | "Shuffle" >> ShuffleRows(cfg.shuffle_seed, cfg.shard_rows,
+                                                                            f"{stream_cfg.temp_dir}/shuffle"))
+    return gathered | "Commit" >> beam.Map(commit, stream_cfg.output, manifest_base, started, **extra)
 
 
 def selection_unit(recipe: Recipe, tokenizes: bool) -> str:

@@ -105,3 +105,34 @@ def test_packing_options_are_checked(tmp_path, corpus, tokenizer_path, capsys):
     assert "--decompose-range must be LOW:HIGH" in capsys.readouterr().err
     assert cli.main(base + ["--seq-len", "512", "--packing", "decompose", "--decompose-range", "10:9"]) == 2
     assert "decompose range must be" in capsys.readouterr().err
+
+
+def _rows(out, manifest):
+    rows = []
+    for shard in manifest[m.K_SHARDS]:
+        table = pq.read_table(out / shard["path"])
+        rows += list(zip(map(tuple, table[INPUT_IDS].to_pylist()), map(tuple, table[CU_SEQLENS].to_pylist()),
+                         table[NUM_PAD].to_pylist()))
+    return rows
+
+
+@pytest.mark.parametrize("packing", [["--seq-len", "128"], ["--seq-len", "256", "--packing", "decompose",
+                                                              "--decompose-range", "5:8"]])
+def test_shuffle_is_a_permutation_identical_across_runs_and_workers(tmp_path, corpus, tokenizer_path, packing):
+    base = [*packing, "--shard-rows", "50"]
+    plain, plain_manifest = _run(tmp_path, corpus, tokenizer_path, "plain", *base)
+    one, manifest = _run(tmp_path, corpus, tokenizer_path, "one", *base, "--shuffle-seed", "7")
+    two, manifest2 = _run(tmp_path, corpus, tokenizer_path, "two", *base, "--shuffle-seed", "7", "--workers", "2")
+    other, other_manifest = _run(tmp_path, corpus, tokenizer_path, "other", *base, "--shuffle-seed", "8")
+    rows = _rows(one, manifest)
+    assert sorted(rows) == sorted(_rows(plain, plain_manifest)) and rows != _rows(plain, plain_manifest)
+    assert _rows(other, other_manifest) != rows
+    assert manifest[m.K_SHARDS] == manifest2[m.K_SHARDS]  # same paths, rows, sha256: the same bytes
+    assert [(one / s["path"]).read_bytes() for s in manifest[m.K_SHARDS]] == \
+        [(two / s["path"]).read_bytes() for s in manifest2[m.K_SHARDS]]
+    assert all(s["rows"] <= 50 for s in manifest[m.K_SHARDS])
+    assert manifest[m.K_COUNTS]["sequences"] == plain_manifest[m.K_COUNTS]["sequences"] == len(rows)
+    if "decompose" in packing:  # rows stay under their length's directory
+        assert all(s["path"].startswith(f"shards/len={s['seq_len']:05d}/") for s in manifest[m.K_SHARDS])
+        assert all(len(r[0]) == s["seq_len"] for s in manifest[m.K_SHARDS]
+                   for r in _rows(one, {m.K_SHARDS: [s]}))

@@ -102,7 +102,7 @@ def prepare_output(output: str, fingerprint: str, overwrite: bool) -> None:
 
 
 def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, Any], started: float,
-           selection: dict[str, Any] | None = None) -> dict:
+           selection: dict[str, Any] | None = None, shuffled: list[dict[str, Any]] | None = None) -> dict:
     """Rename temp shards, document files and rejected files into place in stream order; write manifest.json last."""
     fs, root = _fs(output)
     results = sorted(results, key=lambda r: r["stream"])
@@ -134,8 +134,12 @@ def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, 
             notes.append(r["backend_note"])
         for kind, key in ((SHARDS_DIR, "shards"), (DOCUMENTS_DIR, "documents"), (REJECTED_DIR, "rejected"),
                           (MODIFIED_DIR, "modified")):
+            if kind == SHARDS_DIR and shuffled is not None:
+                continue  # the shuffled shards replace the streams' own
             for item in r.get(key, []):
                 place(kind, item)
+    for item in shuffled or []:
+        place(SHARDS_DIR, item)
     _remove_stale(fs, root, {x["path"] for files in placed.values() for x in files})
     temp = posixpath.join(root, TEMP_DIR)
     if fs.exists(temp):
