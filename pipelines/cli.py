@@ -107,7 +107,7 @@ def add_running_arguments(ap: argparse.ArgumentParser) -> None:
 
 def add_prepare_arguments(ap: argparse.ArgumentParser) -> None:
     """The options of ``prepare``."""
-    from transforms.pack import PACKINGS
+    from transforms.pack import LOSS_MASKS, PACKINGS
     from transforms.tokenizer import BACKENDS, TIKTOKEN_SCHEMES
 
     add_input_arguments(ap)
@@ -145,6 +145,10 @@ def add_prepare_arguments(ap: argparse.ArgumentParser) -> None:
                     help="best-fit: pieces packed together (bounds memory; default: 100000)")
     pk.add_argument("--decompose-range", default="8:13", metavar="LOW:HIGH",
                     help="decompose: piece lengths 2^LOW..2^HIGH (default: 8:13, 256..8192 tokens)")
+    pk.add_argument("--loss-mask", choices=LOSS_MASKS, default="none",
+                    help="write a loss_mask column (1: train on the token): padding (0 on padding), boundaries (0 on "
+                         "padding and on each document's first token: its BOS or the token after the previous EOS); "
+                         "default: none (no column)")
     pk.add_argument("--shuffle-seed", type=int, default=None, metavar="SEED",
                     help="shuffle the rows across all shards with this seed (two passes over the shards, one shard "
                          "in memory at a time; the same seed gives the same bytes on any runner and worker count)")
@@ -366,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tokenizer_backend=args.tokenizer_backend, tiktoken_scheme=args.tiktoken_scheme,
                 shard_rows=args.shard_rows, stream_bytes=args.stream_mb * 1024 * 1024, strict=args.strict,
                 packing=args.packing, best_fit_buffer=args.best_fit_buffer, decompose_range=args.decompose_range,
-                decompose_pad=args.decompose_pad, shuffle_seed=args.shuffle_seed,
+                decompose_pad=args.decompose_pad, shuffle_seed=args.shuffle_seed, loss_mask=args.loss_mask,
                 overwrite=args.overwrite, workers=args.workers, recipe=args.recipe, filter_engine=args.filter_engine,
                 emit_documents=args.emit_documents, recipe_processes=args.recipe_processes,
                 meta_fields=args.meta_field, emit_modified=args.emit_modified,

@@ -82,6 +82,7 @@ class PrepareConfig:
     decompose_range: str = "8:13"  # decompose: piece lengths 2^low..2^high
     decompose_pad: bool = False  # decompose: pad remainders instead of dropping them
     shuffle_seed: int | None = None  # shuffle the rows across all shards (same seed, same bytes)
+    loss_mask: str = "none"  # write a loss_mask column: none, padding or boundaries
     strict: bool = False
     overwrite: bool = False
     workers: int = 1
@@ -147,7 +148,8 @@ def fingerprint(cfg: PrepareConfig, tokenizer_sha: str, recipe: Recipe | None = 
     """Identity of the job's result: what decides the shards' bytes (not runner, workers or paths of temp files)."""
     keys = ("inputs", "text_field", "id_field", "input_format", "eos_token", "bos_token", "pad_token", "seq_len",
             "shard_rows", "stream_bytes", "packing", "tiktoken_scheme", "emit_documents", "meta_fields",
-            "emit_modified", "best_fit_buffer", "decompose_range", "decompose_pad", "shuffle_seed")
+            "emit_modified", "best_fit_buffer", "decompose_range", "decompose_pad", "shuffle_seed",
+            "loss_mask")
     ident = {k: getattr(cfg, k, None) for k in keys} | {"tokenizer_sha256": tokenizer_sha}
     if recipe is not None:  # what the filters decide is part of the result (the engine is not: same decisions)
         ident["recipe"] = recipe.identity()
@@ -317,7 +319,8 @@ def packing_spec(cfg: PrepareConfig) -> PackingSpec:
     if not (low.strip().isdigit() and high.strip().isdigit()):
         raise ConfigError(f"--decompose-range must be LOW:HIGH (exponents of two, e.g. 8:13), got "
                           f"{cfg.decompose_range!r}")
-    spec = PackingSpec(cfg.packing, cfg.seq_len, cfg.best_fit_buffer, int(low), int(high), cfg.decompose_pad)
+    spec = PackingSpec(cfg.packing, cfg.seq_len, cfg.best_fit_buffer, int(low), int(high), cfg.decompose_pad,
+                       cfg.loss_mask)
     try:
         spec.check()
     except ValueError as exc:

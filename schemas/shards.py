@@ -26,6 +26,7 @@ import pyarrow as pa
 INPUT_IDS = "input_ids"
 CU_SEQLENS = "cu_seqlens"
 NUM_PAD = "num_pad"
+LOSS_MASK = "loss_mask"  # optional (--loss-mask): per token 1 = train on it, 0 = padding or (boundaries) a document start
 INPUT_IDS_LEAF = f"{INPUT_IDS}.list.element"  # the Parquet column path of the token ids
 
 SHARDS_DIR = "shards"
@@ -45,6 +46,7 @@ SHARD_SCHEMA = pa.schema(
         pa.field(NUM_PAD, pa.int32(), nullable=False),
     ]
 )
+MASKED_SHARD_SCHEMA = SHARD_SCHEMA.append(pa.field(LOSS_MASK, pa.list_(pa.uint8()), nullable=False))
 
 
 @dataclass(frozen=True)

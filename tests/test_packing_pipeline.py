@@ -54,8 +54,8 @@ def test_best_fit_cuts_only_documents_longer_than_a_row(tmp_path, corpus, tokeni
     assert sorted(_segments(out, manifest)) == expected
     stats = manifest[m.K_PACKING_STATS]
     assert stats["documents_split"] == sum(len(d) > 256 for d in docs) > 0
-    assert manifest[m.K_PACKING] == "best-fit" and manifest[m.K_PACKING_SETTINGS] == {"name": "best-fit",
-                                                                                       "buffer": 500}
+    assert manifest[m.K_PACKING] == "best-fit" and manifest[m.K_PACKING_SETTINGS] == {"name": "best-fit", "buffer": 500,
+                                                                                       "loss_mask": "none"}
     counts = manifest[m.K_COUNTS]
     assert stats["padding_fraction"] == round(counts["pad_tokens"] / (counts["tokens"] + counts["pad_tokens"]), 6)
     concat, concat_manifest = _run(tmp_path, corpus, tokenizer_path, "concat", "--seq-len", "256")
@@ -136,3 +136,33 @@ def test_shuffle_is_a_permutation_identical_across_runs_and_workers(tmp_path, co
         assert all(s["path"].startswith(f"shards/len={s['seq_len']:05d}/") for s in manifest[m.K_SHARDS])
         assert all(len(r[0]) == s["seq_len"] for s in manifest[m.K_SHARDS]
                    for r in _rows(one, {m.K_SHARDS: [s]}))
+
+
+@pytest.mark.parametrize("packing", [[], ["--packing", "best-fit"], ["--packing", "decompose", "--decompose-range",
+                                                                      "4:7", "--decompose-pad"]])
+def test_loss_mask_zeroes_padding_and_document_starts(tmp_path, corpus, tokenizer_path, hf_tokenizer, packing):
+    from schemas.shards import LOSS_MASK
+
+    out, manifest = _run(tmp_path, corpus, tokenizer_path, "mask", "--seq-len", "128", "--loss-mask", "boundaries",
+                         "--bos-token", "<|endoftext|>", *packing)
+    bos = hf_tokenizer.token_to_id("<|endoftext|>")
+    starts = padded = 0
+    for shard in manifest[m.K_SHARDS]:
+        table = pq.read_table(out / shard["path"])
+        for ids, cu, pad, mask in zip(table[INPUT_IDS].to_pylist(), table[CU_SEQLENS].to_pylist(),
+                                      table[NUM_PAD].to_pylist(), table[LOSS_MASK].to_pylist()):
+            assert len(mask) == len(ids) and all(v == 0 for v in mask[len(ids) - pad:])
+            padded += pad
+            real = len(ids) - pad
+            for i in range(real):
+                doc_start = mask[i] == 0
+                starts += doc_start
+                assert not doc_start or (ids[i] == bos and (i in cu or i == 0))  # a masked token is a BOS at a start
+    docs = len(corpus[1]) - sum(manifest[m.K_COUNTS]["docs_rejected"].values())
+    assert starts == docs  # exactly one masked token per document: its first
+    assert manifest[m.K_PACKING_SETTINGS]["loss_mask"] == "boundaries"
+    plain, plain_manifest = _run(tmp_path, corpus, tokenizer_path, "nomask", "--seq-len", "128",
+                                 "--bos-token", "<|endoftext|>", *packing)
+    assert LOSS_MASK not in pq.read_schema(plain / plain_manifest[m.K_SHARDS][0]["path"]).names
+    assert sorted(_rows(plain, plain_manifest)) == sorted(
+        (r[0], r[1], r[2]) for r in _rows(out, manifest))  # the same rows, with a mask beside them

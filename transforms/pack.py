@@ -21,6 +21,7 @@ class PackedRows:
     cu_values: np.ndarray  # int32, all rows' cu_seqlens concatenated
     cu_offsets: np.ndarray  # int64, (n + 1,), row i's cu_seqlens = cu_values[cu_offsets[i]:cu_offsets[i + 1]]
     num_pad: np.ndarray  # (n,) int32
+    loss_mask: np.ndarray | None = None  # (n, seq_len) uint8, when the job writes one
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
@@ -40,6 +41,7 @@ class PackedRows:
             self.cu_values[a:b],
             self.cu_offsets[start : stop + 1] - a,
             self.num_pad[start:stop],
+            None if self.loss_mask is None else self.loss_mask[start:stop],
         )
 
     @classmethod
@@ -60,6 +62,7 @@ class PackedRows:
             np.concatenate([b.cu_values for b in blocks]),
             np.concatenate(offsets),
             np.concatenate([b.num_pad for b in blocks]),
+            None if blocks[0].loss_mask is None else np.concatenate([b.loss_mask for b in blocks]),
         )
 
     def real_tokens(self) -> int:
@@ -287,6 +290,20 @@ class DecomposePacker:
         return {"batch_multipliers": {str(size): longest // size for size in self.lengths}}
 
 
+LOSS_MASKS = ("none", "padding", "boundaries")
+
+
+def mask_source(tokens: np.ndarray, doc_lens: np.ndarray, mode: str, eos_id: int, bos_id: int | None) -> np.ndarray:
+    """Per token of a batch of documents, its loss mask (uint32 0/1, to be packed exactly like the tokens: every
+    packer places tokens by document lengths alone). ``padding``: 1 everywhere (padding gets 0 when packed);
+    ``boundaries``: also 0 on each document's first token (its BOS, or the token after the previous EOS)."""
+    mask = np.ones(tokens.size, np.uint32)
+    if mode == "boundaries" and tokens.size:
+        starts = np.concatenate(([0], np.cumsum(doc_lens)[:-1]))
+        mask[starts] = 0
+    return mask
+
+
 PACKERS = {ConcatPacker.name: ConcatPacker, BestFitPacker.name: BestFitPacker}
 PACKINGS = (ConcatPacker.name, BestFitPacker.name, DecomposePacker.name)
 
@@ -301,11 +318,14 @@ class PackingSpec:
     low: int = 8  # decompose: shortest piece 2**low
     high: int = 13  # decompose: longest piece 2**high (== seq_len)
     pad: bool = False  # decompose: pad remainders to 2**low instead of dropping them
+    loss_mask: str = "none"  # none, padding or boundaries (see mask_source)
 
     def check(self) -> None:
         """Raise ValueError naming the option that is wrong."""
         if self.name not in PACKINGS:
             raise ValueError(f"--packing {self.name!r} is not one of {', '.join(PACKINGS)}")
+        if self.loss_mask not in LOSS_MASKS:
+            raise ValueError(f"--loss-mask {self.loss_mask!r} is not one of {', '.join(LOSS_MASKS)}")
         if self.name == BestFitPacker.name and self.buffer < 1:
             raise ValueError(f"--best-fit-buffer must be at least 1 piece, got {self.buffer}")
         if self.name == DecomposePacker.name:
@@ -324,7 +344,7 @@ class PackingSpec:
 
     def manifest(self) -> dict[str, Any]:
         """The settings as recorded in a manifest."""
-        out: dict[str, Any] = {"name": self.name}
+        out: dict[str, Any] = {"name": self.name, "loss_mask": self.loss_mask}
         if self.name == BestFitPacker.name:
             out["buffer"] = self.buffer
         if self.name == DecomposePacker.name:

@@ -47,7 +47,7 @@ from schemas.shards import TEMP_DIR
 from transforms.dedup import make_ref
 from transforms.selection import Candidate, Plan, tie_break
 from transforms.document_writer import DocumentWriter, read_documents
-from transforms.pack import DecomposePacker, PackedRows, PackingSpec
+from transforms.pack import DecomposePacker, PackedRows, PackingSpec, mask_source
 from transforms.progress import ProgressWriter
 from transforms.readers import DEFAULT_BATCH_BYTES, DocBatch, read_split
 from transforms.recipe_work import DocKeys, RecipeRunner
@@ -480,8 +480,11 @@ class _Lane:
         self.cfg = cfg
         self.prefix = prefix
         self.packer = cfg.packing.packer(cfg.tokenizer.pad_id)
+        self.masked = cfg.packing.loss_mask != "none"
+        # the loss mask goes through a packer of its own: packers place tokens by document lengths alone
+        self.mask_packer = cfg.packing.packer(0) if self.masked else None
         self.writers: dict[int, ShardWriter] = {}  # by row length (one, except for decompose)
-        self.copies: list[np.ndarray] = []  # extra copies of upsampled documents, packed at the stream's end
+        self.copies: list[tuple[np.ndarray, np.ndarray | None]] = []  # upsampled copies, packed at the stream's end
 
     def writer(self, length: int) -> ShardWriter:
         """The shard writer of rows of this length."""
@@ -489,19 +492,33 @@ class _Lane:
         if w is None:
             decomposed = isinstance(self.packer, DecomposePacker)
             prefix = f"{self.prefix}-len{length:05d}" if decomposed else self.prefix
-            w = self.writers[length] = ShardWriter(prefix, length, self.cfg.shard_rows)
+            w = self.writers[length] = ShardWriter(prefix, length, self.cfg.shard_rows, self.masked)
         return w
 
-    def pack(self, flat: np.ndarray, lens: np.ndarray) -> tuple[dict[int, PackedRows], list[int]]:
+    def pack(self, flat: np.ndarray, lens: np.ndarray,
+             mask: np.ndarray | None) -> tuple[dict[int, PackedRows], list[int]]:
         """Rows by length (and, for decompose, the documents left without a row)."""
-        out = self.packer.add(flat, lens)
-        return out if isinstance(out, tuple) else ({self.cfg.seq_len: out}, [])
+        rows, empty = self._by_length(self.packer.add(flat, lens))
+        if self.mask_packer is not None:
+            self._attach(rows, self._by_length(self.mask_packer.add(mask, lens))[0])
+        return rows, empty
 
     def finish(self) -> dict[int, PackedRows]:
         """The packer's last rows, by length."""
         if isinstance(self.packer, DecomposePacker):
             return {}
-        return {self.cfg.seq_len: self.packer.finish()}
+        rows = {self.cfg.seq_len: self.packer.finish()}
+        if self.mask_packer is not None:
+            self._attach(rows, {self.cfg.seq_len: self.mask_packer.finish()})
+        return rows
+
+    def _by_length(self, out: Any) -> tuple[dict[int, PackedRows], list[int]]:
+        return out if isinstance(out, tuple) else ({self.cfg.seq_len: out}, [])
+
+    @staticmethod
+    def _attach(rows: dict[int, PackedRows], masks: dict[int, PackedRows]) -> None:
+        for length, block in rows.items():
+            block.loss_mask = masks[length].input_ids.astype(np.uint8)
 
 
 class _PackSink:
@@ -543,8 +560,10 @@ class _PackSink:
             self.note = self.tools.encoders.fast_error if self.verifying is None else ""  # why not gigatoken
         flat, lens = self.encoder.encode_batch(batch.texts)
         flat, lens = add_specials(flat, lens, self.spec.eos_id, self.spec.bos_id)
+        mode = self.cfg.packing.loss_mask
+        mask = mask_source(flat, lens, mode, self.spec.eos_id, self.spec.bos_id) if mode != "none" else None
         if not self.partition:
-            self._route(self._lane(None), flat, lens, batch, list(range(len(batch.texts))))
+            self._route(self._lane(None), flat, lens, mask, batch, list(range(len(batch.texts))))
         else:
             ends = np.cumsum(lens)
             by_bucket: dict[int, list[int]] = {}
@@ -552,23 +571,25 @@ class _PackSink:
                 by_bucket.setdefault(meta[META_BUCKET], []).append(i)
             for bucket, docs in sorted(by_bucket.items()):
                 parts = [flat[ends[i] - lens[i]:ends[i]] for i in docs]
-                self._route(self._lane(bucket), np.concatenate(parts), lens[docs], batch, docs)
+                masks = None if mask is None else np.concatenate([mask[ends[i] - lens[i]:ends[i]] for i in docs])
+                self._route(self._lane(bucket), np.concatenate(parts), lens[docs], masks, batch, docs)
         if self.verifying is not None and self.verifying.done():
             self._check()
 
-    def _route(self, lane: _Lane, flat: np.ndarray, lens: np.ndarray, batch: DocBatch, docs: list[int]) -> None:
-        empty = self._pack(lane, flat, lens)
+    def _route(self, lane: _Lane, flat: np.ndarray, lens: np.ndarray, mask: np.ndarray | None, batch: DocBatch,
+               docs: list[int]) -> None:
+        empty = self._pack(lane, flat, lens, mask)
         if empty:  # decompose: documents shorter than the shortest piece: rejected, their tokens counted
             self._reject_short(batch, [docs[i] for i in empty], lens[empty])
         metas = [batch.metas[i] for i in docs] if batch.metas else []
         if metas and any(isinstance(x, dict) and x.get(META_UPSAMPLE) for x in metas):
-            self._defer_copies(lane, flat, lens, metas)
+            self._defer_copies(lane, flat, lens, mask, metas)
 
-    def _pack(self, lane: _Lane, flat: np.ndarray, lens: np.ndarray) -> list[int]:
+    def _pack(self, lane: _Lane, flat: np.ndarray, lens: np.ndarray, mask: np.ndarray | None) -> list[int]:
         c = self.attempt.counts
         c.tokens += int(flat.size)
         self.attempt.show(tokens=int(flat.size))
-        rows, empty = lane.pack(flat, lens)
+        rows, empty = lane.pack(flat, lens, mask)
         for length, block in rows.items():
             self._write(lane.writer(length), block)
         return empty
@@ -585,14 +606,15 @@ class _PackSink:
         ) for i, n in zip(docs, lens.tolist())])
 
     @staticmethod
-    def _defer_copies(lane: _Lane, flat: np.ndarray, lens: np.ndarray, metas: list) -> None:
+    def _defer_copies(lane: _Lane, flat: np.ndarray, lens: np.ndarray, mask: np.ndarray | None, metas: list) -> None:
         """Keep the extra copies of upsampled documents for the end of the stream: copies of a document are
         packed apart from it, never into the same rows."""
         ends = np.cumsum(lens)
         for i, meta in enumerate(metas):
             factor = meta.get(META_UPSAMPLE, 1) if isinstance(meta, dict) else 1
             for _ in range(factor - 1):
-                lane.copies.append(flat[ends[i] - lens[i]:ends[i]].copy())
+                span = slice(ends[i] - lens[i], ends[i])
+                lane.copies.append((flat[span].copy(), None if mask is None else mask[span].copy()))
 
     def end(self) -> None:
         """All documents are in: settle the verification, pack the upsampled copies and pad the last rows."""
@@ -600,7 +622,9 @@ class _PackSink:
             self._check()
         for _, lane in sorted(self.lanes.items(), key=lambda item: -1 if item[0] is None else item[0]):
             if lane.copies:
-                self._pack(lane, np.concatenate(lane.copies), np.array([c.size for c in lane.copies], np.int64))
+                masks = None if lane.copies[0][1] is None else np.concatenate([m for _, m in lane.copies])
+                self._pack(lane, np.concatenate([t for t, _ in lane.copies]),
+                           np.array([t.size for t, _ in lane.copies], np.int64), masks)
                 lane.copies = []
             for length, block in lane.finish().items():
                 self._write(lane.writer(length), block)

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.shards import INPUT_IDS_LEAF, SHARD_SCHEMA
+from schemas.shards import INPUT_IDS_LEAF, MASKED_SHARD_SCHEMA, SHARD_SCHEMA
 from transforms.pack import PackedRows
 
 ROW_GROUP_BYTES = 4 << 20  # of input_ids: small groups keep the writer close behind the tokenizer
@@ -56,14 +56,16 @@ class _HashingFile:
 
 
 def rows_to_table(rows: PackedRows) -> pa.Table:
-    """PackedRows as an Arrow table of SHARD_SCHEMA."""
+    """PackedRows as an Arrow table of SHARD_SCHEMA (MASKED_SHARD_SCHEMA when the rows carry a loss mask)."""
     n, seq_len = rows.input_ids.shape
-    ids = pa.ListArray.from_arrays(
-        pa.array(np.arange(0, n * seq_len + 1, seq_len, dtype=np.int32)),
-        pa.array(np.ascontiguousarray(rows.input_ids).reshape(-1)),
-    )
+    row_offsets = pa.array(np.arange(0, n * seq_len + 1, seq_len, dtype=np.int32))
+    ids = pa.ListArray.from_arrays(row_offsets, pa.array(np.ascontiguousarray(rows.input_ids).reshape(-1)))
     cus = pa.ListArray.from_arrays(pa.array(rows.cu_offsets.astype(np.int32)), pa.array(rows.cu_values))
-    return pa.Table.from_arrays([ids, cus, pa.array(rows.num_pad, pa.int32())], schema=SHARD_SCHEMA)
+    columns = [ids, cus, pa.array(rows.num_pad, pa.int32())]
+    if rows.loss_mask is None:
+        return pa.Table.from_arrays(columns, schema=SHARD_SCHEMA)
+    mask = pa.array(np.ascontiguousarray(rows.loss_mask, dtype=np.uint8).reshape(-1))
+    return pa.Table.from_arrays(columns + [pa.ListArray.from_arrays(row_offsets, mask)], schema=MASKED_SHARD_SCHEMA)
 
 
 class ShardWriter:
@@ -72,8 +74,9 @@ class ShardWriter:
     Row-group and shard boundaries depend only on row counts, so the same rows give the same bytes.
     """
 
-    def __init__(self, temp_prefix: str, seq_len: int, shard_rows: int) -> None:
+    def __init__(self, temp_prefix: str, seq_len: int, shard_rows: int, loss_mask: bool = False) -> None:
         self.temp_prefix = temp_prefix
+        self.schema = MASKED_SHARD_SCHEMA if loss_mask else SHARD_SCHEMA
         self.seq_len = seq_len
         self.shard_rows = shard_rows
         self.group_rows = max(1, min(shard_rows, ROW_GROUP_BYTES // (4 * seq_len)))
@@ -127,7 +130,7 @@ class ShardWriter:
             self._file = _HashingFile(fsspec.open(url, "wb").open())
             self._writer = pq.ParquetWriter(
                 self._file,
-                SHARD_SCHEMA,
+                self.schema,
                 compression=COMPRESSION,
                 compression_level=COMPRESSION_LEVEL,
                 use_dictionary=False,

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.shards import CU_SEQLENS, INPUT_IDS, NUM_PAD
+from schemas.shards import CU_SEQLENS, INPUT_IDS, LOSS_MASK, NUM_PAD
 from transforms.pack import PackedRows
 from transforms.shard_writer import ShardWriter
 
@@ -102,8 +102,11 @@ def _rows(table: pa.Table) -> PackedRows:
     values = ids_col.values.to_numpy(zero_copy_only=False).astype(np.uint32, copy=False)
     input_ids = values.reshape(n, values.size // n if n else 0)
     cu = table[CU_SEQLENS].combine_chunks()
+    mask = None
+    if LOSS_MASK in table.column_names:
+        mask = table[LOSS_MASK].combine_chunks().values.to_numpy(zero_copy_only=False).reshape(input_ids.shape)
     return PackedRows(input_ids, cu.values.to_numpy(zero_copy_only=False).astype(np.int32, copy=False),
-                      cu.offsets.to_numpy().astype(np.int64), table[NUM_PAD].to_numpy().astype(np.int32))
+                      cu.offsets.to_numpy().astype(np.int64), table[NUM_PAD].to_numpy().astype(np.int32), mask)
 
 
 def write_destination(element: tuple[tuple[int, int], Iterable[tuple[str, int]]], layouts: dict[int, tuple],
@@ -115,7 +118,8 @@ def write_destination(element: tuple[tuple[int, int], Iterable[tuple[str, int]]]
     table = table.take(pa.compute.sort_indices(table, sort_keys=[(KEY, "ascending")])).drop_columns([KEY])
     bucket, seq_len = layouts[group]
     rows = _rows(table)
-    writer = ShardWriter(f"{temp_prefix}-g{group:03d}-d{d:06d}", rows.input_ids.shape[1], shard_rows)
+    writer = ShardWriter(f"{temp_prefix}-g{group:03d}-d{d:06d}", rows.input_ids.shape[1], shard_rows,
+                         rows.loss_mask is not None)
     writer.write(rows)
     shards = writer.close()
     for url in urls:
