@@ -38,11 +38,17 @@ def summary_table(manifest: dict[str, Any], output: str) -> str:
                                        "documents after filtering"))
     if packed:
         seq_len = manifest[m.K_SEQ_LEN]
-        slots = c["sequences"] * seq_len
+        slots = c["tokens"] + c["pad_tokens"]
+        settings = manifest.get(m.K_PACKING_SETTINGS) or {}
+        lengths = settings.get("lengths")
         rows += [
             ("tokens (incl. EOS)", f"{c['tokens']:,}"),
-            (f"sequences of {seq_len}", f"{c['sequences']:,}"),
+            (f"sequences of {lengths[0]}..{lengths[-1]}" if lengths else f"sequences of {seq_len}",
+             f"{c['sequences']:,}"),
             ("padding", f"{c['pad_tokens']:,} tokens ({100 * c['pad_tokens'] / slots if slots else 0:.3f}%)"),
+            (f"packing ({manifest.get(m.K_PACKING, 'concat')})",
+             f"{c.get('docs_split', 0):,} documents cut" + (f", {c['tokens_dropped']:,} remainder tokens dropped"
+                                                             if c.get("tokens_dropped") else "")),
         ]
     rows.append(("input read", f"{c['bytes_read'] / 1e6:,.1f} MB"))
     speed = f"{c['bytes_read'] / 1e6 / wall:,.1f} MB/s"
