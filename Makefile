@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-filter bench-dedup bench-scoring clean
+.PHONY: demo test bench bench-filter bench-dedup bench-scoring bench-packing bench-loader clean
 
 $(STAMP): pyproject.toml transforms/_ngrams.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ bench-dedup: $(STAMP)
 
 bench-scoring: $(STAMP)
 	$(PY) benchmarks/scoring_overhead.py
+
+bench-packing: $(STAMP)
+	$(PY) benchmarks/packing.py
+
+bench-loader: $(STAMP)
+	$(PY) benchmarks/loader_throughput.py
 
 clean:
 	rm -rf $(VENV) demo-output build *.egg-info

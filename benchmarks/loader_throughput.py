@@ -64,6 +64,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from schemas.manifest import MANIFEST_FORMAT  # noqa: E402
 from schemas.shards import INPUT_IDS, INPUT_IDS_LEAF, MANIFEST_FILE, SHARD_SCHEMA  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from prepare_throughput import chatterbot_conversations, log  # noqa: E402  (a sibling script)
+
 GB = 10 ** 9
 TARGET_GBPS = 1.0
 SEQ_LEN = 2048
@@ -76,27 +79,7 @@ DEFAULT = "loader (defaults: int64 ids, shuffled)"
 ANCHOR = "anchor: pyarrow read_table"
 
 
-def log(message: str) -> None:
-    """Progress line on stderr."""
-    print(message, file=sys.stderr, flush=True)
-
-
 # -- shards -----------------------------------------------------------------------------------------------------------
-
-def chatterbot_conversations() -> list[str]:
-    """The chatterbot-corpus conversations (28 languages), one document each."""
-    import chatterbot_corpus
-    import yaml
-
-    texts = []
-    for path in sorted((Path(chatterbot_corpus.__file__).parent / "data").rglob("*.yml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        for conv in data.get("conversations", []) or []:
-            lines = [str(x) for x in conv if x is not None]
-            if lines:
-                texts.append("\n".join(lines))
-    return texts
-
 
 def token_documents(workdir: Path) -> tuple[np.ndarray, np.ndarray]:
     """Real token documents, cached in ``workdir``: (ids back to back, each ending with EOS; document lengths).

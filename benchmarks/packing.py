@@ -1,0 +1,207 @@
+"""Packing benchmark: what each packing strategy does to real documents, and how fast the loader reads the shards.
+
+What it measures, in one run, on the same corpus and tokenizer (each ``tokenmill prepare`` a fresh process):
+
+* ``--packing concat``, ``best-fit`` and ``decompose`` at ``--seq-len`` (default 2048; decompose with lengths
+  2^8..2^11): wall seconds, rows, padding (share of row slots that are padding), documents cut (concat: at a row
+  boundary; best-fit: longer than a row; decompose: into several pieces), and, read back from best-fit's shards,
+  the documents shorter than a row that were cut (every segment shorter than a row must end with EOS: a whole
+  document or the last piece of a long one).
+* the loader (``schemas.loader``, numpy path, its defaults) on ~``--loader-gb`` GB of token ids written as prepare
+  writes them (real tokenized text, ``benchmarks/loader_throughput.py``'s generator): GB of ids (4 bytes each) per
+  second, two processes each reading its rank of world_size 2, against pyarrow's ``read_table`` of the same files.
+
+The default corpus is real text with a long tail of document lengths, generated without download: this Python's
+standard library, each module's source and its docstrings as documents (a few tokens to hundreds of thousands).
+
+Targets (printed with PASS/MISS, never asserted): best-fit cuts no document shorter than a row and pads at most 1% at
+seq_len 2048; the loader reads >= 1 GB of tokens per second on 2 cores.
+
+Usage (from the repository root):
+
+    .venv/bin/python benchmarks/packing.py [--seq-len 2048] [--loader-gb 1] [--workdir DIR] [--corpus GLOB]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from prepare_throughput import (
+    corpus_stats,
+    log,
+    machine_line,
+    run_benchmark,
+    run_measured,
+    tail,
+    training_tokenizer,
+    verdict,
+    write_jsonl_files,
+)
+
+TARGET_PADDING = 0.01
+TARGET_LOADER_GBPS = 1.0
+DECOMPOSE_RANGE = "8:11"
+
+
+def stdlib_corpus(workdir: Path) -> list[str]:
+    """The standard library as JSONL documents (sources and docstrings), written once into the workdir."""
+    directory = workdir / "stdlib-corpus"
+    done = directory / "done.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    from transforms.demo_corpus import demo_records
+
+    records = [{"id": r["id"], "text": r["text"]} for r in demo_records()]
+    files = write_jsonl_files(records, directory, 4, "stdlib")
+    done.write_text(json.dumps(files))
+    return files
+
+
+def run_prepare(files: list[str], tokenizer: str, out: Path, args: argparse.Namespace, extra: list[str],
+                log_path: Path) -> dict[str, Any]:
+    """One ``tokenmill prepare`` (whole command timed); its manifest."""
+    exe = Path(sys.executable).parent / "tokenmill"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "pipelines.cli"]
+    cmd += ["prepare", "--tokenizer", tokenizer, "--output", str(out), "--text-field", args.text_field,
+            "--no-progress", "--overwrite", *extra]
+    for f in files:
+        cmd += ["--input", f]
+    code, seconds, _, _ = run_measured(cmd, log_path)
+    if code != 0:
+        raise RuntimeError(f"tokenmill prepare failed (exit {code}); see {log_path}:\n{tail(log_path)}")
+    return {"seconds": seconds, "manifest": json.loads((out / "manifest.json").read_text())}
+
+
+def short_documents_cut(out: Path, manifest: dict[str, Any]) -> int:
+    """Segments shorter than their row that do not end with EOS: pieces of documents shorter than a row."""
+    import pyarrow.parquet as pq
+
+    from schemas.shards import CU_SEQLENS, INPUT_IDS
+
+    eos = manifest["tokenizer"]["eos_id"]
+    cut = 0
+    for shard in manifest["shards"]:
+        table = pq.read_table(out / shard["path"], columns=[INPUT_IDS, CU_SEQLENS])
+        for ids, cu in zip(table[INPUT_IDS].to_pylist(), table[CU_SEQLENS].to_pylist()):
+            for a, b in zip(cu[:-1], cu[1:]):
+                cut += (b - a) < len(ids) and ids[b - 1] != eos
+    return cut
+
+
+def loader_rates(workdir: Path, gb: float, rounds: int = 3) -> dict[str, float]:
+    """The loader (defaults) and the pyarrow anchor on ~``gb`` GB of ids written as prepare writes them (real
+    tokenized text; see loader_throughput.py): medians of GB/s over ``rounds``, 2 processes."""
+    import statistics
+
+    from loader_throughput import child_anchor, child_loader, generate_shards, measure, token_documents, warm
+
+    directory = workdir / f"loader-shards-{gb:g}gb"
+    if not (directory / "manifest.json").exists():
+        log(f"writing ~{gb:g} GB of token shards for the loader ...")
+        generate_shards(directory, gb, token_documents(workdir))
+    warm(str(directory))
+    loader = [measure(child_loader, str(directory), {}, 8) for _ in range(rounds)]
+    anchor = [measure(child_anchor, str(directory), {}, 8) for _ in range(rounds)]
+    return {"gbps": statistics.median(r["gbps"] for r in loader), "tokps": statistics.median(r["tokps"] for r in loader),
+            "anchor_gbps": statistics.median(r["gbps"] for r in anchor), "tokens": loader[0]["tokens"]}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Command-line options."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", default=None, metavar="GLOB",
+                    help="JSONL files to use instead of the standard-library corpus")
+    ap.add_argument("--text-field", default="text", help="text field of --corpus records (default: text)")
+    ap.add_argument("--seq-len", type=int, default=2048, help="tokens per row (default 2048)")
+    ap.add_argument("--loader-gb", type=float, default=1.0,
+                    help="GB of token ids the loader reads (generated once into the workdir; default 1.0)")
+    ap.add_argument("--workdir", default=None, metavar="DIR",
+                    help="where corpus, tokenizer and outputs go; kept and reused (default: a temporary directory)")
+    return ap.parse_args(argv)
+
+
+def benchmark(args: argparse.Namespace, workdir: Path, cores: int) -> int:
+    """The whole benchmark in ``workdir``."""
+    import glob
+
+    started = time.perf_counter()
+    files = sorted(glob.glob(args.corpus)) if args.corpus else stdlib_corpus(workdir)
+    if not files:
+        raise SystemExit(f"--corpus {args.corpus!r} matches no file")
+    n_docs, text_bytes = corpus_stats(files, args.text_field)
+    tokenizer = training_tokenizer(workdir, files, args.text_field)
+    runs = workdir / "runs"
+    runs.mkdir(exist_ok=True)
+    high = args.seq_len.bit_length() - 1
+    systems = {
+        "concat": [],
+        "best-fit": ["--packing", "best-fit"],
+        "decompose": ["--packing", "decompose", "--decompose-range", f"{min(8, high)}:{high}"],
+    }
+    results = {}
+    for name, extra in systems.items():
+        seq_len = args.seq_len if name != "decompose" else 1 << high
+        log(f"running prepare --packing {name} ...")
+        out = workdir / f"out-{name}"
+        results[name] = run_prepare(files, tokenizer, out, args, ["--seq-len", str(seq_len), *extra],
+                                    runs / f"{name}.log")
+        results[name]["out"] = out
+        log(f"  {results[name]['seconds']:.1f} s")
+    cut_short = short_documents_cut(results["best-fit"]["out"], results["best-fit"]["manifest"])
+    log("measuring the loader (2 processes) ...")
+    loader = loader_rates(workdir, args.loader_gb)
+
+    p = print
+    p("")
+    p("tokenmill packing benchmark")
+    p("===========================")
+    p(f"machine:  {machine_line()}")
+    p(f"corpus:   {len(files)} JSONL file(s), {n_docs} documents, {text_bytes / 1e6:.1f} MB of text; seq_len "
+      f"{args.seq_len}")
+    p("")
+    header = f"{'packing':<12} {'seconds':>8} {'rows':>9} {'tokens':>12} {'padding':>9} {'docs cut':>9} {'dropped':>9}"
+    p(header)
+    p("-" * len(header))
+    for name, r in results.items():
+        counts, stats = r["manifest"]["counts"], r["manifest"]["packing_stats"]
+        p(f"{name:<12} {r['seconds']:>8.1f} {counts['sequences']:>9} {counts['tokens']:>12} "
+          f"{stats['padding_fraction']:>8.3%} {stats['documents_split']:>9} {counts.get('tokens_dropped', 0):>9}")
+    decomposed = results["decompose"]["manifest"]["packing_stats"]
+    p("")
+    p("decompose per length: " + ", ".join(f"{k}: {v['sequences']} rows" for k, v in decomposed["lengths"].items()))
+    p("decompose curriculum: " + json.dumps(decomposed["curriculum"]))
+    p(f"loader: {loader['tokens'] / 1e6:.0f} M tokens per epoch, {loader['gbps']:.2f} GB/s of token ids "
+      f"({loader['tokps'] / 1e6:.0f} M tokens/s), 2 processes; pyarrow read_table of the same files "
+      f"{loader['anchor_gbps']:.2f} GB/s (median of 3; more systems: benchmarks/loader_throughput.py)")
+    p("")
+    best = results["best-fit"]["manifest"]["packing_stats"]
+    p("targets (informational, never asserted):")
+    p(f"  [{verdict(cut_short == 0)}] best-fit cuts no document shorter than a row: {cut_short} cut "
+      f"(concat cut {results['concat']['manifest']['packing_stats']['documents_split']} documents at row boundaries)")
+    p(f"  [{verdict(best['padding_fraction'] <= TARGET_PADDING)}] best-fit padding <= {TARGET_PADDING:.0%} at "
+      f"seq_len {args.seq_len}: {best['padding_fraction']:.3%}")
+    p(f"  [{verdict(loader['gbps'] >= TARGET_LOADER_GBPS)}] loader >= {TARGET_LOADER_GBPS:g} GB of tokens/s on 2 "
+      f"cores: {loader['gbps']:.2f} GB/s")
+    p("")
+    p(f"total benchmark time: {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def child_main(spec_path: str) -> int:  # no child systems: every system is a tokenmill command
+    raise SystemExit(f"unexpected child spec {spec_path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the packings and the loader, print the table and the targets."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return run_benchmark(argv, parse_args, child_main, benchmark, "tokenmill-packing-bench-")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
