@@ -1,0 +1,168 @@
+"""``tokenmill train-tokenizer``: corpus → deterministic bounded sample (Beam) → byte-level BPE → tokenizer.json + card.
+
+    files ─► SampleCorpus (pass 1: (group, hash, bytes) ─► per-group hash thresholds; pass 2: documents under
+             their group's threshold) ─► sample parts
+    sample parts (in input order) ─► BpeTrainer (preset pretokenizer, digit rule, normalisation) ─► tokenizer.json
+
+The card (``<output>.card.json``: inputs, sample per group, shares, recipe, vocabulary size, timings) is written
+after the tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator
+
+import apache_beam as beam
+import fsspec
+
+from pipelines import tokenmill_version
+from transforms.sampling import BALANCES, SampleCorpus
+from transforms.sources import expand_inputs
+from transforms.tokenizer_training import END_OF_TEXT, PAD, TokenizerRecipe, train_tokenizer
+
+CARD_FORMAT = "tokenmill.tokenizer-card/1"
+
+
+class TokenizerTrainingError(ValueError):
+    """A train-tokenizer option or input that cannot be used."""
+
+
+@dataclass
+class TrainTokenizerConfig:
+    """The train-tokenizer job as the user configured it."""
+
+    inputs: list[str]
+    output: str
+    vocab_size: int
+    pretokenizer: str = "gpt4"
+    digits: str = "none"
+    normalization: str = "none"
+    special_tokens: list[str] = field(default_factory=list)  # after <|endoftext|> and <|pad|>
+    sample_bytes: int = 1 << 30
+    balance: str = "none"
+    seed: int = 0
+    text_field: str = "text"
+    input_format: str | None = None
+    min_frequency: int = 2
+    overwrite: bool = False
+
+
+def recipe_of(cfg: TrainTokenizerConfig) -> TokenizerRecipe:
+    """The checked tokenizer recipe of a config."""
+    specials = tuple(dict.fromkeys((END_OF_TEXT, PAD, *cfg.special_tokens)))
+    recipe = TokenizerRecipe(cfg.vocab_size, cfg.pretokenizer, cfg.digits, cfg.normalization, specials,
+                             cfg.min_frequency)
+    try:
+        recipe.check()
+    except ValueError as exc:
+        raise TokenizerTrainingError(str(exc)) from exc
+    if cfg.balance not in BALANCES:
+        raise TokenizerTrainingError(f"--balance {cfg.balance!r} is not one of {', '.join(BALANCES)}")
+    if cfg.sample_bytes < 1:
+        raise TokenizerTrainingError(f"--sample-bytes must be positive, got {cfg.sample_bytes}")
+    return recipe
+
+
+def _texts(parts: list[dict[str, Any]]) -> Iterator[str]:
+    for part in parts:
+        with fsspec.open(part["url"], "r", encoding="utf-8") as fh:
+            for line in fh:
+                yield json.loads(line)["text"]
+
+
+def run(cfg: TrainTokenizerConfig, beam_args: list[str] | None = None) -> dict[str, Any]:
+    """Sample, train, write the tokenizer and its card; returns the card."""
+    from pipelines.prepare import beam_options, local_runner
+
+    started = time.time()
+    recipe = recipe_of(cfg)
+    fs, path = fsspec.core.url_to_fs(cfg.output)
+    card_url = cfg.output + ".card.json"
+    if fs.exists(path) and not cfg.overwrite:
+        raise TokenizerTrainingError(f"--output {cfg.output!r} exists; pass --overwrite to replace it")
+    files = expand_inputs(cfg.inputs, cfg.input_format)
+    temp = cfg.output + ".sample-tmp"
+    if fs.exists(temp):
+        fs.rm(temp, recursive=True)
+    fs.makedirs(temp, exist_ok=True)
+    summary_url = posixpath.join(temp, "summary.json")
+    beam_args = list(beam_args or [])
+    try:
+        with beam.Pipeline(runner=local_runner(beam_args, 1), options=beam_options(beam_args, 1)) as p:
+            (p
+             | "SampleCorpus" >> SampleCorpus(files, cfg.text_field, cfg.sample_bytes, cfg.balance, cfg.seed,
+                                              posixpath.join(temp, "part"))
+             | "WriteSummary" >> beam.Map(_write_json, summary_url))
+        with fsspec.open(summary_url, "r") as fh:
+            summary = json.load(fh)
+        sampled = time.time()
+        if not summary["parts"]:
+            raise TokenizerTrainingError("the inputs hold no readable document to train on")
+        try:
+            tok = train_tokenizer(_texts(summary["parts"]), recipe)
+        except ValueError as exc:
+            raise TokenizerTrainingError(str(exc)) from exc
+        trained = time.time()
+        with fsspec.open(cfg.output + ".partial", "w", encoding="utf-8") as fh:
+            fh.write(tok.to_str())
+        fs.mv(path + ".partial", path)
+    finally:
+        if fs.exists(temp):
+            fs.rm(temp, recursive=True)
+    import tokenizers
+
+    groups_sampled: dict[str, int] = {}
+    for part in summary["parts"]:
+        for g, n in part["groups"].items():
+            groups_sampled[g] = groups_sampled.get(g, 0) + n
+    card = {
+        "format": CARD_FORMAT,
+        "tokenmill_version": tokenmill_version(),
+        "tokenizers_version": tokenizers.__version__,
+        "tokenizer": cfg.output,
+        "config": asdict(cfg),
+        "inputs": [f.url for f in files],
+        "recipe": asdict(recipe),
+        "special_token_ids": {t: tok.token_to_id(t) for t in recipe.special_tokens},
+        "vocab_size": tok.get_vocab_size(with_added_tokens=True),
+        "sample": {
+            "balance": cfg.balance, "budget_bytes": cfg.sample_bytes, "seed": cfg.seed,
+            "documents": sum(p["documents"] for p in summary["parts"]),
+            "bytes": sum(p["bytes"] for p in summary["parts"]),
+            "corpus_bytes_per_group": summary["groups"], "shares": summary["shares"],
+            "sampled_bytes_per_group": dict(sorted(groups_sampled.items())),
+        },
+        "seconds": {"sample": round(sampled - started, 2), "train": round(trained - sampled, 2),
+                    "total": round(time.time() - started, 2)},
+    }
+    with fsspec.open(card_url, "w", encoding="utf-8") as fh:
+        json.dump(card, fh, indent=2, ensure_ascii=False)
+    return card
+
+
+def _write_json(value: Any, url: str) -> None:
+    with fsspec.open(url, "w", encoding="utf-8") as fh:
+        json.dump(value, fh)
+
+
+def summary_table(card: dict[str, Any]) -> str:
+    """The run's summary for the terminal."""
+    s = card["sample"]
+    rows = [
+        ("tokenizer", card["tokenizer"]),
+        ("vocabulary", f"{card['vocab_size']:,} tokens ({', '.join(f'{t}={i}' for t, i in card['special_token_ids'].items())})"),
+        ("pretokenizer", f"{card['recipe']['pretokenizer']}, digits {card['recipe']['digits']}, "
+                         f"normalization {card['recipe']['normalization']}"),
+        ("sample", f"{s['documents']:,} documents, {s['bytes'] / 1e6:,.1f} MB (budget {s['budget_bytes'] / 1e6:,.1f} MB, "
+                   f"balance {s['balance']}, seed {s['seed']})"),
+        ("groups", f"{len(s['corpus_bytes_per_group'])}"),
+        ("time", f"sample {card['seconds']['sample']} s, train {card['seconds']['train']} s"),
+        ("card", card["tokenizer"] + ".card.json"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    line = "-" * (width + 2 + max(len(v) for _, v in rows))
+    return "\n".join([line] + [f"{k:<{width}}  {v}" for k, v in rows] + [line])
