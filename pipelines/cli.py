@@ -288,6 +288,38 @@ def build_parser() -> argparse.ArgumentParser:
                      help="token dtype in PREFIX.bin; auto (default): Megatron's rule, uint16 if the tokenizer has "
                           "fewer than 65500 ids, else int32")
     exp.add_argument("--overwrite", action="store_true", help="replace an existing PREFIX.bin / PREFIX.idx")
+    ev = sub.add_parser(
+        "eval-tokenizer",
+        help="compare tokenizers: compression per language and source, parity premium, vocabulary checks",
+        description="Run every tokenizer over the inputs (a Beam pipeline; language identified per document) and "
+                    "report bytes/token, chars/token, fertility, NSL (vs the first tokenizer), vocabulary "
+                    "utilisation and token lengths, overall, per source file and per language; the parity premium "
+                    "per language on aligned --parallel records; Magikarp-style checks (round-trip failures, "
+                    "partial-UTF-8 and unreachable tokens) and Qtok-style vocabulary classes. Writes report.json "
+                    "and a self-contained report.html under --output.",
+        epilog=EPILOG_BEAM,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ev.add_argument("--tokenizer", "-t", action="append", required=True, metavar="PATH",
+                    help="HF tokenizer.json (local path or fsspec URL); repeat for more; named by file stem; the "
+                         "first is the NSL baseline")
+    ev.add_argument("--input", "-i", action="append", required=True, metavar="PATH",
+                    help="file, glob, directory or fsspec URL; repeat for more. Same formats as prepare's --input")
+    ev.add_argument("--input-format", choices=FORMATS, default=None,
+                    help="read every input as this format instead of deciding by file name")
+    ev.add_argument("--text-field", default="text", help="field/column holding the document text (default: text)")
+    ev.add_argument("--parallel", action="append", default=[], metavar="GLOB",
+                    help='JSONL of aligned texts, one record a line: {"id": ..., "texts": {"en": "...", '
+                         '"de": "..."}}; repeat for more')
+    ev.add_argument("--reference-lang", default="en",
+                    help="language the parity premium is relative to (default: en)")
+    ev.add_argument("--output", "-o", required=True, metavar="DIR",
+                    help="directory for report.json and report.html (local or fsspec URL)")
+    ev.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    ev.add_argument("--max-bytes", type=_positive, default=None, metavar="N",
+                    help="read at most about N bytes of document text, shared equally among the input splits "
+                         "(default: all)")
+    ev.add_argument("--verbose", "-v", action="store_true", help="show Beam's own log messages")
     return ap
 
 
@@ -423,6 +455,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
             cfg = ExportConfig(out_dir=args.out_dir, output=args.output, dtype=args.dtype, overwrite=args.overwrite)
             print(export_summary(export_megatron(cfg)), file=sys.stderr)
+            return 0
+        if args.command == "eval-tokenizer":
+            from pipelines.eval_tokenizer import EvalConfig
+            from pipelines.eval_tokenizer import run as eval_tokenizer
+            from transforms.tokenizer_eval import summary_table as eval_summary
+
+            cfg = EvalConfig(
+                tokenizers=args.tokenizer, inputs=args.input, output=args.output, text_field=args.text_field,
+                input_format=args.input_format, parallel=args.parallel, reference_lang=args.reference_lang,
+                max_bytes=args.max_bytes, overwrite=args.overwrite,
+            )
+            print(eval_summary(eval_tokenizer(cfg, beam_args), args.output), file=sys.stderr)
             return 0
     except KeyboardInterrupt:
         print("tokenmill: interrupted; the output has no manifest and is not a result (rerun to finish)",
