@@ -101,9 +101,8 @@ class _EvalSplit(beam.DoFn):
                             stats[(g, k)] = row.copy()
                         else:
                             acc += row
-                    if e.ids:
-                        counts[k] += np.bincount(np.asarray(e.ids, dtype=np.int64), minlength=info.vocab_size)[
-                            : info.vocab_size]
+                ids = np.fromiter((i for e in encs for i in e.ids), dtype=np.int64)
+                counts[k] += np.bincount(ids, minlength=info.vocab_size)[: info.vocab_size]
             if self.split_budget is not None and len(texts) < len(batch.texts):
                 break
         yield from stats.items()
