@@ -158,6 +158,56 @@ def add_prepare_arguments(ap: argparse.ArgumentParser) -> None:
     add_running_arguments(ap)
 
 
+def _bytes(text: str) -> int:
+    """A size such as 500MB, 2GB or 1000000 (bytes; K/M/G/T powers of 1000, KiB/MiB/GiB powers of 1024)."""
+    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "K": 10**3, "M": 10**6,
+             "G": 10**9, "T": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+    s = text.strip().upper().replace("_", "")
+    number = s.rstrip("KMGTIB")
+    unit = s[len(number):]
+    try:
+        value = float(number) * units[unit]
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"expected a size such as 500MB or 2GB, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive size, got {text!r}")
+    return int(value)
+
+
+def add_train_tokenizer_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of ``train-tokenizer``."""
+    from transforms.sampling import BALANCES
+    from transforms.sources import FORMATS
+    from transforms.tokenizer_training import DIGITS, NORMALIZATIONS, PRETOKENIZERS
+
+    ap.add_argument("--input", "-i", action="append", required=True, metavar="PATH",
+                    help="file, glob, directory or fsspec URL (repeatable)")
+    ap.add_argument("--input-format", choices=FORMATS, default=None, help="format of every input (default: by name)")
+    ap.add_argument("--text-field", default="text", help="field/column with the document text (default: text)")
+    ap.add_argument("--output", "-o", required=True, help="the tokenizer.json to write (its card goes beside it)")
+    ap.add_argument("--vocab-size", type=_positive, required=True, help="tokens in the vocabulary, exactly")
+    ap.add_argument("--pretokenizer", choices=tuple(PRETOKENIZERS), default="gpt4",
+                    help="pretokenization regex: gpt2, gpt4 (cl100k, default), llama3 (the same as cl100k), "
+                         "whitespace")
+    ap.add_argument("--digits", choices=DIGITS, default="none",
+                    help="digit rule before the pretokenizer: none (the preset's), single (each digit alone), "
+                         "l2r3 (groups of three from the left), r2l3 (groups of three from the right: 1 234 567)")
+    ap.add_argument("--normalization", choices=NORMALIZATIONS, default="none",
+                    help="Unicode normalisation applied before pretokenizing (default: none)")
+    ap.add_argument("--special-token", action="append", default=[], metavar="TOKEN",
+                    help="an extra special token (repeatable); ids follow <|endoftext|> = 0 and <|pad|> = 1")
+    ap.add_argument("--sample-bytes", type=_bytes, default=10**9,
+                    help="bytes of text to train on, about (default: 1GB; e.g. 500MB, 2GB)")
+    ap.add_argument("--balance", choices=BALANCES, default="none",
+                    help="share the sample budget equally among input files (source) or identified languages "
+                         "(language); default: none (uniform over documents)")
+    ap.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    ap.add_argument("--min-frequency", type=_positive, default=2,
+                    help="a pair must occur this often to be merged (default: 2)")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    ap.add_argument("--verbose", "-v", action="store_true", help="show Beam's own log messages")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full command-line parser."""
     ap = argparse.ArgumentParser(
@@ -193,6 +243,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_input_arguments(filt)
     add_recipe_arguments(filt, required=True)
     add_running_arguments(filt)
+    tt = sub.add_parser(
+        "train-tokenizer",
+        help="train a byte-level BPE tokenizer on a deterministic sample of a corpus",
+        description="Sample the inputs deterministically up to --sample-bytes (a Beam pipeline: bytes per group, "
+                    "then each document kept when its seeded hash is under its group's rate; --balance shares the "
+                    "budget equally among sources or languages), train a byte-level BPE tokenizer with the chosen "
+                    "pretokenizer, digit rule and normalisation, and write a standard tokenizer.json (exactly "
+                    "--vocab-size tokens; special tokens first: <|endoftext|> = 0, <|pad|> = 1, then yours) and a "
+                    "card (<output>.card.json) with the sample and settings.",
+        epilog=EPILOG_BEAM,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_train_tokenizer_arguments(tt)
     demo = sub.add_parser(
         "demo",
         help="build a corpus from this Python's standard library, train a small tokenizer, run prepare on it",
@@ -363,6 +426,7 @@ def _run_with_progress(run, cfg, beam_args: list[str], show_progress: bool) -> d
 def _user_error(exc: BaseException) -> str | None:
     """The one-line message for errors a user can fix, found even inside Beam's wrapped exceptions."""
     from pipelines.prepare import ConfigError
+    from pipelines.train_tokenizer import TokenizerTrainingError
     from transforms.classifier import ClassifierError
     from transforms.commit import OutputError
     from transforms.megatron import ExportError
@@ -372,7 +436,7 @@ def _user_error(exc: BaseException) -> str | None:
     from transforms.tokenizer import TokenizerError
 
     if isinstance(exc, (InputError, OutputError, TokenizerError, ConfigError, RecipeError, ClassifierError,
-                        ExportError)):
+                        ExportError, TokenizerTrainingError)):
         return str(exc)
     text = str(exc)
     marker = BadRecordError.PREFIX
@@ -429,6 +493,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             from pipelines.demo import run_demo
 
             return run_demo(args, beam_args, _run_prepare)
+        if args.command == "train-tokenizer":
+            from pipelines.train_tokenizer import TrainTokenizerConfig
+            from pipelines.train_tokenizer import run as train_tokenizer
+            from pipelines.train_tokenizer import summary_table as tokenizer_summary
+
+            cfg = TrainTokenizerConfig(
+                inputs=args.input, output=args.output, vocab_size=args.vocab_size, pretokenizer=args.pretokenizer,
+                digits=args.digits, normalization=args.normalization, special_tokens=args.special_token,
+                sample_bytes=args.sample_bytes, balance=args.balance, seed=args.seed, text_field=args.text_field,
+                input_format=args.input_format, min_frequency=args.min_frequency, overwrite=args.overwrite,
+            )
+            print(tokenizer_summary(train_tokenizer(cfg, beam_args)), file=sys.stderr)
+            return 0
         if args.command == "train-classifier":
             from pipelines.train_classifier import TrainClassifierConfig
             from pipelines.train_classifier import run as train_classifier
