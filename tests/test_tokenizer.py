@@ -91,17 +91,9 @@ def test_pipeline_fallback_is_recorded_and_output_identical(tmp_path, tokenizer_
 
 def _to_tiktoken_file(hf_tokenizer, path) -> dict[bytes, int]:
     """Export the byte-level BPE fixture as a tiktoken rank file (rank = id; ids follow merge order)."""
-    from tokenizers.pre_tokenizers import ByteLevel  # noqa: F401  (byte-level alphabet below)
+    from transforms.tokenizer_eval import bytes_to_unicode
 
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    unmap = {chr(c): b for b, c in zip(bs, cs)}
+    unmap = {c: b for b, c in bytes_to_unicode().items()}
     ranks = {}
     for token, i in hf_tokenizer.get_vocab(with_added_tokens=False).items():
         ranks[bytes(unmap[ch] for ch in token)] = i

@@ -60,7 +60,7 @@ class TokenizerEvalError(InputError):
     """A problem with eval-tokenizer's options or files, found before any work starts (a user error, like --input's)."""
 
 
-def _bytes_to_unicode() -> dict[int, str]:
+def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte → printable character map (the byte-level BPE alphabet)."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     cs = bs[:]
@@ -73,7 +73,7 @@ def _bytes_to_unicode() -> dict[int, str]:
     return {b: chr(c) for b, c in zip(bs, cs)}
 
 
-UNICODE_TO_BYTE = {c: b for b, c in _bytes_to_unicode().items()}
+UNICODE_TO_BYTE = {c: b for b, c in bytes_to_unicode().items()}
 
 
 def _has_type(node: Any, name: str) -> bool:
