@@ -204,6 +204,10 @@ def add_train_tokenizer_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     ap.add_argument("--min-frequency", type=_positive, default=2,
                     help="a pair must occur this often to be merged (default: 2)")
+    ap.add_argument("--superbpe-transition", type=_positive, default=None, metavar="TOKENS",
+                    help="SuperBPE: train ordinary BPE up to this many tokens, then keep merging on the same sample "
+                         "without whitespace pretokenization (only newlines and the digit rule cut), so later "
+                         "tokens may span words (default: off)")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     ap.add_argument("--verbose", "-v", action="store_true", help="show Beam's own log messages")
 
@@ -502,7 +506,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 inputs=args.input, output=args.output, vocab_size=args.vocab_size, pretokenizer=args.pretokenizer,
                 digits=args.digits, normalization=args.normalization, special_tokens=args.special_token,
                 sample_bytes=args.sample_bytes, balance=args.balance, seed=args.seed, text_field=args.text_field,
-                input_format=args.input_format, min_frequency=args.min_frequency, overwrite=args.overwrite,
+                input_format=args.input_format, min_frequency=args.min_frequency,
+                superbpe_transition=args.superbpe_transition, overwrite=args.overwrite,
             )
             print(tokenizer_summary(train_tokenizer(cfg, beam_args)), file=sys.stderr)
             return 0

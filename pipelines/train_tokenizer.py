@@ -3,6 +3,7 @@
     files ─► SampleCorpus (pass 1: (group, hash, bytes) ─► per-group hash thresholds; pass 2: documents under
              their group's threshold) ─► sample parts
     sample parts (in input order) ─► BpeTrainer (preset pretokenizer, digit rule, normalisation) ─► tokenizer.json
+    [--superbpe-transition T: BpeTrainer to T tokens, then SuperBPE's stage 2 (transforms.superbpe) to the full size]
 
 The card (``<output>.card.json``: inputs, sample per group, shares, recipe, vocabulary size, timings) is written
 after the tokenizer.
@@ -48,6 +49,7 @@ class TrainTokenizerConfig:
     text_field: str = "text"
     input_format: str | None = None
     min_frequency: int = 2
+    superbpe_transition: int | None = None  # SuperBPE: stage 1 stops at this many tokens, stage 2 spans words
     overwrite: bool = False
 
 
@@ -64,6 +66,10 @@ def recipe_of(cfg: TrainTokenizerConfig) -> TokenizerRecipe:
         raise TokenizerTrainingError(f"--balance {cfg.balance!r} is not one of {', '.join(BALANCES)}")
     if cfg.sample_bytes < 1:
         raise TokenizerTrainingError(f"--sample-bytes must be positive, got {cfg.sample_bytes}")
+    transition = cfg.superbpe_transition
+    if transition is not None and not len(specials) + 256 <= transition < cfg.vocab_size:
+        raise TokenizerTrainingError(f"--superbpe-transition must be between {len(specials) + 256} and --vocab-size - 1 "
+                                     f"({cfg.vocab_size - 1}), got {transition}")
     return recipe
 
 
@@ -103,7 +109,15 @@ def run(cfg: TrainTokenizerConfig, beam_args: list[str] | None = None) -> dict[s
         if not summary["parts"]:
             raise TokenizerTrainingError("the inputs hold no readable document to train on")
         try:
-            tok = train_tokenizer(_texts(summary["parts"]), recipe)
+            if cfg.superbpe_transition is None:
+                tok = train_tokenizer(_texts(summary["parts"]), recipe)
+            else:  # stage 1 up to the transition, stage 2 on the same sample across words
+                from dataclasses import replace
+
+                from transforms.superbpe import superbpe
+
+                stage1 = train_tokenizer(_texts(summary["parts"]), replace(recipe, vocab_size=cfg.superbpe_transition))
+                tok = superbpe(stage1, _texts(summary["parts"]), cfg.vocab_size, recipe.digits)
         except ValueError as exc:
             raise TokenizerTrainingError(str(exc)) from exc
         trained = time.time()
@@ -156,7 +170,9 @@ def summary_table(card: dict[str, Any]) -> str:
         ("tokenizer", card["tokenizer"]),
         ("vocabulary", f"{card['vocab_size']:,} tokens ({', '.join(f'{t}={i}' for t, i in card['special_token_ids'].items())})"),
         ("pretokenizer", f"{card['recipe']['pretokenizer']}, digits {card['recipe']['digits']}, "
-                         f"normalization {card['recipe']['normalization']}"),
+                         f"normalization {card['recipe']['normalization']}"
+                         + (f", SuperBPE from {card['config']['superbpe_transition']:,} tokens"
+                            if card["config"].get("superbpe_transition") else "")),
         ("sample", f"{s['documents']:,} documents, {s['bytes'] / 1e6:,.1f} MB (budget {s['budget_bytes'] / 1e6:,.1f} MB, "
                    f"balance {s['balance']}, seed {s['seed']})"),
         ("groups", f"{len(s['corpus_bytes_per_group'])}"),

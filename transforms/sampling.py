@@ -57,6 +57,16 @@ def thresholds(group_bytes: dict[str, int], searches: dict[str, Search]) -> dict
     return {g: (searches[g].keys()[0] if g in searches else None) for g in group_bytes}
 
 
+def common_root(urls: list[str]) -> str:
+    """The directory every input lives under (empty when they share none)."""
+    import posixpath
+
+    if not urls:
+        return ""
+    root = posixpath.commonpath([posixpath.dirname(u) for u in urls]) if all("://" not in u for u in urls) else ""
+    return root
+
+
 class _Grouper:
     """The group of a document under a balance mode (a language identifier built on first use)."""
 
@@ -76,28 +86,35 @@ class _Grouper:
         return ALL
 
 
-def split_pairs(split: Any, text_field: str, balance: str, seed: int) -> Iterator[tuple[str, int, int]]:
+def relative_source(source: str, root: str) -> str:
+    """A source's name below the inputs' common directory: the sample does not change when the corpus moves."""
+    return source[len(root):].lstrip("/") if root and source.startswith(root) else source
+
+
+def split_pairs(split: Any, text_field: str, balance: str, seed: int, root: str) -> Iterator[tuple[str, int, int]]:
     """Pass 1: (group, hash, bytes) of each readable document of one split."""
     grouper = _Grouper(balance)
     for batch in read_split(split, text_field):
+        where = relative_source(batch.source, root)
         for i, text in enumerate(batch.texts):
-            yield (grouper(batch.source, text), doc_hash(seed, batch.source, batch.lines[i], batch.rows[i], batch.ids[i]),
+            yield (grouper(where, text), doc_hash(seed, where, batch.lines[i], batch.rows[i], batch.ids[i]),
                    len(text.encode("utf-8", "surrogatepass")))
 
 
 def sample_split(split: Any, text_field: str, balance: str, seed: int, limits: dict[str, int | None],
-                 temp_prefix: str) -> Iterator[dict[str, Any]]:
+                 temp_prefix: str, root: str) -> Iterator[dict[str, Any]]:
     """Pass 2: the split's sampled texts written to a JSONL part; yields {order, url, documents, bytes, groups}."""
     whole = any(v is None for v in limits.values())
     top = max((v for v in limits.values() if v is not None), default=0)
     grouper = _Grouper(balance)
     kept, size, groups = [], 0, {}
     for batch in read_split(split, text_field):
+        where = relative_source(batch.source, root)
         for i, text in enumerate(batch.texts):
-            h = doc_hash(seed, batch.source, batch.lines[i], batch.rows[i], batch.ids[i])
+            h = doc_hash(seed, where, batch.lines[i], batch.rows[i], batch.ids[i])
             if not whole and h >= top:
                 continue  # above every group's threshold: no need to know its group
-            group = grouper(batch.source, text)
+            group = grouper(where, text)
             limit = limits.get(group, 0)
             if limit is None or h < limit:
                 kept.append(text)
@@ -130,7 +147,8 @@ class SampleCorpus(beam.PTransform):
             | "Splits" >> beam.FlatMapTuple(plan_splits)
             | "Spread" >> beam.Reshuffle()
         )
-        pairs = splits | "Pairs" >> beam.FlatMap(split_pairs, self.text_field, self.balance, self.seed)
+        root = common_root([f.url for f in self.files])
+        pairs = splits | "Pairs" >> beam.FlatMap(split_pairs, self.text_field, self.balance, self.seed, root)
         groups = (
             pairs
             | "GroupSizes" >> beam.Map(lambda t: (t[0], t[2]))
@@ -143,7 +161,7 @@ class SampleCorpus(beam.PTransform):
         parts = (
             splits
             | "Sample" >> beam.FlatMap(sample_split, self.text_field, self.balance, self.seed, AsSingleton(limits),
-                                       self.temp_prefix)
+                                       self.temp_prefix, root)
             | "AllParts" >> beam.combiners.ToList()
         )
         return parts | "Summary" >> beam.Map(
