@@ -51,6 +51,7 @@ from typing import Any
 
 from prepare_throughput import (
     MB,
+    cached_corpus,
     chatterbot_conversations,
     corpus_arguments,
     corpus_files,
@@ -65,7 +66,6 @@ from prepare_throughput import (
     run_measured,
     tail,
     verdict,
-    write_jsonl_files,
 )
 
 CORPUS_FILES = 8
@@ -131,20 +131,9 @@ def prose_corpus_records(size_bytes: int) -> Iterator[dict[str, str]]:
 
 def generated_corpus(workdir: Path, size_mb: float) -> list[str]:
     """The generated corpus files in ``workdir`` (built, or reused when an identical one is there)."""
-    directory = workdir / f"filter-corpus-{size_mb:g}mb"
-    meta_path = directory / "corpus.json"
-    meta_want = {"version": CORPUS_VERSION, "size_mb": size_mb, "files": CORPUS_FILES, "python": sys.version}
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        if {k: meta.get(k) for k in meta_want} == meta_want and all(os.path.exists(p) for p in meta["paths"]):
-            log(f"reusing the generated corpus in {directory}")
-            return meta["paths"]
-    log(f"generating a ~{size_mb:g} MB corpus (stdlib docstrings + chatterbot multilingual + 15% code) ...")
-    shutil.rmtree(directory, ignore_errors=True)
-    records = list(prose_corpus_records(int(size_mb * MB)))
-    paths = write_jsonl_files(records, directory, CORPUS_FILES, "part")
-    meta_path.write_text(json.dumps(meta_want | {"paths": paths}))
-    return paths
+    return cached_corpus(workdir / f"filter-corpus-{size_mb:g}mb", {"version": CORPUS_VERSION, "size_mb": size_mb},
+                         f"a ~{size_mb:g} MB corpus (stdlib docstrings + chatterbot multilingual + 15% code)",
+                         lambda: prose_corpus_records(int(size_mb * MB)), CORPUS_FILES)
 
 
 # ---------------------------------------------------------------------------------------------------------------

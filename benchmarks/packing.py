@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from prepare_throughput import (
+    cached_corpus,
     corpus_stats,
     log,
     machine_line,
@@ -40,7 +41,6 @@ from prepare_throughput import (
     tail,
     training_tokenizer,
     verdict,
-    write_jsonl_files,
 )
 
 TARGET_PADDING = 0.01
@@ -50,16 +50,10 @@ DECOMPOSE_RANGE = "8:11"
 
 def stdlib_corpus(workdir: Path) -> list[str]:
     """The standard library as JSONL documents (sources and docstrings), written once into the workdir."""
-    directory = workdir / "stdlib-corpus"
-    done = directory / "done.json"
-    if done.exists():
-        return json.loads(done.read_text())
     from transforms.demo_corpus import demo_records
 
-    records = [{"id": r["id"], "text": r["text"]} for r in demo_records()]
-    files = write_jsonl_files(records, directory, 4, "stdlib")
-    done.write_text(json.dumps(files))
-    return files
+    return cached_corpus(workdir / "stdlib-corpus", {"corpus": "stdlib"}, "the standard-library corpus",
+                         lambda: ({"id": r["id"], "text": r["text"]} for r in demo_records()), n_files=4)
 
 
 def run_prepare(files: list[str], tokenizer: str, out: Path, args: argparse.Namespace, extra: list[str],

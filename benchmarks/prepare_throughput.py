@@ -58,7 +58,7 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,24 +200,32 @@ def write_jsonl_files(records: list[dict[str, Any]], directory: Path, n_files: i
     return paths
 
 
-def generated_corpus(workdir: Path, size_mb: float) -> list[str]:
-    """The generated corpus files in ``workdir`` (built, or reused when an identical one is there)."""
-    directory = workdir / f"corpus-{size_mb:g}mb"
+def cached_corpus(directory: Path, identity: dict[str, Any], describe: str,
+                  records: Callable[[], Iterable[dict[str, Any]]], n_files: int = CORPUS_FILES) -> list[str]:
+    """JSONL files of ``records()`` in ``directory``, reused when an earlier run wrote them with the same
+    ``identity`` (generator version, size, Python...)."""
     meta_path = directory / "corpus.json"
-    meta_want = {"version": CORPUS_VERSION, "size_mb": size_mb, "files": CORPUS_FILES, "python": sys.version}
+    want = {**identity, "files": n_files, "python": sys.version}
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        if {k: meta.get(k) for k in meta_want} == meta_want and all(os.path.exists(p) for p in meta["paths"]):
+        if {k: meta.get(k) for k in want} == want and all(os.path.exists(p) for p in meta["paths"]):
             log(f"reusing the generated corpus in {directory}")
             return meta["paths"]
-    log(f"generating a ~{size_mb:g} MB corpus (stdlib sources and docstrings + chatterbot multilingual) ...")
+    log(f"generating {describe} ...")
     t0 = time.perf_counter()
     shutil.rmtree(directory, ignore_errors=True)
-    records = list(corpus_records(int(size_mb * MB)))
-    paths = write_jsonl_files(records, directory, CORPUS_FILES, "part")
-    meta_path.write_text(json.dumps(meta_want | {"paths": paths}))
-    log(f"  {len(records)} documents in {len(paths)} files, {time.perf_counter() - t0:.1f} s")
+    rows = list(records())
+    paths = write_jsonl_files(rows, directory, n_files, "part")
+    meta_path.write_text(json.dumps(want | {"paths": paths}))
+    log(f"  {len(rows)} documents in {len(paths)} files, {time.perf_counter() - t0:.1f} s")
     return paths
+
+
+def generated_corpus(workdir: Path, size_mb: float) -> list[str]:
+    """The generated corpus files in ``workdir`` (built, or reused when an identical one is there)."""
+    return cached_corpus(workdir / f"corpus-{size_mb:g}mb", {"version": CORPUS_VERSION, "size_mb": size_mb},
+                         f"a ~{size_mb:g} MB corpus (stdlib sources and docstrings + chatterbot multilingual)",
+                         lambda: corpus_records(int(size_mb * MB)))
 
 
 def doubled_corpus(files: list[str], directory: Path, text_field: str, id_field: str) -> list[str]:
