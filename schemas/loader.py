@@ -59,8 +59,9 @@ of the stored uint32 ids, which are below 2**31; None keeps uint32); ``position_
 ``batch_multipliers`` / ``sampling_odds`` ({length: value}, instead of the manifest's curriculum);
 ``cache_row_groups`` decoded row groups kept (default 2); ``fast_decode`` (default True: the token ids of shards
 laid out as tokenmill writes them, data pages of BYTE_STREAM_SPLIT or PLAIN uint32 values, are decoded by the
-loader itself from the decompressed pages, about twice as fast as pyarrow's list decoding; any other layout is
-read by pyarrow); ``storage_options`` for fsspec.
+loader itself from the decompressed pages, about twice as fast as pyarrow's list decoding, and for int64 ids a
+row group whose ids are all below 2**16 is decoded to 2-byte values, widened once when batches are gathered; any
+other layout is read by pyarrow); ``storage_options`` for fsspec.
 
 Batches are views of arrays computed for about 2**20 tokens at a time. An array is reused for later batches only
 once no batch refers to it any more, so a batch that is kept stays valid; memory is about ``shuffle_window`` row
@@ -182,6 +183,7 @@ class _OpenShard:
     handle: Any  # the fsspec file pyarrow reads (remote), else None
     ids_leaf: int | None  # Parquet column of the token ids when tokenmill decodes them itself, else None
     columns: list[str]  # the columns pyarrow reads
+    wide: bool = False  # ids found that do not fit 2 bytes: decode to uint32
 
     def close(self) -> None:
         if self.handle is not None:
@@ -218,6 +220,7 @@ class _Reader:
         self._files: OrderedDict[int, _OpenShard] = OrderedDict()
         self._groups: OrderedDict[tuple[int, int], _Rows] = OrderedDict()
         self.buffers = _Buffers(0)  # for decoded ids; sized by the dataset (the row groups a window holds)
+        self.narrow = False  # decode ids below 2**16 to uint16 (set when batches widen the ids anyway)
 
     def close(self) -> None:
         """Close every open file and drop the cache."""
@@ -295,7 +298,13 @@ class _Reader:
         ids = None
         if f.ids_leaf is not None:
             try:
-                ids = _read_ids(f, g, self.buffers.get((n, shard.seq_len), np.dtype(np.uint32)))
+                if self.narrow and not f.wide:
+                    try:
+                        ids = _read_ids(f, g, self.buffers.get((n, shard.seq_len), np.dtype(np.uint16)))
+                    except _Wide:
+                        f.wide = True  # 4-byte decoding for this file from now on
+                if ids is None:
+                    ids = _read_ids(f, g, self.buffers.get((n, shard.seq_len), np.dtype(np.uint32)))
             except Exception:  # not the layout the fast path reads: pyarrow reads this file from now on
                 f.ids_leaf = None
         columns = f.columns if ids is None else f.columns[1:]
@@ -321,6 +330,10 @@ _DATA_PAGE, _INDEX_PAGE, _DATA_PAGE_V2 = 0, 1, 3  # parquet.thrift PageType
 # 4 encoding, 5 and 6 definition and repetition level byte lengths, 7 is_compressed)
 _PAGE_HEADER = {1: None, 2: None, 3: None, 5: {1: None, 2: None, 3: None, 4: None},
                 8: {1: None, 2: None, 4: None, 5: None, 6: None, 7: None}}
+
+
+class _Wide(Exception):
+    """A row group's ids do not fit the 2-byte decoding (ids of 2**16 and above, or PLAIN pages)."""
 
 
 class _NotFast(Exception):
@@ -407,7 +420,8 @@ def _thrift_struct(b: Any, i: int, fields: dict[int, Any]) -> tuple[dict[int, An
 
 
 def _read_ids(f: _OpenShard, g: int, rows: np.ndarray) -> np.ndarray:
-    """The token ids of row group ``g``, decoded from its pages into ``rows`` (an uninitialised array)."""
+    """The token ids of row group ``g``, decoded from its pages into ``rows`` (an uninitialised uint32 or uint16
+    array; uint16 raises _Wide unless every page is BYTE_STREAM_SPLIT with its two high bytes zero)."""
     import pyarrow as pa
 
     out = rows.reshape(-1)
@@ -451,9 +465,18 @@ def _read_ids(f: _OpenShard, g: int, rows: np.ndarray) -> np.ndarray:
             raise _NotFast("value count")
         dst = out[at:at + n]
         if encoding == _PLAIN:
+            if dst.dtype != np.uint32:
+                raise _Wide()
             dst[:] = np.frombuffer(values, "<u4", count=n)
         elif encoding == _BYTE_STREAM_SPLIT:  # byte k of every value, then byte k + 1...
             planes = np.frombuffer(values, np.uint8, count=4 * n).reshape(4, n)
+            if dst.dtype == np.uint16:
+                if planes[2:].any():
+                    raise _Wide()
+                np.left_shift(planes[1], 8, out=dst, dtype=np.uint16)
+                np.bitwise_or(dst, planes[0], out=dst)
+                at += n
+                continue
             np.left_shift(planes[1], 8, out=dst, dtype=np.uint32)
             np.bitwise_or(dst, planes[0], out=dst)
             for k in (2, 3):
@@ -769,6 +792,7 @@ class PackedShardDataset:
         self.manifest = _read_manifest(self.path, self.storage_options)
         self._shards = _shards_of(self.manifest, self.path)
         self._reader = _Reader(self._shards, self.storage_options, cache_row_groups, fast_decode)
+        self._reader.narrow = self.ids_dtype is not None and self.ids_dtype.itemsize > 4
         self._pools = self._make_pools(block_rows, batch_multipliers, sampling_odds)
         self._reader.buffers.keep = len(self._pools) * (self.shuffle_window + 1) + cache_row_groups + 2
         if self.ids_dtype is not None and (self.ids_dtype.kind not in "iu" or self.ids_dtype.itemsize < 4):
@@ -963,10 +987,10 @@ class PackedShardDataset:
         """The batch arrays of consecutive rows (the next batches of one length), computed together."""
         n = sum(r1 - r0 for _, r0, r1 in parts)
         total = n * seq_len
-        stored = parts[0][0].parts[0].ids.dtype
-        want = stored if self.ids_dtype is None else self.ids_dtype
+        stored = parts[0][0].parts[0].ids.dtype  # uint32, or uint16 when the reader narrows (int64 ids only)
+        want = np.dtype(np.uint32) if self.ids_dtype is None else self.ids_dtype
         # same-size integers (uint32 ids as int32: ids are below 2**31) are a view, not a conversion
-        as_view = want.itemsize == stored.itemsize and want.kind in "iu" and stored.kind in "iu"
+        as_view = want.itemsize == stored.itemsize == 4
         ids = parts[0][0].view(parts[0][1], parts[0][2], "ids") if len(parts) == 1 and as_view else None
         if ids is None:
             ids = self._buffers.get((n, seq_len), stored if as_view else want)
@@ -1003,11 +1027,18 @@ class PackedShardDataset:
             flat = flat[np.concatenate(([True], flat[1:] > flat[:-1]))]  # empty segments (all-padding rows)
         lens = np.diff(np.append(flat, total))
         # every row starts a segment: position = column - the row-relative start of the token's segment
-        if len(self._ramp) != seq_len or self._ramp.dtype != self.position_dtype:
-            self._ramp = np.arange(seq_len, dtype=self.position_dtype)
-        small = np.uint16 if seq_len <= 1 << 16 else np.uint32
+        small = np.dtype(np.uint16 if seq_len <= 1 << 16 else np.uint32)
+        if small.itemsize >= self.position_dtype.itemsize:
+            small = self.position_dtype
+        if len(self._ramp) != seq_len or self._ramp.dtype != small:
+            self._ramp = np.arange(seq_len, dtype=small)
         positions = self._buffers.get((n, seq_len), self.position_dtype)
-        np.subtract(self._ramp, np.repeat((flat % seq_len).astype(small), lens).reshape(n, seq_len), out=positions)
+        seg = np.repeat((flat % seq_len).astype(small), lens).reshape(n, seq_len)
+        if small == self.position_dtype:
+            np.subtract(self._ramp, seg, out=positions)
+        else:  # in the narrow type, then widened once (cheaper than a mixed-type subtraction)
+            np.subtract(self._ramp, seg, out=seg)
+            np.copyto(positions, seg)
         index = np.concatenate([window.index[r0:r1] for window, r0, r1 in parts])
         return _Chunk(first, n, seq_len, ids, positions, loss, index, flat, lens)
 

@@ -231,6 +231,31 @@ def test_page_layouts(tmp_path, writer, fast):
     assert same_batches(batches, read_all(PackedShardDataset(path, seed=4, fast_decode=False), 5))
 
 
+def test_ids_of_any_size_after_two_byte_decoding(tmp_path):
+    """int64 batches decode row groups of ids below 2**16 to 2 bytes; a later group with larger ids is exact too."""
+    path = write_synthetic(tmp_path, {64: [120]}, group_rows=40)
+    shard = tmp_path / "shards" / "len=00064" / "part-00000.parquet"
+    table = pq.read_table(shard)
+    ids = np.array(table.column("input_ids").to_pylist(), np.uint32)
+    ids[100, 0] = 2 ** 16 + 7  # the third row group only; its first page
+    ids[110, 5] = 2 ** 31 - 1
+    table = table.set_column(0, table.schema.field(0), pa.array(list(ids), pa.list_(pa.uint32())))
+    pq.write_table(table, shard, row_group_size=40, compression="zstd", use_dictionary=False,
+                   column_encoding={INPUT_IDS_LEAF: "BYTE_STREAM_SPLIT"})
+    rows = synthetic_truth(path)
+    for options in ({"shuffle": False}, {"shuffle_window": 1}, {"shuffle_window": 3}):
+        ds = PackedShardDataset(path, seed=4, cache_row_groups=3, **options)
+        batches = read_all(ds, 7)
+        for batch in batches:
+            check_batch(batch, [rows[int(i)] for i in batch["row_index"]])
+        if options == {"shuffle": False}:  # groups in file order: once a file has a wide group it stays wide
+            assert [g.ids.dtype for g in ds._reader._groups.values()] == [np.uint16, np.uint16, np.uint32]
+        assert same_batches(batches, read_all(PackedShardDataset(path, seed=4, fast_decode=False, **options), 7))
+    narrow = PackedShardDataset(path, seed=4, ids_dtype=np.int32)  # a 4-byte view: no 2-byte decoding
+    read_all(narrow, 7)
+    assert all(g.ids.dtype == np.uint32 for g in narrow._reader._groups.values())
+
+
 def test_long_rows_across_windows(tmp_path):
     path = write_synthetic(tmp_path, {512: [70, 45]}, group_rows=16, loss_mask=True)
     rows = synthetic_truth(path)
