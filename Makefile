@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-filter bench-dedup bench-scoring bench-packing bench-loader clean
+.PHONY: demo test bench bench-filter bench-dedup bench-scoring bench-packing bench-loader bench-superbpe clean
 
 $(STAMP): pyproject.toml transforms/_ngrams.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ bench-packing: $(STAMP)
 
 bench-loader: $(STAMP)
 	$(PY) benchmarks/loader_throughput.py
+
+bench-superbpe: $(STAMP)
+	$(PY) benchmarks/superbpe.py
 
 clean:
 	rm -rf $(VENV) demo-output build *.egg-info

@@ -178,6 +178,7 @@ def add_train_tokenizer_arguments(ap: argparse.ArgumentParser) -> None:
     """The options of ``train-tokenizer``."""
     from transforms.sampling import BALANCES
     from transforms.sources import FORMATS
+    from transforms.superbpe import BOUNDARIES
     from transforms.tokenizer_training import DIGITS, NORMALIZATIONS, PRETOKENIZERS
 
     ap.add_argument("--input", "-i", action="append", required=True, metavar="PATH",
@@ -206,8 +207,14 @@ def add_train_tokenizer_arguments(ap: argparse.ArgumentParser) -> None:
                     help="a pair must occur this often to be merged (default: 2)")
     ap.add_argument("--superbpe-transition", type=_positive, default=None, metavar="TOKENS",
                     help="SuperBPE: train ordinary BPE up to this many tokens, then keep merging on the same sample "
-                         "without whitespace pretokenization (only newlines and the digit rule cut), so later "
-                         "tokens may span words (default: off)")
+                         "without whitespace pretokenization (digits, punctuation and newlines still cut; the "
+                         "chunks are counted in Beam), so later tokens may span words (default: off)")
+    ap.add_argument("--superbpe-boundaries", choices=BOUNDARIES, default="punctuation",
+                    help="where SuperBPE's stage 2 still cuts the text: punctuation (runs of punctuation and "
+                         "symbols, digits, newlines; the default) or newlines (digits and newlines only: a token "
+                         "may span a whole line of code)")
+    ap.add_argument("--workers", type=_positive, default=1,
+                    help="local Beam worker processes for sampling and counting SuperBPE chunks (default: 1)")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     ap.add_argument("--verbose", "-v", action="store_true", help="show Beam's own log messages")
 
@@ -507,7 +514,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 digits=args.digits, normalization=args.normalization, special_tokens=args.special_token,
                 sample_bytes=args.sample_bytes, balance=args.balance, seed=args.seed, text_field=args.text_field,
                 input_format=args.input_format, min_frequency=args.min_frequency,
-                superbpe_transition=args.superbpe_transition, overwrite=args.overwrite,
+                superbpe_transition=args.superbpe_transition, superbpe_boundaries=args.superbpe_boundaries,
+                overwrite=args.overwrite, workers=args.workers,
             )
             print(tokenizer_summary(train_tokenizer(cfg, beam_args)), file=sys.stderr)
             return 0

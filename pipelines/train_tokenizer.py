@@ -3,7 +3,9 @@
     files ─► SampleCorpus (pass 1: (group, hash, bytes) ─► per-group hash thresholds; pass 2: documents under
              their group's threshold) ─► sample parts
     sample parts (in input order) ─► BpeTrainer (preset pretokenizer, digit rule, normalisation) ─► tokenizer.json
-    [--superbpe-transition T: BpeTrainer to T tokens, then SuperBPE's stage 2 (transforms.superbpe) to the full size]
+    [--superbpe-transition T: BpeTrainer to T tokens ─► sample parts ─► CountChunks (stage-2 chunks as stage-1
+     token sequences, summed per distinct chunk) ─► chunk counts ─► stage-2 merges (transforms.superbpe) to the
+     full size]
 
 The card (``<output>.card.json``: inputs, sample per group, shares, recipe, vocabulary size, timings) is written
 after the tokenizer.
@@ -14,8 +16,8 @@ from __future__ import annotations
 import json
 import posixpath
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import apache_beam as beam
 import fsspec
@@ -23,6 +25,7 @@ import fsspec
 from pipelines import tokenmill_version
 from transforms.sampling import BALANCES, SampleCorpus
 from transforms.sources import expand_inputs
+from transforms.superbpe import BOUNDARIES, CountChunks, read_chunk_counts, sample_texts, spanning_tokens, superbpe
 from transforms.tokenizer_training import END_OF_TEXT, PAD, TokenizerRecipe, train_tokenizer
 
 CARD_FORMAT = "tokenmill.tokenizer-card/1"
@@ -50,6 +53,8 @@ class TrainTokenizerConfig:
     input_format: str | None = None
     min_frequency: int = 2
     superbpe_transition: int | None = None  # SuperBPE: stage 1 stops at this many tokens, stage 2 spans words
+    superbpe_boundaries: str = "punctuation"  # where stage 2 still cuts: punctuation (and newlines, digits) or newlines
+    workers: int = 1  # local worker processes of the Beam steps (counting SuperBPE's chunks)
     overwrite: bool = False
 
 
@@ -66,6 +71,9 @@ def recipe_of(cfg: TrainTokenizerConfig) -> TokenizerRecipe:
         raise TokenizerTrainingError(f"--balance {cfg.balance!r} is not one of {', '.join(BALANCES)}")
     if cfg.sample_bytes < 1:
         raise TokenizerTrainingError(f"--sample-bytes must be positive, got {cfg.sample_bytes}")
+    if cfg.superbpe_boundaries not in BOUNDARIES:
+        raise TokenizerTrainingError(f"--superbpe-boundaries {cfg.superbpe_boundaries!r} is not one of "
+                                     f"{', '.join(BOUNDARIES)}")
     transition = cfg.superbpe_transition
     if transition is not None and not len(specials) + 256 <= transition < cfg.vocab_size:
         raise TokenizerTrainingError(f"--superbpe-transition must be between {len(specials) + 256} and --vocab-size - 1 "
@@ -73,11 +81,34 @@ def recipe_of(cfg: TrainTokenizerConfig) -> TokenizerRecipe:
     return recipe
 
 
-def _texts(parts: list[dict[str, Any]]) -> Iterator[str]:
-    for part in parts:
-        with fsspec.open(part["url"], "r", encoding="utf-8") as fh:
-            for line in fh:
-                yield json.loads(line)["text"]
+def _superbpe(cfg: TrainTokenizerConfig, recipe: TokenizerRecipe, parts: list[dict[str, Any]], temp: str,
+              beam_args: list[str]) -> tuple[Any, dict[str, Any]]:
+    """SuperBPE: stage 1 to the transition, the stage-2 chunk counts (Beam), stage 2's merges; the tokenizer and
+    what the card records of it."""
+    from pipelines.prepare import beam_options, local_runner
+
+    started = time.time()
+    stage1 = train_tokenizer(sample_texts(parts), replace(recipe, vocab_size=cfg.superbpe_transition))
+    stage1_done = time.time()
+    prefix = posixpath.join(temp, "chunks", "counts")
+    with beam.Pipeline(runner=local_runner(beam_args, cfg.workers), options=beam_options(beam_args, cfg.workers)) as p:
+        (p
+         | "Parts" >> beam.Create(parts, reshuffle=False)
+         | "CountChunks" >> CountChunks(stage1.to_str(), recipe.digits, cfg.superbpe_boundaries, prefix))
+    counts = read_chunk_counts(prefix + "-*")
+    counted = time.time()
+    tok = superbpe(stage1, counts, cfg.vocab_size, recipe.digits, recipe.min_frequency, cfg.superbpe_boundaries)
+    info = {
+        "transition": cfg.superbpe_transition,
+        "boundaries": cfg.superbpe_boundaries,
+        "stage2_merges": _merges(tok) - _merges(stage1),
+        "distinct_chunks": len(counts),
+        "chunk_occurrences": sum(counts.values()),
+        "spanning_tokens": spanning_tokens(tok),
+        "seconds": {"stage1": round(stage1_done - started, 2), "count_chunks": round(counted - stage1_done, 2),
+                    "stage2": round(time.time() - counted, 2)},
+    }
+    return tok, info
 
 
 def run(cfg: TrainTokenizerConfig, beam_args: list[str] | None = None) -> dict[str, Any]:
@@ -98,7 +129,8 @@ def run(cfg: TrainTokenizerConfig, beam_args: list[str] | None = None) -> dict[s
     summary_url = posixpath.join(temp, "summary.json")
     beam_args = list(beam_args or [])
     try:
-        with beam.Pipeline(runner=local_runner(beam_args, 1), options=beam_options(beam_args, 1)) as p:
+        with beam.Pipeline(runner=local_runner(beam_args, cfg.workers),
+                           options=beam_options(beam_args, cfg.workers)) as p:
             (p
              | "SampleCorpus" >> SampleCorpus(files, cfg.text_field, cfg.sample_bytes, cfg.balance, cfg.seed,
                                               posixpath.join(temp, "part"))
@@ -108,16 +140,12 @@ def run(cfg: TrainTokenizerConfig, beam_args: list[str] | None = None) -> dict[s
         sampled = time.time()
         if not summary["parts"]:
             raise TokenizerTrainingError("the inputs hold no readable document to train on")
+        superbpe_info: dict[str, Any] | None = None
         try:
             if cfg.superbpe_transition is None:
-                tok = train_tokenizer(_texts(summary["parts"]), recipe)
-            else:  # stage 1 up to the transition, stage 2 on the same sample across words
-                from dataclasses import replace
-
-                from transforms.superbpe import superbpe
-
-                stage1 = train_tokenizer(_texts(summary["parts"]), replace(recipe, vocab_size=cfg.superbpe_transition))
-                tok = superbpe(stage1, _texts(summary["parts"]), cfg.vocab_size, recipe.digits)
+                tok = train_tokenizer(sample_texts(summary["parts"]), recipe)
+            else:  # stage 1 up to the transition; stage-2 chunks counted in Beam; stage 2 on them, across words
+                tok, superbpe_info = _superbpe(cfg, recipe, summary["parts"], temp, beam_args)
         except ValueError as exc:
             raise TokenizerTrainingError(str(exc)) from exc
         trained = time.time()
@@ -150,12 +178,17 @@ def run(cfg: TrainTokenizerConfig, beam_args: list[str] | None = None) -> dict[s
             "corpus_bytes_per_group": summary["groups"], "shares": summary["shares"],
             "sampled_bytes_per_group": dict(sorted(groups_sampled.items())),
         },
+        "superbpe": superbpe_info,
         "seconds": {"sample": round(sampled - started, 2), "train": round(trained - sampled, 2),
                     "total": round(time.time() - started, 2)},
     }
     with fsspec.open(card_url, "w", encoding="utf-8") as fh:
         json.dump(card, fh, indent=2, ensure_ascii=False)
     return card
+
+
+def _merges(tok: Any) -> int:
+    return len(json.loads(tok.to_str())["model"]["merges"])
 
 
 def _write_json(value: Any, url: str) -> None:
@@ -176,6 +209,10 @@ def summary_table(card: dict[str, Any]) -> str:
         ("sample", f"{s['documents']:,} documents, {s['bytes'] / 1e6:,.1f} MB (budget {s['budget_bytes'] / 1e6:,.1f} MB, "
                    f"balance {s['balance']}, seed {s['seed']})"),
         ("groups", f"{len(s['corpus_bytes_per_group'])}"),
+        *([("superbpe", f"{sb['distinct_chunks']:,} distinct stage-2 chunks ({sb['chunk_occurrences']:,} in the "
+                        f"sample), {sb['stage2_merges']:,} stage-2 merges, {sb['spanning_tokens']:,} tokens span "
+                        f"words; stage 1 {sb['seconds']['stage1']} s, counting {sb['seconds']['count_chunks']} s, "
+                        f"stage 2 {sb['seconds']['stage2']} s")] if (sb := card.get("superbpe")) else []),
         ("time", f"sample {card['seconds']['sample']} s, train {card['seconds']['train']} s"),
         ("card", card["tokenizer"] + ".card.json"),
     ]

@@ -129,6 +129,25 @@ def test_superbpe_spans_words_and_compresses_held_out_text_better(tmp_path, ml_t
     assert super_tok.get_vocab_size(with_added_tokens=True) == 3000
     spanning = [t for t in super_tok.get_vocab() if "Ġ" in t.lstrip("Ġ") and t.replace("Ġ", "")]
     assert spanning  # tokens holding a space inside: merges across words
+    card = json.loads((tmp_path / "super.json.card.json").read_text())["superbpe"]
+    assert card["spanning_tokens"] == len(spanning) and card["transition"] == 2000
+    assert card["stage2_merges"] >= 1000 and card["chunk_occurrences"] >= card["distinct_chunks"] > 0
+    # the chunks are counted in Beam: two worker processes give the same tokenizer, byte for byte
+    again = tmp_path / "super2.json"
+    assert cli.main([*base, "-o", str(again), "--superbpe-transition", "2000", "--workers", "2"]) == 0
+    assert again.read_bytes() == superbpe.read_bytes()
+    lines = tmp_path / "lines.json"
+    assert cli.main([*base, "-o", str(lines), "--superbpe-transition", "2000", "--superbpe-boundaries", "newlines"]) == 0
+    lines_tok = Tokenizer.from_file(str(lines))
+    assert lines_tok.get_vocab_size(with_added_tokens=True) == 3000
+    def word_and_comma(t):
+        return "," in t and any(c.isalpha() and c not in "ĠĊ" for c in t)
+
+    def stage2_tokens(tok):
+        return [t for t, i in tok.get_vocab().items() if i >= 2000]
+
+    assert any(word_and_comma(t) for t in stage2_tokens(lines_tok))  # merged across punctuation
+    assert not any(word_and_comma(t) for t in stage2_tokens(super_tok))  # punctuation still cuts
 
     def bytes_per_token(tok):
         return sum(len(t.encode()) for t in held) / sum(
@@ -142,3 +161,81 @@ def test_superbpe_spans_words_and_compresses_held_out_text_better(tmp_path, ml_t
     with pytest.raises(SystemExit):
         cli.main([*base, "-o", str(tmp_path / "bad.json"), "--superbpe-transition", "0"])
     assert cli.main([*base, "-o", str(tmp_path / "bad.json"), "--superbpe-transition", "3000"]) == 2
+
+
+def _reference_merges(counts: dict[str, int], base: int, wanted: int, min_frequency: int) -> list[tuple[str, str]]:
+    """Plain BPE over symbol words with counts, recounting every pair at every step: the most frequent pair, ties to
+    the smallest pair of symbol ids (the alphabet's ids, then new symbols' in merge order)."""
+    from collections import Counter
+
+    from transforms.superbpe import SYMBOL_BASE
+
+    ids = {chr(SYMBOL_BASE + i): i for i in range(base)}
+    words = [([ids[c] for c in w], n) for w, n in counts.items()]
+    strings = {i: c for c, i in ids.items()}
+    merges = []
+    while len(strings) < base + wanted:
+        pairs: Counter = Counter()
+        for word, n in words:
+            for pair in zip(word, word[1:]):
+                pairs[pair] += n
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: (-pairs[p], p))
+        if pairs[best] < min_frequency:
+            break
+        merged = strings[best[0]] + strings[best[1]]
+        new = next((i for i, t in strings.items() if t == merged), len(strings))
+        strings[new] = merged
+        merges.append((strings[best[0]], strings[best[1]]))
+        for k, (word, n) in enumerate(words):
+            out, i = [], 0
+            while i < len(word):
+                if i + 1 < len(word) and (word[i], word[i + 1]) == best:
+                    out.append(new)
+                    i += 2
+                else:
+                    out.append(word[i])
+                    i += 1
+            words[k] = (out, n)
+    return merges
+
+
+def test_stage2_merges_are_plain_bpe_over_the_chunk_counts(ml_texts):
+    """The stage-2 learner (tokenizers' trainer over stage-1 token symbols) learns exactly the merges of a naive BPE
+    over the same chunk counts, and the tokenizer holds them after stage 1's."""
+    from collections import Counter
+
+    from transforms.superbpe import SYMBOL_BASE, chunk_symbols, chunk_tokenizer, superbpe
+    from transforms.tokenizer_training import TokenizerRecipe, train_tokenizer
+
+    texts = ml_texts[:600]
+    stage1 = train_tokenizer(iter(texts), TokenizerRecipe(vocab_size=700, pretokenizer="gpt4", digits="r2l3"))
+    counts = dict(Counter(chunk_symbols(chunk_tokenizer(stage1.to_str(), "r2l3"), texts)))
+    base = stage1.get_vocab_size(with_added_tokens=True)
+    tok = superbpe(stage1, counts, 760, "r2l3", min_frequency=2)
+    spec = json.loads(tok.to_str())
+    stage1_merges = len(json.loads(stage1.to_str())["model"]["merges"])
+    learned = [tuple(m) for m in spec["model"]["merges"][stage1_merges:]]
+    token_of = {i: t for t, i in stage1.get_vocab().items()}
+    reference = [("".join(token_of[ord(c) - SYMBOL_BASE] for c in a), "".join(token_of[ord(c) - SYMBOL_BASE] for c in b))
+                 for a, b in _reference_merges(counts, base, 80, 2)]
+    assert learned == reference[:len(learned)] and len(learned) >= 60
+    assert tok.get_vocab_size() == 760
+
+
+@pytest.mark.parametrize("boundaries, expected", [
+    ("punctuation", ["of the cat", " and then ", "234", "567", " more", "in the box", "next line"]),
+    ("newlines", ["of the cat, and then ", "234", "567", " more", "in the box", "next line"]),
+])
+def test_chunks_are_cut_at_digits_punctuation_newlines_and_special_tokens_not_spaces(tokenizer_path, boundaries,
+                                                                                     expected):
+    from transforms.superbpe import SYMBOL_BASE, chunk_symbols, chunk_tokenizer
+
+    stage1 = Tokenizer.from_file(tokenizer_path)
+    tok = chunk_tokenizer(stage1.to_str(), "r2l3", boundaries)
+    token_of = {i: t for t, i in stage1.get_vocab().items()}
+    text = "of the cat, and then 1234567 more<|endoftext|>in the box\nnext line"
+    chunks = ["".join(token_of[ord(c) - SYMBOL_BASE] for c in s) for s in chunk_symbols(tok, [text])]
+    spelled = [c.replace("Ġ", " ").replace("Ċ", "\n") for c in chunks]
+    assert spelled == [c for c in expected if len(tok.encode(c, add_special_tokens=False).ids) > 1]
