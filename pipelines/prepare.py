@@ -9,7 +9,8 @@
                                                                    ├─ keys ─► FindDuplicates ─┴► Join ─► FinishStaged
                                                                    └─ candidates (minus duplicates) ─► SelectionPlan
                           SelectionPlan (cut-points, budget threshold) is a side input of FinishStaged and Commit
-    every pass ─► rejected/ (reason per record); Commit renames files into place and writes the manifest last
+    every pass ─► rejected/ (reason per record); Commit renames files into place and writes the manifest last;
+    report.html (drawn from the manifest) follows it
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import shlex
 import sys
 import time
@@ -28,6 +30,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import AsSingleton
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.transforms.environments import SubprocessSDKEnvironment
+from fsspec.core import url_to_fs
 
 from pipelines import tokenmill_version
 from pipelines.beam_tuning import shorten_state_sampling
@@ -42,6 +45,7 @@ from transforms.prepare_stream import FinishStaged, ProcessStream, StageStream, 
 from transforms.pack import PackingSpec
 from transforms.recipe_work import cool_down, warm_up
 from transforms.recipes import Recipe, load_recipe
+from transforms.run_report import render_run_html
 from transforms.sources import (
     DEFAULT_STREAM_BYTES,
     InputFile,
@@ -310,7 +314,17 @@ def execute(cfg: Any, files: list[InputFile], stream_cfg: StreamConfig, manifest
     manifest = read_manifest(cfg.output)
     if manifest is None or manifest.get(m.K_FINGERPRINT) != fingerprint_:
         raise RuntimeError(f"the pipeline finished but wrote no manifest into {cfg.output!r}")
+    write_report(cfg.output, manifest)
     return manifest
+
+
+def write_report(output: str, manifest: dict[str, Any]) -> None:
+    """report.html beside manifest.json (after it), through a temporary name like the manifest."""
+    fs, root = url_to_fs(output)
+    path = posixpath.join(root.rstrip("/"), m.REPORT_HTML)
+    with fs.open(path + ".tmp", "wb") as fh:
+        fh.write(render_run_html(manifest).encode("utf-8"))
+    fs.mv(path + ".tmp", path)
 
 
 def packing_spec(cfg: PrepareConfig) -> PackingSpec:

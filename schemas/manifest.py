@@ -7,6 +7,7 @@ from typing import Any
 
 MANIFEST_FORMAT = "tokenmill.packed/1"
 DOCUMENTS_FORMAT = "tokenmill.documents/1"  # ``tokenmill filter``: documents, no shards
+REPORT_HTML = "report.html"  # the run's self-contained report, written beside manifest.json after it
 
 # Reasons a record is rejected (written to rejected/ with the record). Keys of counts.docs_rejected.
 MALFORMED_JSON = "malformed_json"

@@ -113,7 +113,7 @@ def test_rerun_is_byte_identical_and_leaves_nothing_stale(baseline, corpus, toke
     again = prepare([str(d / "*.jsonl*")], out, tokenizer_path, SEQ, shard_rows=500, stream_bytes=200_000)
     assert shard_bytes(out) == before
     assert [s["sha256"] for s in again[m.K_SHARDS]] == [s["sha256"] for s in manifest[m.K_SHARDS]]
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "shards"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", m.REPORT_HTML, "shards"]
 
 
 def test_two_workers_give_identical_shards(baseline, corpus, tokenizer_path, tmp_path):

@@ -85,7 +85,8 @@ def test_pipeline_fallback_is_recorded_and_output_identical(tmp_path, tokenizer_
     assert shard_bytes(tmp_path / "auto") == shard_bytes(tmp_path / "ref")
     assert manifest[m.K_COUNTS] == reference[m.K_COUNTS]
     assert manifest[m.K_REJECTED] == reference[m.K_REJECTED]
-    assert sorted(p.name for p in (tmp_path / "auto").iterdir()) == ["manifest.json", "rejected", "shards"]
+    assert sorted(p.name for p in (tmp_path / "auto").iterdir()) == ["manifest.json", "rejected", m.REPORT_HTML,
+                                                                    "shards"]
     assert reference[m.K_TOKENIZER]["backend"] == "hf"
 
 

@@ -29,7 +29,7 @@ from schemas.shards import (
 )
 
 _RESULT_DIRS = (SHARDS_DIR, DOCUMENTS_DIR, REJECTED_DIR, MODIFIED_DIR)
-_OURS = {MANIFEST_FILE, TEMP_DIR, MANIFEST_FILE + ".tmp", *_RESULT_DIRS}
+_OURS = {MANIFEST_FILE, TEMP_DIR, MANIFEST_FILE + ".tmp", m.REPORT_HTML, m.REPORT_HTML + ".tmp", *_RESULT_DIRS}
 
 
 class OutputError(ValueError):
@@ -95,7 +95,8 @@ def prepare_output(output: str, fingerprint: str, overwrite: bool) -> None:
     except OSError as exc:
         raise OutputError(f"--output {output!r} is not writable ({exc})") from exc
     # the manifest goes first: from here on the directory is not a result until the new manifest lands
-    for name in (MANIFEST_FILE, MANIFEST_FILE + ".tmp", *_RESULT_DIRS, TEMP_DIR):
+    for name in (MANIFEST_FILE, MANIFEST_FILE + ".tmp", m.REPORT_HTML, m.REPORT_HTML + ".tmp", *_RESULT_DIRS,
+                 TEMP_DIR):
         path = posixpath.join(root, name)
         if fs.exists(path):
             fs.rm(path, recursive=True)

@@ -1,85 +1,11 @@
-"""``report.html`` of eval-tokenizer: one self-contained page (inline CSS, inline SVG charts drawn here, no JS)."""
+"""``report.html`` of eval-tokenizer: one self-contained page (inline CSS, inline SVG charts from transforms.charts, no JS)."""
 
 from __future__ import annotations
 
 from html import escape
 from typing import Any, Sequence
 
-COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px;color:#222;max-width:1150px}
-h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd}h3{font-size:15px}
-table{border-collapse:collapse;margin:8px 0 16px;font-size:13px}
-th,td{border:1px solid #ddd;padding:3px 8px;text-align:right}th{background:#f4f4f4}
-td:first-child,th:first-child{text-align:left}
-.legend span{display:inline-block;margin-right:14px;font-size:13px}
-.legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-1px}
-code{font-size:12px;background:#f6f6f6;padding:0 3px}
-"""
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.3f}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return escape(str(v))
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """An HTML table (numbers formatted, text escaped)."""
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def legend(names: Sequence[str]) -> str:
-    """Colour legend of the series."""
-    items = "".join(f'<span><i style="background:{COLORS[k % len(COLORS)]}"></i>{escape(n)}</span>'
-                    for k, n in enumerate(names))
-    return f'<div class="legend">{items}</div>'
-
-
-def bar_chart(categories: Sequence[str], series: dict[str, Sequence[float | None]], title: str,
-              reference: float | None = None, width: int = 1100, height: int = 260) -> str:
-    """Grouped vertical bars as inline SVG: one group per category, one bar per series (None: no bar)."""
-    values = [v for vs in series.values() for v in vs if v is not None]
-    top = max(values + ([reference] if reference else []) + [1e-9]) * 1.1
-    left, bottom, pad_top = 48, 60, 24
-    plot_w, plot_h = width - left - 10, height - bottom - pad_top
-    n_cat, n_ser = max(1, len(categories)), max(1, len(series))
-    group_w = plot_w / n_cat
-    bar_w = max(1.0, group_w * 0.8 / n_ser)
-    parts = [f'<svg width="{width}" height="{height}" role="img" '
-             f'aria-label="{escape(title)}">',
-             f'<text x="{left}" y="16" font-size="13" font-weight="bold">{escape(title)}</text>']
-    for k in range(5):  # grid and y labels
-        v = top * k / 4
-        y = pad_top + plot_h - plot_h * k / 4
-        parts.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e5e5"/>'
-                     f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end">{v:.3g}</text>')
-    for c, cat in enumerate(categories):
-        x0 = left + c * group_w + group_w * 0.1
-        for s, (name, vs) in enumerate(series.items()):
-            v = vs[c] if c < len(vs) else None
-            if v is None:
-                continue
-            h = plot_h * v / top
-            parts.append(f'<rect x="{x0 + s * bar_w:.1f}" y="{pad_top + plot_h - h:.1f}" width="{bar_w:.1f}" '
-                         f'height="{h:.1f}" fill="{COLORS[s % len(COLORS)]}"><title>{escape(name)} · '
-                         f'{escape(cat)}: {v:.4g}</title></rect>')
-        label = cat if len(cat) <= 14 else cat[:13] + "…"
-        cx = left + c * group_w + group_w / 2
-        parts.append(f'<text x="{cx:.1f}" y="{pad_top + plot_h + 14}" font-size="10" text-anchor="end" '
-                     f'transform="rotate(-35 {cx:.1f} {pad_top + plot_h + 14})">{escape(label)}</text>')
-    if reference:
-        y = pad_top + plot_h - plot_h * reference / top
-        parts.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#333" '
-                     f'stroke-dasharray="4 3"/>')
-    parts.append(f'<line x1="{left}" x2="{left}" y1="{pad_top}" y2="{pad_top + plot_h}" stroke="#999"/></svg>')
-    return "".join(parts)
+from transforms.charts import bar_chart, legend, page, table
 
 
 def _stats_rows(groups: dict[str, Any], names: Sequence[str]) -> list[list[Any]]:
@@ -97,11 +23,9 @@ def render_html(report: dict[str, Any]) -> str:
     """The whole report page from report.json's content."""
     names = [t["name"] for t in report["tokenizers"]]
     groups = report["corpus"]["groups"]
-    out = [f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Tokenizer evaluation</title>"
-           f"<style>{CSS}</style></head><body><h1>Tokenizer evaluation</h1>"]
-    out.append(table(["tokenizer", "path", "vocab", "special tokens", "byte-level"],
-                     [[t["name"], t["path"], t["vocab_size"], t["special_tokens"], str(t["byte_level"])]
-                      for t in report["tokenizers"]]))
+    out = [table(["tokenizer", "path", "vocab", "special tokens", "byte-level"],
+                 [[t["name"], t["path"], t["vocab_size"], t["special_tokens"], str(t["byte_level"])]
+                  for t in report["tokenizers"]])]
     out.append("<p>NSL is relative to the first tokenizer. Inputs: "
                + ", ".join(f"<code>{escape(i)}</code>" for i in report["options"]["inputs"]) + "</p>")
     out.append("<h2>Compression</h2>" + legend(names))
@@ -153,5 +77,4 @@ def render_html(report: dict[str, Any]) -> str:
         out.append("<h3>Scripts of alphabetic tokens</h3>"
                    + table(["tokenizer", *scripts], [[n, *[v["scripts"].get(s, 0) for s in scripts]]
                                                     for n, v in q.items()]))
-    out.append("</body></html>\n")
-    return "".join(out)
+    return page("Tokenizer evaluation", out)
