@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-filter bench-dedup bench-scoring bench-packing bench-loader bench-superbpe clean
+.PHONY: demo test bench bench-filter bench-dedup bench-scoring bench-packing bench-loader bench-superbpe bench-stats clean
 
 $(STAMP): pyproject.toml transforms/_ngrams.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench-loader: $(STAMP)
 
 bench-superbpe: $(STAMP)
 	$(PY) benchmarks/superbpe.py
+
+bench-stats: $(STAMP)
+	$(PY) benchmarks/stats_throughput.py
 
 clean:
 	rm -rf $(VENV) demo-output build *.egg-info

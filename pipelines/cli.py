@@ -46,6 +46,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def _add_format_and_text_field(ap: argparse.ArgumentParser) -> None:
+    """--input-format and --text-field (eval-tokenizer, stats)."""
+    from transforms.sources import FORMATS
+
+    ap.add_argument("--input-format", choices=FORMATS, default=None,
+                    help="read every input as this format instead of deciding by file name")
+    ap.add_argument("--text-field", default="text", help="field/column holding the document text (default: text)")
+
+
 def add_input_arguments(ap: argparse.ArgumentParser) -> None:
     """Inputs and the output directory (prepare and filter)."""
     from transforms.sources import FORMATS
@@ -379,9 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "first is the NSL baseline")
     ev.add_argument("--input", "-i", action="append", required=True, metavar="PATH",
                     help="file, glob, directory or fsspec URL; repeat for more. Same formats as prepare's --input")
-    ev.add_argument("--input-format", choices=FORMATS, default=None,
-                    help="read every input as this format instead of deciding by file name")
-    ev.add_argument("--text-field", default="text", help="field/column holding the document text (default: text)")
+    _add_format_and_text_field(ev)
     ev.add_argument("--parallel", action="append", default=[], metavar="GLOB",
                     help='JSONL of aligned texts, one record a line: {"id": ..., "texts": {"en": "...", '
                          '"de": "..."}}; repeat for more')
@@ -394,6 +401,47 @@ def build_parser() -> argparse.ArgumentParser:
                     help="read at most about N bytes of document text, shared equally among the input splits "
                          "(default: all)")
     ev.add_argument("--verbose", "-v", action="store_true", help="show Beam's own log messages")
+    st = sub.add_parser(
+        "stats",
+        help="corpus statistics: sizes, length distributions, quality signals, duplicates, frequent lines",
+        description="Measure every input in one Beam pass with combinable sketches only (no document leaves its "
+                    "worker): documents, bytes, characters, words, lines (and tokens with --tokenizer); "
+                    "distributions of document length (count, mean, exact min/max, quantiles within 1%, "
+                    "log-binned histograms) and of the quality signals the filters use; breakdowns by metadata "
+                    "fields; the exact-duplicate rate and a HyperLogLog distinct count; the most frequent lines. "
+                    "The input may also be a prepare/filter output directory (its funnel is added). Writes "
+                    "stats.json (schema: schemas/stats.py) and a self-contained report.html under --output.",
+        epilog=EPILOG_BEAM,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    st.add_argument("--input", "-i", action="append", required=True, metavar="PATH",
+                    help="file, glob, directory or fsspec URL (repeatable), or one prepare/filter output directory")
+    st.add_argument("--output", "-o", required=True, metavar="DIR",
+                    help="directory for stats.json and report.html (local or fsspec URL)")
+    st.add_argument("--by", action="append", default=[], metavar="FIELDS",
+                    help="break the counts down by these metadata fields, comma-separated (repeatable), e.g. "
+                         "source,lang; 'source' falls back to the input file and 'lang'/'language' to the offline "
+                         "language identifier when the records have no such field")
+    st.add_argument("--tokenizer", default=None, metavar="PATH",
+                    help="also count tokens with this tokenizer (HF tokenizer.json or tiktoken file; default: none)")
+    _add_format_and_text_field(st)
+    st.add_argument("--id-field", default="id", help="field/column with the document id (default: id)")
+    st.add_argument("--top-lines", type=int, default=50, metavar="N",
+                    help="report the N most frequent lines (default: 50; 0: none)")
+    st.add_argument("--max-groups", type=_positive, default=100, metavar="N",
+                    help="per --by field, keep the N largest values, the rest as (other) (default: 100)")
+    st.add_argument("--workers", type=_positive, default=1, help="local worker processes (default: 1)")
+    st.add_argument("--overwrite", action="store_true", help="replace an existing stats.json")
+    st.add_argument("--no-progress", action="store_true", help="no live progress line, even on a terminal")
+    st.add_argument("--verbose", "-v", action="store_true", help="show Beam's own log messages")
+    from pipelines.inspect_output import add_inspect_arguments
+
+    ins = sub.add_parser(
+        "inspect",
+        help="summarise a prepare/filter output, decode rows, verify checksums and counts",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_inspect_arguments(ins)
     return ap
 
 
@@ -437,6 +485,7 @@ def _run_with_progress(run, cfg, beam_args: list[str], show_progress: bool) -> d
 def _user_error(exc: BaseException) -> str | None:
     """The one-line message for errors a user can fix, found even inside Beam's wrapped exceptions."""
     from pipelines.prepare import ConfigError
+    from pipelines.stats import StatsError
     from pipelines.train_tokenizer import TokenizerTrainingError
     from transforms.classifier import ClassifierError
     from transforms.commit import OutputError
@@ -447,7 +496,7 @@ def _user_error(exc: BaseException) -> str | None:
     from transforms.tokenizer import TokenizerError
 
     if isinstance(exc, (InputError, OutputError, TokenizerError, ConfigError, RecipeError, ClassifierError,
-                        ExportError, TokenizerTrainingError)):
+                        ExportError, TokenizerTrainingError, StatsError)):
         return str(exc)
     text = str(exc)
     marker = BadRecordError.PREFIX
@@ -504,6 +553,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             from pipelines.demo import run_demo
 
             return run_demo(args, beam_args, _run_prepare)
+        if args.command == "stats":
+            from pipelines.stats import StatsConfig
+            from pipelines.stats import run as run_stats
+            from pipelines.stats import summary_table as stats_summary
+
+            cfg = StatsConfig(
+                inputs=args.input, output=args.output, by=[b for arg in args.by for b in arg.split(",")],
+                tokenizer=args.tokenizer, text_field=args.text_field, id_field=args.id_field,
+                input_format=args.input_format, top_lines=args.top_lines, max_groups=args.max_groups,
+                workers=args.workers, overwrite=args.overwrite,
+            )
+            print(stats_summary(_run_with_progress(run_stats, cfg, beam_args, not args.no_progress)),
+                  file=sys.stderr)
+            return 0
+        if args.command == "inspect":
+            from pipelines.inspect_output import run_inspect
+
+            if beam_args:
+                parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
+            return run_inspect(args)
         if args.command == "train-tokenizer":
             from pipelines.train_tokenizer import TrainTokenizerConfig
             from pipelines.train_tokenizer import run as train_tokenizer

@@ -80,8 +80,12 @@ def test_progress_side_channel_sums_workers(tmp_path):
     b.add(force=True, docs=4, records=4, bytes=2_000_000, streams=1)
     b.add(docs=100)  # within the interval: not written yet
     assert read_progress(str(tmp_path)) == {"docs": 7, "records": 9, "bytes": 3_000_000, "tokens": 0, "streams": 1}
-    line = ProgressDisplay(str(tmp_path), total_bytes=6_000_000, total_streams=None).line()
-    assert "9 records  7 docs kept" in line and "3.0 MB (50.0%)" in line and "MB/s" in line
+    display = ProgressDisplay(str(tmp_path), total_bytes=6_000_000, total_streams=None)
+    line = display.line()
+    assert "9 records  7 docs" in line and "3.0 MB (50.0%)" in line and "MB/s" in line and "docs/s" in line
+    assert "ETA" not in line  # too early to tell
+    display._start -= 10  # ten seconds in, half the input read: about ten seconds left
+    assert "ETA 10s" in display.line()
     assert "tokens" not in line  # a filter run has none
     a.add(force=True, tokens=2_500_000)
     assert "2.5M tokens" in ProgressDisplay(str(tmp_path), total_bytes=6_000_000, total_streams=None).line()

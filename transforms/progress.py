@@ -64,7 +64,8 @@ def read_progress(directory: str) -> dict[str, int]:
 
 
 class ProgressDisplay:
-    """A one-line live display on a terminal: documents, MB read, MB/s, streams done."""
+    """A one-line live display on a terminal: records, documents, MB read (and the share of the input), MB/s,
+    documents/s, tokens, elapsed time and, when the input size is known, the estimated time left."""
 
     def __init__(self, directory: str, total_bytes: int, total_streams: int | None, out: TextIO = sys.stderr) -> None:
         self.directory = directory
@@ -92,9 +93,13 @@ class ProgressDisplay:
         mb = p.get("bytes", 0) / 1e6
         pct = f" ({100 * p.get('bytes', 0) / self.total_bytes:4.1f}%)" if self.total_bytes else ""
         tokens = f"{p['tokens'] / 1e6:,.1f}M tokens  " if p.get("tokens") else ""
+        done = p.get("bytes", 0)
+        eta = ""
+        if self.total_bytes and done and done < self.total_bytes and elapsed >= 2:
+            eta = f"  ETA {(self.total_bytes - done) * elapsed / done:,.0f}s"
         return (
-            f"tokenmill: {p.get('records', 0):,} records  {p.get('docs', 0):,} docs kept  {mb:,.1f} MB{pct}  "
-            f"{mb / elapsed:,.1f} MB/s  {tokens}{elapsed:,.0f}s"
+            f"tokenmill: {p.get('records', 0):,} records  {p.get('docs', 0):,} docs  {mb:,.1f} MB{pct}  "
+            f"{mb / elapsed:,.1f} MB/s  {p.get('docs', 0) / elapsed:,.0f} docs/s  {tokens}{elapsed:,.0f}s{eta}"
         )
 
     def _loop(self) -> None:

@@ -1,0 +1,199 @@
+"""``tokenmill stats``: what is in a corpus, in one Beam pass, with combinable sketches only.
+
+    files ─► splits ─► Reshuffle ─► CorpusStats (per split: measures, sketches, line summary, text hashes;
+                                      merged globally; hashes shuffled by bucket for the exact distinct count)
+          ─► stats.json + report.html (+ the summary table on the terminal)
+
+The input may also be a ``tokenmill prepare`` or ``filter`` output directory: a filter output's kept documents are
+measured (``documents/``), a prepare output's inputs (from its manifest), and the funnel of that run is added.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import apache_beam as beam
+import fsspec
+
+from pipelines import tokenmill_version
+from schemas import manifest as mf
+from schemas import stats as s
+from schemas.shards import MANIFEST_FILE
+from transforms.sources import expand_inputs, plan_splits
+from transforms.stats import capped_groups, duplicate_summary
+from transforms.stats_transforms import CorpusStats, StatsSpec
+
+
+class StatsError(ValueError):
+    """A stats option or input that cannot be used."""
+
+
+@dataclass
+class StatsConfig:
+    """The stats job as the user configured it."""
+
+    inputs: list[str]
+    output: str
+    by: list[str] = field(default_factory=list)
+    tokenizer: str | None = None
+    text_field: str = "text"
+    id_field: str = "id"
+    input_format: str | None = None
+    top_lines: int = 50
+    max_groups: int = 100
+    workers: int = 1
+    overwrite: bool = False
+
+
+def _run_output(inputs: list[str]) -> tuple[list[str], str | None, dict[str, Any] | None]:
+    """If the single input is a prepare/filter output directory: (inputs to read, their format, its manifest)."""
+    if len(inputs) != 1:
+        return inputs, None, None
+    fs, path = fsspec.core.url_to_fs(inputs[0])
+    manifest_path = posixpath.join(path.rstrip("/"), MANIFEST_FILE)
+    if not fs.isdir(path) or not fs.exists(manifest_path):
+        return inputs, None, None
+    with fs.open(manifest_path, "r", encoding="utf-8") as fh:
+        manifest = json.load(fh)
+    base = inputs[0].rstrip("/")
+    if manifest.get(mf.K_FORMAT) == mf.DOCUMENTS_FORMAT or manifest.get(mf.K_DOCUMENTS):
+        files = [f"{base}/{d['path']}" for d in manifest.get(mf.K_DOCUMENTS, [])]
+        if not files:
+            raise StatsError(f"--input {inputs[0]!r}: the run kept no documents to measure")
+        return files, "parquet", manifest
+    urls = [f["url"] for f in manifest.get(mf.K_INPUTS, [])]
+    if not urls:
+        raise StatsError(f"--input {inputs[0]!r}: its manifest lists no inputs")
+    return urls, None, manifest
+
+
+def run(cfg: StatsConfig, beam_args: list[str] | None = None, progress_dir: str | None = None) -> dict[str, Any]:
+    """Measure the inputs; writes ``stats.json`` and ``report.html`` under ``cfg.output``; returns the stats."""
+    from pipelines.prepare import beam_options, local_runner
+    from transforms.sampling import common_root
+
+    started = time.time()
+    if cfg.top_lines < 0 or cfg.max_groups < 1:
+        raise StatsError("--top-lines must be >= 0 and --max-groups >= 1")
+    fs, out_path = fsspec.core.url_to_fs(cfg.output)
+    stats_path = posixpath.join(out_path, s.STATS_JSON)
+    if fs.exists(stats_path) and not cfg.overwrite:
+        raise StatsError(f"--output {cfg.output!r} already holds {s.STATS_JSON}; pass --overwrite to replace it")
+    inputs, forced, manifest = _run_output(cfg.inputs)
+    files = expand_inputs(inputs, forced or cfg.input_format)
+    tok_spec = None
+    if cfg.tokenizer:
+        from transforms.tokenizer import resolve_tokenizer
+
+        tok_spec = resolve_tokenizer(cfg.tokenizer)
+    by = tuple(dict.fromkeys(b.strip() for b in cfg.by if b.strip()))
+    spec = StatsSpec(cfg.text_field, cfg.id_field, by, tok_spec, max(4 * cfg.top_lines, 1000),
+                     common_root([f.url for f in files]), progress_dir)
+    fs.makedirs(out_path, exist_ok=True)
+    beam_args = list(beam_args or [])
+    temp = posixpath.join(cfg.output.rstrip("/"), ".stats-tmp")
+    if fs.exists(temp):
+        fs.rm(temp, recursive=True)
+    result_url = posixpath.join(temp, "result.pickle")
+    try:
+        with beam.Pipeline(runner=local_runner(beam_args, cfg.workers),
+                           options=beam_options(beam_args, cfg.workers)) as p:
+            (p
+             | "Files" >> beam.Create(list(enumerate(files)))
+             | "Splits" >> beam.FlatMapTuple(plan_splits)
+             | "Spread" >> beam.Reshuffle()
+             | "Stats" >> CorpusStats(spec)
+             | "Keep" >> beam.Map(_write_pickle, result_url))
+        import pickle
+
+        with fsspec.open(result_url, "rb") as fh:
+            part, distinct = pickle.load(fh)
+    finally:
+        if fs.exists(temp):
+            fs.rm(temp, recursive=True)
+    seconds = time.time() - started
+    stats = build_stats(cfg, files, part, distinct, manifest, seconds)
+    with fsspec.open(posixpath.join(cfg.output.rstrip("/"), s.STATS_JSON), "w", encoding="utf-8") as fh:
+        json.dump(stats, fh, indent=1, ensure_ascii=False)
+    from transforms.stats_report import render_stats_html
+
+    with fsspec.open(posixpath.join(cfg.output.rstrip("/"), s.REPORT_HTML), "w", encoding="utf-8") as fh:
+        fh.write(render_stats_html(stats))
+    return stats
+
+
+def _write_pickle(value: Any, url: str) -> None:
+    import pickle
+
+    with fsspec.open(url, "wb") as fh:
+        pickle.dump(value, fh)
+
+
+def build_stats(cfg: StatsConfig, files: list[Any], part: Any, distinct: int, manifest: dict[str, Any] | None,
+                seconds: float) -> dict[str, Any]:
+    """The stats.json document."""
+    with_tokens = cfg.tokenizer is not None
+    totals = {k: v for k, v in part.counts.items() if with_tokens or k != s.TOKENS}
+    totals[s.REJECTED] = dict(sorted(part.rejected.items()))
+    dists = {name: d.to_dict() for name, d in part.dists.items()}
+    out: dict[str, Any] = {
+        s.K_FORMAT: s.STATS_FORMAT,
+        s.K_VERSION: tokenmill_version(),
+        s.K_INPUTS: [f.url for f in files],
+        s.K_CONFIG: asdict(cfg),
+        s.K_SECONDS: round(seconds, 3),
+        s.K_MB_PER_SECOND: round(part.counts[s.BYTES] / 1e6 / seconds, 3) if seconds > 0 else None,
+        s.K_TOTALS: totals,
+        s.K_DISTRIBUTIONS: dists,
+        s.K_GROUPS: capped_groups(part.groups, cfg.max_groups, with_tokens),
+        s.K_DUPLICATES: duplicate_summary(part.counts[s.DOCUMENTS], distinct, part.hll.estimate()),
+        s.K_TOP_LINES: {"k": part.lines.k, "lines_counted": part.lines.total, "max_undercount": part.lines.undercount,
+                        "lines": [{"line": line, "count": n} for line, n in part.lines.top(cfg.top_lines)]},
+    }
+    if manifest is not None:
+        from transforms.run_report import funnel
+
+        out[s.K_FUNNEL] = [{"stage": stage, "documents": n} for stage, n in funnel(manifest)]
+    return out
+
+
+def summary_table(stats: dict[str, Any]) -> str:
+    """A compact table for the terminal."""
+    t, d, dup = stats[s.K_TOTALS], stats[s.K_DISTRIBUTIONS], stats[s.K_DUPLICATES]
+
+    def q(name: str) -> str:
+        dist = d.get(name)
+        if not dist or not dist[s.D_COUNT]:
+            return "-"
+        qs = dist[s.D_QUANTILES]
+        return f"p10 {qs['p10']:,.0f} · p50 {qs['p50']:,.0f} · p90 {qs['p90']:,.0f} · max {dist[s.D_MAX]:,.0f}"
+
+    rows = [
+        ("documents", f"{t[s.DOCUMENTS]:,} of {t[s.RECORDS]:,} records"
+                      + (f" ({sum(t[s.REJECTED].values()):,} unreadable)" if t[s.REJECTED] else "")),
+        ("text", f"{t[s.BYTES] / 1e6:,.1f} MB, {t[s.CHARACTERS]:,} characters, {t[s.WORDS]:,} words, "
+                 f"{t[s.LINES]:,} lines" + (f", {t[s.TOKENS]:,} tokens" if s.TOKENS in t else "")),
+        ("bytes / document", q(s.DOC_BYTES)),
+        ("words / document", q(s.DOC_WORDS)),
+        *([("tokens / document", q(s.DOC_TOKENS))] if s.DOC_TOKENS in d else []),
+        ("exact duplicates", f"{dup[s.EXACT_DUPLICATES]:,} documents ({100 * dup[s.EXACT_DUPLICATE_RATE]:.2f}%); "
+                             f"distinct {dup[s.DISTINCT]:,} (HyperLogLog {dup[s.DISTINCT_APPROX]:,})"),
+        ("lines ending in punct.", f"median {d[s.FRAC_LINES_END_PUNCT][s.D_QUANTILES]['p50'] or 0:.2f} per document"),
+    ]
+    for by, table in stats[s.K_GROUPS].items():
+        top = list(table.items())[:5]
+        rows.append((f"by {by}", ", ".join(f"{v} {g[s.BYTES] / 1e6:,.1f} MB" for v, g in top)
+                     + (f" (+{len(table) - 5} more)" if len(table) > 5 else "")))
+    lines = stats[s.K_TOP_LINES]["lines"][:3]
+    if lines:
+        rows.append(("most frequent lines", " | ".join(f"{x['count']:,}× {x['line'][:40]!r}" for x in lines)))
+    rows.append(("time", f"{stats[s.K_SECONDS]:.1f} s ({stats[s.K_MB_PER_SECOND] or 0:,.1f} MB/s)"))
+    rows.append(("output", f"{stats[s.K_CONFIG]['output'].rstrip('/')}/{s.STATS_JSON}, {s.REPORT_HTML}"))
+    width = max(len(k) for k, _ in rows)
+    line = "-" * min(120, width + 2 + max(len(v) for _, v in rows))
+    return "\n".join([line] + [f"{k:<{width}}  {v}" for k, v in rows] + [line])
+
