@@ -1,4 +1,19 @@
-"""The manifest (``manifest.json``, written last: the commit marker of an output directory) and its counts."""
+"""The manifest (``manifest.json``, written last: the commit marker of an output directory) and its counts.
+
+Besides the run's totals (``counts``) a manifest holds two breakdowns, combined like the totals (``Counts.merge``):
+
+- ``sources`` (K_SOURCES): per input file, keyed by its URL exactly as listed under ``inputs`` (every listed file,
+  zeros when nothing was read from it), the ``SOURCE_FIELDS``: records read, documents written, documents
+  rejected (all reasons and stages together), tokens in the shards (prepare; 0 for filter), input bytes read and
+  characters of the written documents. Each field adds up over the sources to the run's total of the same name
+  (``docs_rejected`` to the sum of ``counts.docs_rejected``); per source, records == docs_written + docs_rejected.
+  Deterministic: the same for any runner and worker count.
+- ``stage_seconds`` (K_STAGE_SECONDS): per timed stage (``TIMED_STAGES``), the seconds the workers spent in it,
+  measured per batch with ``time.perf_counter`` in the thread or process doing that work and summed over all
+  streams, threads, processes and workers. Summed worker seconds, not wall clock: stages overlap (reading runs
+  beside tokenizing, writing beside packing), so the sum can exceed ``wall_time_s``. Timings, like
+  ``wall_time_s``, are not part of the deterministic content of a result: compare manifests without them.
+"""
 
 from __future__ import annotations
 
@@ -63,9 +78,27 @@ REJ_SCORES = "scores"  # select: the document's scores ({scorer key: value}, and
 REJECTED_RECORD_CHARS = 1024
 
 
+# Fields of a source's entry in the manifest's ``sources`` section (see the module docstring); each is the
+# Counts field of the same name restricted to one input file, docs_rejected as a total over all reasons.
+SOURCE_FIELDS = ("records", "docs_written", "docs_rejected", "tokens", "bytes_read", "text_chars")
+
+# Timed stages (keys of the manifest's ``stage_seconds``), in pipeline order.
+TIME_READ = "read"  # reading and parsing input files; pass 2: reading staged documents back, minus duplicates and
+# the documents the selection plan drops
+TIME_RECIPE = "recipe"  # the recipe's filters, scorers and dedup keys (in its processes when it has several)
+TIME_TOKENIZE = "tokenize"  # encoding (with EOS/BOS and the loss mask source); pass 1 of a token budget too
+TIME_PACK = "pack"  # packing tokenized documents into rows
+TIME_WRITE = "write"  # writing shards, documents and staged documents (Parquet encoding and I/O)
+TIMED_STAGES = (TIME_READ, TIME_RECIPE, TIME_TOKENIZE, TIME_PACK, TIME_WRITE)
+
+
 @dataclass
 class Counts:
-    """Counts of one stream or of a whole run; they add up: records == docs_written + sum(docs_rejected)."""
+    """Counts of one stream or of a whole run; they add up: records == docs_written + sum(docs_rejected).
+
+    ``sources`` and ``stage_seconds`` travel with the counts between workers and become manifest sections of
+    their own (K_SOURCES, K_STAGE_SECONDS); ``totals()`` is the manifest's ``counts`` section without them.
+    """
 
     records: int = 0
     docs_written: int = 0
@@ -79,10 +112,26 @@ class Counts:
     text_chars: int = 0
     docs_split: int = 0  # documents whose tokens are in more than one row (cut by concat; pieces of best-fit/decompose)
     tokens_dropped: int = 0  # decompose: remainders below the shortest piece (not in the shards, not in tokens)
+    sources: dict[str, dict[str, int]] = field(default_factory=dict)  # per input URL: SOURCE_FIELDS
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # per TIMED_STAGES: summed worker seconds
 
-    def reject(self, reason: str, n: int = 1) -> None:
-        """Count ``n`` rejections for ``reason`` (the records themselves are counted where they are read)."""
+    def reject(self, reason: str, n: int = 1, source: str | None = None) -> None:
+        """Count ``n`` rejections for ``reason`` (and for ``source``; the records are counted where they are read)."""
         self.docs_rejected[reason] = self.docs_rejected.get(reason, 0) + n
+        if source is not None:
+            self.add_source(source, docs_rejected=n)
+
+    def add_source(self, source: str, **deltas: int) -> None:
+        """Add ``deltas`` (SOURCE_FIELDS) to the counts of the input file ``source``."""
+        row = self.sources.get(source)
+        if row is None:
+            row = self.sources[source] = dict.fromkeys(SOURCE_FIELDS, 0)
+        for name, n in deltas.items():
+            row[name] += n
+
+    def time(self, stage: str, seconds: float) -> None:
+        """Add ``seconds`` spent in ``stage`` (one of TIMED_STAGES)."""
+        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
 
     def repair(self, kind: str, n: int = 1) -> None:
         """Count ``n`` documents repaired by ``kind``."""
@@ -94,9 +143,11 @@ class Counts:
                      "docs_split", "tokens_dropped"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for target, source in ((self.docs_rejected, other.docs_rejected), (self.docs_repaired, other.docs_repaired),
-                               (self.docs_modified, other.docs_modified)):
+                               (self.docs_modified, other.docs_modified), (self.stage_seconds, other.stage_seconds)):
             for key, value in source.items():
                 target[key] = target.get(key, 0) + value
+        for url, row in other.sources.items():
+            self.add_source(url, **row)
         return self
 
     def rejected_total(self) -> int:
@@ -104,17 +155,26 @@ class Counts:
         return sum(self.docs_rejected.values())
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form with sorted reason keys (stable manifests)."""
+        """JSON form with sorted reason and source keys (stable manifests), stages in pipeline order."""
         d = asdict(self)
         d["docs_rejected"] = dict(sorted(self.docs_rejected.items()))
         d["docs_repaired"] = dict(sorted(self.docs_repaired.items()))
         d["docs_modified"] = dict(sorted(self.docs_modified.items()))
+        d["sources"] = {url: dict(row) for url, row in sorted(self.sources.items())}
+        order = {stage: i for i, stage in enumerate(TIMED_STAGES)}
+        d["stage_seconds"] = dict(sorted(self.stage_seconds.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))
         return d
+
+    def totals(self) -> dict[str, Any]:
+        """The manifest's ``counts`` section: to_dict without the per-source and per-stage breakdowns."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("sources", "stage_seconds")}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Counts":
-        """Inverse of to_dict."""
-        return cls(**{k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()})
+        """Inverse of to_dict (and of totals)."""
+        out = cls(**{k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()})
+        out.sources = {url: dict(row) for url, row in out.sources.items()}
+        return out
 
 
 # Top-level manifest keys.
@@ -133,12 +193,15 @@ K_SHARDS = "shards"
 K_REJECTED = "rejected"
 K_RUNNER = "runner"
 K_WALL_TIME = "wall_time_s"
+K_SOURCES = "sources"  # per input file (its URL as under K_INPUTS): SOURCE_FIELDS (see the module docstring)
+K_STAGE_SECONDS = "stage_seconds"  # per TIMED_STAGES: summed worker seconds, not wall clock; not deterministic
 K_STREAMS = "streams"
 K_RECIPE = "recipe"
 K_SELECTION = "selection"  # scores (quantiles per scorer), cut_points, buckets, candidates, selected, selection
 K_DOCUMENTS = "documents"  # document files: path, rows, bytes, sha256
 K_DEDUP = "dedup"  # duplicates found: EXACT_DUPLICATE, NEAR_DUPLICATE counts, DEDUP_CONSIDERED, DEDUP_RATE
-DEDUP_CONSIDERED = "documents_considered"  # documents that reached dedup (kept by the filters)
+DEDUP_CONSIDERED = "documents_considered"  # documents that reached dedup: not rejected by reading, the filters
+# or a min_score selection (which decides as each document is scored, before dedup)
 DEDUP_RATE = "duplicate_rate"  # duplicates / documents considered
 K_MODIFIED = "modified"  # modified/ files (original text of documents a recipe stage changed)
 

@@ -13,9 +13,12 @@ from pipelines.filter import FilterConfig
 from pipelines.filter import run as run_filter
 from schemas import manifest as m
 from schemas.documents import iter_documents
+from schemas.manifest import Counts
 from tests.conftest import documents_from_shards, eos_of, hf_ids, prepare, shard_bytes, write_jsonl
 from tests.test_dedup import _edit
+from transforms.commit import dedup_summary
 from transforms.dedup import jaccard
+from transforms.inspect_output import open_output, verify_output
 
 RECIPE = "dedup: {exact: true, minhash: {ngram: 5, bands: 14, rows: 8}}\n"
 
@@ -125,3 +128,40 @@ def test_portable_runner_gives_identical_bytes(planted, deduped, tokenizer_path,
     for sub in ("documents", "rejected"):
         assert {p.name: p.read_bytes() for p in (portable / sub).iterdir()} == \
             {p.name: p.read_bytes() for p in (out / sub).iterdir()}
+
+
+@pytest.mark.parametrize("after_dedup", [True, False])
+def test_documents_considered_are_those_that_reached_dedup(planted, tmp_path, after_dedup):
+    """Documents considered by dedup are those no earlier stage rejected (reading, the filters, and a min_score
+    selection, decided as each document is scored); a selection by fraction comes after dedup and does not lower
+    them. Recounted from the stages of the rejected/ records."""
+    files, _, records, _ = planted
+    repeated = [{"id": f"r{i}", "text": "\n".join([f"the same line {i} again and again"] * 20)} for i in range(7)]
+    extra = write_jsonl(tmp_path / "extra.jsonl", repeated + [b"{not json\n"])
+    median = sorted(len(r["text"].encode()) for r in records)[len(records) // 2]
+    select = "{top_fraction: 0.5}" if after_dedup else f"{{min_score: {median}}}"
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"filters: [{{name: gopher_repetition}}]\n{RECIPE}scorers: [length]\nselect: {select}\n")
+    out = tmp_path / "out"
+    manifest = run_filter(FilterConfig(inputs=files + [extra], output=str(out), recipe=str(recipe)))
+    stages = Counter(r["stage"] for r in _rejected(out))
+    assert all(stages[s] for s in (m.STAGE_READ, m.STAGE_FILTER, m.STAGE_DEDUP, m.STAGE_SELECT)), stages
+    c = manifest[m.K_COUNTS]
+    earlier = stages[m.STAGE_READ] + stages[m.STAGE_FILTER] + (0 if after_dedup else stages[m.STAGE_SELECT])
+    considered = c["records"] - earlier
+    assert manifest[m.K_DEDUP][m.DEDUP_CONSIDERED] == considered
+    assert manifest[m.K_DEDUP][m.DEDUP_RATE] == round(stages[m.STAGE_DEDUP] / considered, 6)
+    later = stages[m.STAGE_SELECT] if after_dedup else 0
+    assert considered == c["docs_written"] + stages[m.STAGE_DEDUP] + later
+    assert verify_output(open_output(str(out))) == []  # inspect --verify recomputes the same number
+
+
+def test_dedup_summary_counts_what_reached_dedup():
+    counts = Counts(records=100, docs_written=50, docs_rejected={
+        m.MALFORMED_JSON: 5, "c4_quality/too_few_sentences": 15, "dedup/exact_duplicate": 8,
+        "dedup/near_duplicate": 2, "select/below_selection_threshold": 15, "pack/shorter_than_shortest_piece": 5})
+    after = dedup_summary(counts, {"select": {"top_fraction": 0.5, "score": "length"}})
+    assert after == {m.EXACT_DUPLICATE: 8, m.NEAR_DUPLICATE: 2, m.DEDUP_CONSIDERED: 80, m.DEDUP_RATE: 0.125}
+    assert dedup_summary(counts) == after  # no recipe: selection is taken to come after dedup
+    before = dedup_summary(counts, {"select": {"min_score": 3.5, "score": "length"}})
+    assert before[m.DEDUP_CONSIDERED] == 65 and before[m.DEDUP_RATE] == round(10 / 65, 6)

@@ -311,6 +311,9 @@ def test_verify_names_a_wrong_shard_entry_and_rejected_count(damaged, capsys):
     shard["rows"] += 1
     data[m.K_COUNTS]["docs_rejected"][m.MALFORMED_JSON] = 2
     data[m.K_COUNTS]["records"] += 1
+    source = next(iter(data[m.K_SOURCES].values()))  # the per-source breakdown edited alike: still adds up
+    source["records"] += 1
+    source["docs_rejected"] += 1
     (out / "manifest.json").write_text(json.dumps(data, indent=2))
     code, text, _ = inspect([str(out), "--verify"], capsys)
     assert code == 1

@@ -220,6 +220,21 @@ def test_decompose_cuts_documents_into_power_of_two_pieces(lengths, low, span, p
     assert sum(b.real_tokens() for b in rows.values()) + dropped == sum(lengths)
 
 
+@settings(max_examples=100, deadline=None)
+@given(lengths=st.lists(st.integers(1, 3000), min_size=1, max_size=30), low=st.integers(0, 6),
+       span=st.integers(0, 5), pad=st.booleans())
+def test_decompose_remainder_is_what_add_drops_of_each_document(lengths, low, span, pad):
+    from transforms.pack import DecomposePacker
+
+    packer = DecomposePacker(low, low + span, PAD, pad=pad)
+    expected = []
+    for n in lengths:  # one document at a time: the packer's dropped count grows by that document's remainder
+        before = packer.dropped_tokens
+        packer.add(np.arange(n, dtype=np.uint32), np.array([n]))
+        expected.append(packer.dropped_tokens - before)
+    assert [packer.remainder(n) for n in lengths] == expected
+
+
 def test_decompose_curriculum_keeps_tokens_per_batch_constant():
     from transforms.pack import DecomposePacker
 

@@ -34,14 +34,16 @@ FILTER_RECIPE = FILTERS + "dedup: {exact: true}\n"
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory, ml_texts) -> str:
-    """Conversations (most fail C4's sentence count), prose pages (most kept; some planted twice), a broken line."""
+def corpus(tmp_path_factory, ml_texts) -> list[str]:
+    """Two files: conversations (most fail C4's sentence count) and a broken line; prose pages (most kept; some
+    planted twice)."""
     d = tmp_path_factory.mktemp("report-in")
     prose, _ = prose_and_code(120)
     pages = ["\n".join(prose[i:i + 3]) for i in range(0, 120, 3)]
-    docs = ["\n".join(ml_texts[i:i + 8]) for i in range(100, 500, 8)] + pages + pages[:8]
-    records = [{"id": f"doc{i}", "text": t} for i, t in enumerate(docs)]
-    return write_jsonl(d / "in.jsonl", records + [b"{not json\n"])
+    conversations = ["\n".join(ml_texts[i:i + 8]) for i in range(100, 500, 8)]
+    records = [{"id": f"doc{i}", "text": t} for i, t in enumerate(conversations + pages + pages[:8])]
+    return [write_jsonl(d / "chat.jsonl", records[:len(conversations)] + [b"{not json\n"]),
+            write_jsonl(d / "pages.jsonl", records[len(conversations):])]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,7 @@ def runs(corpus, tokenizer_path, tmp_path_factory) -> dict[str, tuple[Path, dict
     (d / "filter.yaml").write_text(FILTER_RECIPE)
     prepared = prepare(corpus, d / "prepared", tokenizer_path, seq_len=64, recipe=str(d / "prepare.yaml"),
                        packing="decompose", decompose_range="4:6")
-    filtered = run_filter(FilterConfig(inputs=[corpus], output=str(d / "filtered"), recipe=str(d / "filter.yaml")))
+    filtered = run_filter(FilterConfig(inputs=corpus, output=str(d / "filtered"), recipe=str(d / "filter.yaml")))
     return {"prepare": (d / "prepared", prepared), "filter": (d / "filtered", filtered)}
 
 
@@ -128,11 +130,11 @@ def test_funnel_numbers_are_the_manifests_counts(runs, kind):
 
 
 def test_every_section_with_numbers_has_a_chart(runs):
-    expected = {"prepare": {"funnel", "rejections", "sources", "packing", "dedup", "selection"},
-                "filter": {"funnel", "rejections", "sources", "dedup"}}
+    expected = {"prepare": {"funnel", "rejections", "sources", "packing", "dedup", "selection", "throughput"},
+                "filter": {"funnel", "rejections", "sources", "dedup", "throughput"}}
     for kind, (out, manifest) in runs.items():
         sections = _sections((out / m.REPORT_HTML).read_text(encoding="utf-8"))
-        assert expected[kind] | {"run", "throughput"} == set(sections)
+        assert expected[kind] | {"run"} == set(sections)
         for key in expected[kind]:
             assert "<svg" in sections[key], f"{kind}: section {key} has no chart"
     html = (runs["prepare"][0] / m.REPORT_HTML).read_text(encoding="utf-8")
@@ -142,6 +144,93 @@ def test_every_section_with_numbers_has_a_chart(runs):
         assert f"<td>{n}</td><td>{row['sequences']:,}</td><td>{row['tokens']:,}</td>" in html
     wall = runs["prepare"][1][m.K_WALL_TIME]
     assert f"{wall:,.2f} s" in _sections(html)["throughput"]
+
+
+class _Rows(HTMLParser):
+    """The cell texts of every row of the tables with a given class."""
+
+    def __init__(self, css_class: str) -> None:
+        super().__init__()
+        self.css_class = css_class
+        self.inside = False
+        self.rows: list[list[str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self.inside = dict(attrs).get("class") == self.css_class
+        elif tag == "tr" and self.inside:
+            self.rows.append([])
+        elif tag in ("td", "th") and self.inside:
+            self.rows[-1].append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self.inside = False
+
+    def handle_data(self, data: str) -> None:
+        if self.inside and self.rows and self.rows[-1]:
+            self.rows[-1][-1] += data
+
+
+def _table(html: str, css_class: str) -> list[dict[str, str]]:
+    parser = _Rows(css_class)
+    parser.feed(html)
+    header, *rows = parser.rows
+    return [dict(zip(header, row)) for row in rows]
+
+
+def _number(cell: str) -> int:
+    return int(cell.replace(",", ""))
+
+
+@pytest.mark.parametrize("kind", ["prepare", "filter"])
+def test_per_source_numbers_are_the_manifests(runs, corpus, kind):
+    out, manifest = runs[kind]
+    sources = manifest[m.K_SOURCES]
+    assert list(sources) == corpus  # keyed by the input URLs, in the order of the inputs
+    html = (out / m.REPORT_HTML).read_text(encoding="utf-8")
+    rows = _table(_sections(html)["sources"], "per-source")
+    assert [r["source"] for r in rows] == ["chat.jsonl", "pages.jsonl"]  # relative to the inputs' directory
+    columns = {"records": "records", "documents written": "docs_written", "documents rejected": "docs_rejected",
+               "bytes read": "bytes_read", "characters written": "text_chars"}
+    if kind == "prepare":
+        columns["tokens"] = "tokens"
+    else:
+        assert "tokens" not in rows[0]
+    for row, url in zip(rows, corpus):
+        assert {key: _number(row[col]) for col, key in columns.items()} == \
+            {key: sources[url][key] for key in columns.values()}
+    c = manifest[m.K_COUNTS]
+    assert sum(_number(r["records"]) for r in rows) == c["records"]
+    assert sum(_number(r["documents written"]) for r in rows) == c["docs_written"] > 0
+    assert all(_number(r["documents rejected"]) > 0 for r in rows)
+    if kind == "prepare":
+        assert sum(_number(r["tokens"]) for r in rows) == c["tokens"] > 0
+        assert "tokens per source" in _sections(html)["sources"]
+
+
+@pytest.mark.parametrize("kind, stages", [("prepare", ["read", "recipe", "tokenize", "pack", "write"]),
+                                          ("filter", ["read", "recipe", "write"])])
+def test_throughput_has_a_row_per_stage(runs, kind, stages):
+    out, manifest = runs[kind]
+    seconds = manifest[m.K_STAGE_SECONDS]
+    assert list(seconds) == stages and all(v >= 0 for v in seconds.values())
+    section = _sections((out / m.REPORT_HTML).read_text(encoding="utf-8"))["throughput"]
+    rows = _table(section, "stage-seconds")
+    assert [r["stage"] for r in rows] == stages
+    for row in rows:
+        assert row["seconds (summed)"] == f"{seconds[row['stage']]:,.3f} s"
+        assert row["share"].endswith("%") or row["share"] == "–"
+    assert "seconds per stage" in section and "<svg" in section
+    assert f"{manifest[m.K_WALL_TIME]:,.2f} s" in section  # the whole run's line stays
+
+
+def test_older_manifests_without_breakdowns_say_so(runs):
+    manifest = {k: v for k, v in runs["prepare"][1].items() if k not in (m.K_SOURCES, m.K_STAGE_SECONDS)}
+    sections = _sections(render_run_html(manifest))
+    assert "not a breakdown per source" in sections["sources"] and "per-source" not in sections["sources"]
+    assert "per-stage timings are not recorded" in sections["throughput"]
+    assert "stage-seconds" not in sections["throughput"]
 
 
 def test_report_goes_through_fsspec(memfs, corpus, tokenizer_path):
@@ -160,7 +249,7 @@ def test_rerun_into_the_same_output_replaces_the_report(runs, corpus, tmp_path):
     (again / m.REPORT_HTML).write_text("stale")
     recipe = tmp_path / "filter.yaml"
     recipe.write_text(FILTER_RECIPE)
-    rerun = run_filter(FilterConfig(inputs=[corpus], output=str(again), recipe=str(recipe)))
+    rerun = run_filter(FilterConfig(inputs=corpus, output=str(again), recipe=str(recipe)))
     assert (again / m.REPORT_HTML).read_text(encoding="utf-8") == render_run_html(rerun)
 
 

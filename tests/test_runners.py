@@ -78,5 +78,5 @@ def test_every_runner_writes_identical_bytes(job, baseline, tokenizer_path, tmp_
     other = _run(job, tmp_path / runner, tokenizer_path, PORTABLE if runner == "portable" else MULTI_PROCESS)
     assert shard_bytes(tmp_path / runner) == shard_bytes(out)
     assert _tree(tmp_path / runner) == _tree(out)
-    for key in (m.K_COUNTS, m.K_SHARDS, m.K_SELECTION, m.K_DEDUP, m.K_PACKING_STATS):
+    for key in (m.K_COUNTS, m.K_SOURCES, m.K_SHARDS, m.K_SELECTION, m.K_DEDUP, m.K_PACKING_STATS):
         assert json.dumps(other.get(key), sort_keys=True) == json.dumps(manifest.get(key), sort_keys=True), key

@@ -15,7 +15,7 @@ from fsspec.core import url_to_fs
 
 from schemas import manifest as m
 from schemas.documents import DOCUMENT_NAME, DOCUMENTS_DIR
-from schemas.manifest import STAGE_DEDUP, Counts
+from schemas.manifest import SOURCE_FIELDS, STAGE_DEDUP, STAGE_PACK, STAGE_SELECT, Counts
 from schemas.shards import (
     BUCKET_DIR,
     LENGTH_DIR,
@@ -27,6 +27,7 @@ from schemas.shards import (
     SHARDS_DIR,
     TEMP_DIR,
 )
+from transforms.scoring import MIN_SCORE
 
 _RESULT_DIRS = (SHARDS_DIR, DOCUMENTS_DIR, REJECTED_DIR, MODIFIED_DIR)
 _OURS = {MANIFEST_FILE, TEMP_DIR, MANIFEST_FILE + ".tmp", m.REPORT_HTML, m.REPORT_HTML + ".tmp", *_RESULT_DIRS}
@@ -146,7 +147,8 @@ def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, 
     if fs.exists(temp):
         fs.rm(temp, recursive=True)
     manifest = dict(manifest_base)
-    manifest[m.K_COUNTS] = counts.to_dict()
+    manifest[m.K_COUNTS] = counts.totals()
+    manifest[m.K_SOURCES] = source_counts(counts, manifest_base.get(m.K_INPUTS) or [])
     if selection is not None:
         manifest[m.K_SELECTION] = selection
     manifest[m.K_STREAMS] = len(results)
@@ -164,9 +166,10 @@ def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, 
         manifest[m.K_MODIFIED] = placed[MODIFIED_DIR]
     recipe = manifest.get(m.K_RECIPE)
     if recipe and (recipe["dedup"]["exact"] or recipe["dedup"].get("minhash")):
-        manifest[m.K_DEDUP] = dedup_summary(counts)
+        manifest[m.K_DEDUP] = dedup_summary(counts, recipe)
     manifest[m.K_WALL_TIME] = round(time.time() - started, 3)
-    if counts.records != counts.docs_written + counts.rejected_total():
+    manifest[m.K_STAGE_SECONDS] = {k: round(v, 3) for k, v in counts.to_dict()["stage_seconds"].items()}
+    if counts.records != counts.docs_written + counts.rejected_total() or not sources_add_up(counts):
         raise RuntimeError(f"tokenmill: internal error: counts do not add up: {counts.to_dict()}")
     tmp = posixpath.join(root, MANIFEST_FILE + ".tmp")
     with fs.open(tmp, "wb") as fh:
@@ -200,11 +203,36 @@ def packing_stats(counts: Counts, shards: list[dict[str, Any]]) -> dict[str, Any
     return stats
 
 
-def dedup_summary(counts: Counts) -> dict[str, Any]:
-    """Duplicates found, and their share of the documents that reached deduplication (after the filters)."""
+def source_counts(counts: Counts, inputs: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """The manifest's ``sources`` section: every input file (in the order of ``inputs``) with its SOURCE_FIELDS."""
+    sources = counts.to_dict()["sources"]
+    out = {f["url"]: sources.pop(f["url"], dict.fromkeys(SOURCE_FIELDS, 0)) for f in inputs}
+    out.update(sources)  # none expected: every record comes from a listed input; kept so that the sums still hold
+    return out
+
+
+def sources_add_up(counts: Counts) -> bool:
+    """Whether the per-source counts add up to the totals, and each source's records to its written + rejected."""
+    rows = counts.sources.values()
+    totals = {"records": counts.records, "docs_written": counts.docs_written,
+              "docs_rejected": counts.rejected_total(), "tokens": counts.tokens, "bytes_read": counts.bytes_read,
+              "text_chars": counts.text_chars}
+    return (all(sum(r[k] for r in rows) == n for k, n in totals.items())
+            and all(r["records"] == r["docs_written"] + r["docs_rejected"] for r in rows))
+
+
+def dedup_summary(counts: Counts, recipe: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Duplicates found, and their share of the documents that reached deduplication: those no earlier stage
+    rejected (reading, the filters, and a ``min_score`` selection, which decides as each document is scored);
+    ``recipe``: the manifest's recipe section. Selection by budget, fraction or bucket, and packing come after."""
     found = {k.split("/", 1)[1]: v for k, v in counts.docs_rejected.items() if k.startswith(f"{STAGE_DEDUP}/")}
     total = sum(found.values())
-    considered = counts.docs_written + total
+    later = {STAGE_DEDUP, STAGE_PACK}
+    if MIN_SCORE not in ((recipe or {}).get("select") or {}):
+        later.add(STAGE_SELECT)
+    # "<stage>/<reason>" keys name their stage; bare keys are the reader's rejections (the first stage)
+    earlier = sum(n for k, n in counts.docs_rejected.items() if "/" not in k or k.partition("/")[0] not in later)
+    considered = counts.records - earlier
     return {
         m.EXACT_DUPLICATE: found.get(m.EXACT_DUPLICATE, 0),
         m.NEAR_DUPLICATE: found.get(m.NEAR_DUPLICATE, 0),

@@ -8,8 +8,9 @@ real tokens and padding against ``counts.sequences``, ``counts.tokens`` and ``co
 counts what the shards hold, EOS/BOS included, padding and dropped decompose remainders excluded), the document
 files' rows against ``counts.docs_written`` (plus the documents packing rejected as too short, which prepare writes
 before packing), the rejected records per reason against ``counts.docs_rejected``, ``records == docs_written +
-Σ docs_rejected``, the ``packing_stats`` and ``dedup`` sections recomputed from the files and counts, and files
-under the result directories that the manifest does not list.
+Σ docs_rejected``, the ``packing_stats`` and ``dedup`` sections recomputed from the files and counts, the
+``sources`` section against the totals (each field summed over the sources), and files under the result
+directories that the manifest does not list.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import hashlib
 import json
 import posixpath
 import shlex
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -113,8 +114,8 @@ def open_output(url: str) -> OutputDir:
 
 def _counts(manifest: dict[str, Any]) -> dict[str, Any]:
     """The manifest's counts with every field present (older manifests lack some)."""
-    known = {f.name for f in fields(Counts)}
-    return {**Counts().to_dict(), **{k: v for k, v in manifest.get(m.K_COUNTS, {}).items() if k in known}}
+    known = Counts().totals()
+    return {**known, **{k: v for k, v in manifest.get(m.K_COUNTS, {}).items() if k in known}}
 
 
 def _size(n: int | float) -> str:
@@ -727,9 +728,18 @@ def verify_output(out: OutputDir) -> list[Problem]:
         listed.add(entry[E_PATH])
         check_jsonl_file(out, entry, problems)
 
+    sources = man.get(m.K_SOURCES)
+    if isinstance(sources, dict):  # older manifests have none
+        totals = {f: c[f] for f in m.SOURCE_FIELDS if f != "docs_rejected"} | {"docs_rejected": rejected_total}
+        for f in m.SOURCE_FIELDS:
+            total = sum(int(row.get(f) or 0) for row in sources.values())
+            if total != totals[f]:
+                what = "Σ docs_rejected" if f == "docs_rejected" else f
+                problems.append(Problem(where, f"counts.{what} (summed over {m.K_SOURCES})", totals[f], total))
+
     dedup = man.get(m.K_DEDUP)
     if isinstance(dedup, dict):
-        again = dedup_summary(Counts.from_dict(c))
+        again = dedup_summary(Counts.from_dict(c), man.get(m.K_RECIPE))
         for key, value in again.items():
             if dedup.get(key) != value:
                 problems.append(Problem(where, f"{m.K_DEDUP}.{key}", value, dedup.get(key)))

@@ -284,6 +284,16 @@ class DecomposePacker:
             start += n
         return {size: rows_from_segments(segs, size, self.pad_id) for size, segs in sorted(pieces.items())}, empty
 
+    def remainder(self, n: int) -> int:
+        """Tokens of an ``n``-token document that ``add`` leaves out of every row (0 with ``pad``)."""
+        if self.pad:
+            return 0
+        shortest, longest = self.lengths[0], self.lengths[-1]
+        left = n
+        while left >= shortest:
+            left -= min(longest, 1 << (left.bit_length() - 1))
+        return left
+
     def curriculum(self) -> dict[str, dict[str, int]]:
         """Batch multipliers that keep tokens per batch constant: longest length 1, each halving doubles it."""
         longest = self.lengths[-1]

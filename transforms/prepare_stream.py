@@ -4,7 +4,8 @@
     dedup, pass 1:        read ─► recipe (filters, keys) ─► staged documents + keys      (StageStream)
     dedup, pass 2:        staged documents ─► drop duplicates ─► [shards] + [documents]   (FinishStaged)
 
-Every record a pass reads is counted once; every document it drops goes to its rejected file with a reason.
+Every record a pass reads is counted once (in the totals and under its input file); every document it drops goes
+to its rejected file with a reason. Each stage's time is measured per batch and carried in the same counts.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -40,6 +42,11 @@ from schemas.manifest import (
     SHORTER_THAN_PIECE,
     STAGE_PACK,
     STAGE_SELECT,
+    TIME_PACK,
+    TIME_READ,
+    TIME_RECIPE,
+    TIME_TOKENIZE,
+    TIME_WRITE,
     Counts,
 )
 from schemas.documents import META_BUCKET, META_SCORES, META_UPSAMPLE
@@ -227,7 +234,26 @@ def _prefetch(items: Iterable[DocBatch], depth: int) -> Iterator[DocBatch]:
 
 def _batches(stream: Stream, cfg: StreamConfig) -> Iterator[DocBatch]:
     for split in stream.splits:
-        yield from read_split(split, cfg.text_field, cfg.id_field, cfg.batch_bytes, cfg.strict, cfg.meta_fields)
+        yield from _timed(read_split(split, cfg.text_field, cfg.id_field, cfg.batch_bytes, cfg.strict,
+                                     cfg.meta_fields))
+
+
+def _timed(batches: Iterator[DocBatch]) -> Iterator[DocBatch]:
+    """The batches, each with the seconds its reader took to make it added to ``DocBatch.seconds``."""
+    while True:
+        started = time.perf_counter()
+        batch = next(batches, None)
+        if batch is None:
+            return
+        batch.seconds += time.perf_counter() - started
+        yield batch
+
+
+def _call_timed(fn: Callable[..., Any], *args: Any) -> float:
+    """Call ``fn(*args)`` and return the seconds it took (what a timed writer-thread task gives back)."""
+    started = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - started
 
 
 class _UseReference(Exception):
@@ -293,7 +319,7 @@ class _Attempt:
     def reject(self, rejections: list[Rejection]) -> None:
         """Write rejected records and count them."""
         for rej in rejections:
-            self.counts.reject(rej.count_key)
+            self.counts.reject(rej.count_key, source=rej.source)
             self.rejected.write(rej.to_dict())
 
     def files(self) -> dict[str, list[dict[str, Any]]]:
@@ -344,10 +370,16 @@ def read_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools, attempt: 
     batches = _prefetch(_batches(stream, cfg), _PREFETCH_BATCHES)
     worked = tools.runner.map(batches) if tools.runner is not None else ((b, None, None) for b in batches)
     kept = 0
+    recipe_seconds = tools.runner.seconds if tools.runner is not None else 0.0
     for batch, decisions, doc_keys in worked:
         c = attempt.counts
         c.records += batch.records
         c.bytes_read += batch.bytes_read
+        c.add_source(batch.source, records=batch.records, bytes_read=batch.bytes_read)
+        c.time(TIME_READ, batch.seconds)
+        if tools.runner is not None:
+            c.time(TIME_RECIPE, tools.runner.seconds - recipe_seconds)
+            recipe_seconds = tools.runner.seconds
         for kind, n in batch.repairs.items():
             c.repair(kind, n)
         rejections = batch.rejections
@@ -484,7 +516,8 @@ class _Lane:
         # the loss mask goes through a packer of its own: packers place tokens by document lengths alone
         self.mask_packer = cfg.packing.packer(0) if self.masked else None
         self.writers: dict[int, ShardWriter] = {}  # by row length (one, except for decompose)
-        self.copies: list[tuple[np.ndarray, np.ndarray | None]] = []  # upsampled copies, packed at the stream's end
+        # upsampled copies (tokens, loss mask source, input file), packed at the stream's end
+        self.copies: list[tuple[np.ndarray, np.ndarray | None, str]] = []
 
     def writer(self, length: int) -> ShardWriter:
         """The shard writer of rows of this length."""
@@ -558,10 +591,12 @@ class _PackSink:
             where = f"stream {self.attempt.stream} ({batch.ids[0]})"
             self.encoder, self.verifying = self.tools.encoders.start(batch.texts, where)
             self.note = self.tools.encoders.fast_error if self.verifying is None else ""  # why not gigatoken
+        started = time.perf_counter()
         flat, lens = self.encoder.encode_batch(batch.texts)
         flat, lens = add_specials(flat, lens, self.spec.eos_id, self.spec.bos_id)
         mode = self.cfg.packing.loss_mask
         mask = mask_source(flat, lens, mode, self.spec.eos_id, self.spec.bos_id) if mode != "none" else None
+        self.attempt.counts.time(TIME_TOKENIZE, time.perf_counter() - started)
         if not self.partition:
             self._route(self._lane(None), flat, lens, mask, batch, list(range(len(batch.texts))))
         else:
@@ -578,25 +613,32 @@ class _PackSink:
 
     def _route(self, lane: _Lane, flat: np.ndarray, lens: np.ndarray, mask: np.ndarray | None, batch: DocBatch,
                docs: list[int]) -> None:
-        empty = self._pack(lane, flat, lens, mask)
+        empty, dropped = self._pack(lane, flat, lens, mask)
+        self.attempt.counts.add_source(batch.source, tokens=int(flat.size) - dropped)
         if empty:  # decompose: documents shorter than the shortest piece: rejected, their tokens counted
             self._reject_short(batch, [docs[i] for i in empty], lens[empty])
         metas = [batch.metas[i] for i in docs] if batch.metas else []
         if metas and any(isinstance(x, dict) and x.get(META_UPSAMPLE) for x in metas):
-            self._defer_copies(lane, flat, lens, mask, metas)
+            self._defer_copies(lane, flat, lens, mask, metas, batch.source)
 
-    def _pack(self, lane: _Lane, flat: np.ndarray, lens: np.ndarray, mask: np.ndarray | None) -> list[int]:
+    def _pack(self, lane: _Lane, flat: np.ndarray, lens: np.ndarray,
+              mask: np.ndarray | None) -> tuple[list[int], int]:
+        """Pack documents and queue their rows for writing: (documents left without a row, tokens dropped)."""
         c = self.attempt.counts
         c.tokens += int(flat.size)
         self.attempt.show(tokens=int(flat.size))
+        dropped = getattr(lane.packer, "dropped_tokens", 0)
+        started = time.perf_counter()
         rows, empty = lane.pack(flat, lens, mask)
+        c.time(TIME_PACK, time.perf_counter() - started)
         for length, block in rows.items():
             self._write(lane.writer(length), block)
-        return empty
+        return empty, getattr(lane.packer, "dropped_tokens", 0) - dropped
 
     def _reject_short(self, batch: DocBatch, docs: list[int], lens: np.ndarray) -> None:
         c = self.attempt.counts
         c.docs_written -= len(docs)
+        c.add_source(batch.source, docs_written=-len(docs))  # its tokens were never in the source's (dropped)
         c.tokens -= int(lens.sum())
         self.short_tokens += int(lens.sum())  # the packer counted them as dropped remainders too
         self.attempt.reject([Rejection(
@@ -606,7 +648,8 @@ class _PackSink:
         ) for i, n in zip(docs, lens.tolist())])
 
     @staticmethod
-    def _defer_copies(lane: _Lane, flat: np.ndarray, lens: np.ndarray, mask: np.ndarray | None, metas: list) -> None:
+    def _defer_copies(lane: _Lane, flat: np.ndarray, lens: np.ndarray, mask: np.ndarray | None, metas: list,
+                      source: str) -> None:
         """Keep the extra copies of upsampled documents for the end of the stream: copies of a document are
         packed apart from it, never into the same rows."""
         ends = np.cumsum(lens)
@@ -614,7 +657,7 @@ class _PackSink:
             factor = meta.get(META_UPSAMPLE, 1) if isinstance(meta, dict) else 1
             for _ in range(factor - 1):
                 span = slice(ends[i] - lens[i], ends[i])
-                lane.copies.append((flat[span].copy(), None if mask is None else mask[span].copy()))
+                lane.copies.append((flat[span].copy(), None if mask is None else mask[span].copy(), source))
 
     def end(self) -> None:
         """All documents are in: settle the verification, pack the upsampled copies and pad the last rows."""
@@ -622,29 +665,38 @@ class _PackSink:
             self._check()
         for _, lane in sorted(self.lanes.items(), key=lambda item: -1 if item[0] is None else item[0]):
             if lane.copies:
-                masks = None if lane.copies[0][1] is None else np.concatenate([m for _, m in lane.copies])
-                self._pack(lane, np.concatenate([t for t, _ in lane.copies]),
-                           np.array([t.size for t, _ in lane.copies], np.int64), masks)
+                masks = None if lane.copies[0][1] is None else np.concatenate([m for _, m, _ in lane.copies])
+                self._pack(lane, np.concatenate([t for t, _, _ in lane.copies]),
+                           np.array([t.size for t, _, _ in lane.copies], np.int64), masks)
+                decomposed = isinstance(lane.packer, DecomposePacker)
+                for tokens, _, source in lane.copies:  # what each copy left in the rows, by its input file
+                    kept = tokens.size - (lane.packer.remainder(tokens.size) if decomposed else 0)
+                    self.attempt.counts.add_source(source, tokens=kept)
                 lane.copies = []
-            for length, block in lane.finish().items():
+            started = time.perf_counter()
+            last = lane.finish()
+            self.attempt.counts.time(TIME_PACK, time.perf_counter() - started)
+            for length, block in last.items():
                 self._write(lane.writer(length), block)
 
     def finish(self) -> dict[str, Any]:
         """Wait for the writers: the pass's shards (each with its bucket when partitioned) and backend."""
+        c = self.attempt.counts
         try:
             while self.writes:
-                self.writes.popleft().result()
+                c.time(TIME_WRITE, self.writes.popleft().result())
             shards = []
             decomposed = self.cfg.packing.name == DecomposePacker.name
+            started = time.perf_counter()
             for bucket, lane in sorted(self.lanes.items(), key=lambda item: -1 if item[0] is None else item[0]):
                 for length, writer in sorted(lane.writers.items()):
                     for shard in writer.close():
                         if bucket is not None:
                             shard = {**shard, "bucket": bucket}
                         shards.append({**shard, "seq_len": length} if decomposed else shard)
+            c.time(TIME_WRITE, time.perf_counter() - started)
         finally:
             self.pool.shutdown(wait=True, cancel_futures=True)
-        c = self.attempt.counts
         c.sequences = sum(s["rows"] for s in shards)
         c.pad_tokens = sum(s["pad_tokens"] for s in shards)
         c.docs_split = sum(lane.packer.split_docs for lane in self.lanes.values())
@@ -662,9 +714,9 @@ class _PackSink:
                 writer.abort()
 
     def _write(self, writer: ShardWriter, rows: PackedRows) -> None:
-        self.writes.append(self.pool.submit(writer.write, rows))
+        self.writes.append(self.pool.submit(_call_timed, writer.write, rows))
         while len(self.writes) > _WRITES_IN_FLIGHT:
-            self.writes.popleft().result()
+            self.attempt.counts.time(TIME_WRITE, self.writes.popleft().result())
 
     def _check(self) -> None:
         """auto's verification has resolved: go on with gigatoken, or start over with the reference."""
@@ -698,11 +750,13 @@ def run_pass(
         for batch in source(attempt):
             if not batch.texts:
                 continue
+            chars = sum(map(len, batch.texts))
             attempt.counts.docs_written += len(batch.texts)
-            attempt.counts.text_chars += sum(map(len, batch.texts))
+            attempt.counts.text_chars += chars
+            attempt.counts.add_source(batch.source, docs_written=len(batch.texts), text_chars=chars)
             attempt.show(docs=len(batch.texts))
             if documents is not None:
-                _write_documents(documents, batch)
+                attempt.counts.time(TIME_WRITE, _call_timed(_write_documents, documents, batch))
             if pack is not None:
                 pack.add(batch)
         if pack is not None:
@@ -721,7 +775,10 @@ def run_pass(
 
     def finish() -> dict[str, Any]:
         packed = pack.finish() if pack is not None else {"shards": [], "backend": None, "backend_note": ""}
+        started = time.perf_counter()
         written = documents.close() if documents is not None else None
+        if documents is not None:
+            attempt.counts.time(TIME_WRITE, time.perf_counter() - started)
         attempt.show(force=True, streams=1)
         result = {
             "stream": stream_index,
@@ -765,7 +822,7 @@ def stage_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools) -> Itera
     ordinal = 0
     try:
         for batch in read_stream(stream, cfg, tools, attempt, keys):
-            _write_documents(staged, batch)
+            attempt.counts.time(TIME_WRITE, _call_timed(_write_documents, staged, batch))
             for ref, doc_id, doc_keys in keys:
                 if doc_keys is None:
                     continue
@@ -776,13 +833,20 @@ def stage_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools) -> Itera
                     yield "near", (band, (ref, doc_id))
             keys.clear()
             if cfg.selects:
-                for candidate in candidates(batch, stream.index, ordinal, cfg, tools):
+                started = time.perf_counter()
+                found = candidates(batch, stream.index, ordinal, cfg, tools)
+                # a token budget tokenizes here; otherwise building candidates is part of the recipe's selection
+                attempt.counts.time(TIME_TOKENIZE if cfg.tokenizer is not None else TIME_RECIPE,
+                                    time.perf_counter() - started)
+                for candidate in found:
                     yield "candidates", (stream.index, candidate)
             ordinal += len(batch.texts)
     except BaseException:
         attempt.close()
         raise
+    started = time.perf_counter()
     written = staged.close()
+    attempt.counts.time(TIME_WRITE, time.perf_counter() - started)
     result = {"stream": stream.index, "counts": attempt.counts.to_dict(), **attempt.files(),
               "staged": written["temp_url"] if written else None, "inputs": stream_inputs(stream)}
     yield "staged", (stream.index, result)
@@ -814,8 +878,12 @@ def finish_staged(staged: dict[str, Any], duplicates: dict[int, tuple[str, str]]
     """Pass 2: the staged documents of one stream minus its duplicates, selected by the ``plan`` → sinks."""
     url = staged["staged"]
 
-    def source(attempt: _Attempt) -> Iterable[DocBatch]:
-        return read_staged(url, duplicates, attempt, plan, staged["stream"]) if url else ()
+    def source(attempt: _Attempt) -> Iterator[DocBatch]:
+        if not url:
+            return
+        for batch in _timed(read_staged(url, duplicates, attempt, plan, staged["stream"])):
+            attempt.counts.time(TIME_READ, batch.seconds)
+            yield batch
 
     return run_pass(cfg, tools, staged["stream"], "b", source, staged["inputs"], earlier=staged)
 

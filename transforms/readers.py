@@ -48,6 +48,7 @@ class DocBatch:
     repairs: dict[str, int] = field(default_factory=dict)
     records: int = 0
     bytes_read: int = 0
+    seconds: float = 0.0  # time its reader spent reading and parsing it (set by whoever times the reader)
 
 
 class _Batcher:

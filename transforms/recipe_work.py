@@ -11,6 +11,7 @@ import importlib.machinery
 import json
 import multiprocessing
 import sys
+import time
 import types
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -64,11 +65,11 @@ class Scoring:
     which needs nothing but the document's own score."""
 
     def __init__(self, selection, fitted: dict | None = None) -> None:
-        from transforms.scoring import make_scorers
+        from transforms.scoring import MIN_SCORE, make_scorers
 
         self.scorers = make_scorers(selection, fitted)
         select = selection.select
-        self.min_score = (select.score, select.value) if select is not None and select.criterion == "min_score" \
+        self.min_score = (select.score, select.value) if select is not None and select.criterion == MIN_SCORE \
             else None
 
     def __call__(self, decisions: list[Decision]) -> list[Decision]:
@@ -98,10 +99,12 @@ def _start_process(recipe: Recipe, keys: bool, fitted: dict | None) -> None:
     _WORK = RecipeWork(recipe, keys, fitted)
 
 
-def _work_in_process(texts: list[str], metas: list | None) -> tuple[list[Decision], list[DocKeys | None]]:
+def _work_in_process(texts: list[str], metas: list | None) -> tuple[list[Decision], list[DocKeys | None], float]:
+    started = time.perf_counter()
     decisions, keys = _WORK(texts, metas)
     # unchanged texts are not sent back (the parent has them): only C4-style modifications travel
-    return [d if d.text is not t else replace(d, text=None) for d, t in zip(decisions, texts)], keys
+    return ([d if d.text is not t else replace(d, text=None) for d, t in zip(decisions, texts)], keys,
+            time.perf_counter() - started)
 
 
 @contextmanager
@@ -165,7 +168,10 @@ def _ready() -> None:
 
 
 class RecipeRunner:
-    """Runs RecipeWork over batches in order, in ``processes`` worker processes (1: in this process)."""
+    """Runs RecipeWork over batches in order, in ``processes`` worker processes (1: in this process).
+
+    ``seconds`` grows by each batch's work time (summed over its processes) as the batch is yielded by ``map``.
+    """
 
     @classmethod
     def obtain(cls, recipe: Recipe, processes: int = 1, keys: bool = False) -> "RecipeRunner":
@@ -181,6 +187,7 @@ class RecipeRunner:
         self.processes = processes
         self.keys = keys
         self.fitted: dict | None = None  # the state of scorers fitted on the corpus (dsir), once known
+        self.seconds = 0.0  # time spent in RecipeWork so far (summed over the processes)
         self._work: RecipeWork | None = None
         self._pool: ProcessPoolExecutor | None = None
 
@@ -198,7 +205,10 @@ class RecipeRunner:
             if self._work is None:
                 self._work = RecipeWork(self.recipe, self.keys, self.fitted)
             for batch in batches:
-                yield (batch, *self._work(batch.texts, batch.metas or None))
+                started = time.perf_counter()
+                decisions, keys = self._work(batch.texts, batch.metas or None)
+                self.seconds += time.perf_counter() - started
+                yield batch, decisions, keys
             return
         pool = self._start_pool()
         pending: deque[tuple[Any, list[Future]]] = deque()
@@ -215,14 +225,14 @@ class RecipeRunner:
         while pending:
             yield self._result(*pending.popleft())
 
-    @staticmethod
-    def _result(batch: Any, parts: list[Future]) -> tuple[Any, list[Decision], list[DocKeys | None]]:
+    def _result(self, batch: Any, parts: list[Future]) -> tuple[Any, list[Decision], list[DocKeys | None]]:
         decisions: list[Decision] = []
         keys: list[DocKeys | None] = []
         for part in parts:
-            part_decisions, part_keys = part.result()
+            part_decisions, part_keys, seconds = part.result()
             decisions += part_decisions
             keys += part_keys
+            self.seconds += seconds
         return batch, [d if d.text is not None else replace(d, text=t) for d, t in zip(decisions, batch.texts)], keys
 
     def start(self) -> None:

@@ -1,12 +1,15 @@
 """``report.html`` of a prepare or filter run: one self-contained page drawn from its manifest (pure formatting).
 
 Sections: the run, the documents' funnel (read → parsed → each filter stage → dedup → selection → written), the
-rejections by reason, the sources, packing (prepare), deduplication and selection (when the recipe has them) and
-throughput. Every number comes from the manifest; what it does not record is said, not estimated.
+rejections by reason, the sources (per input file, from the manifest's ``sources``), packing (prepare),
+deduplication and selection (when the recipe has them) and throughput (per stage, from ``stage_seconds``). Every
+number comes from the manifest; what it does not record (older manifests lack the per-source and per-stage
+sections) is said, not estimated.
 """
 
 from __future__ import annotations
 
+import posixpath
 from html import escape
 from typing import Any
 
@@ -18,6 +21,7 @@ from transforms.charts import (
     funnel_chart,
     hbar_chart,
     histogram_chart,
+    legend,
     page,
     percent,
     table,
@@ -156,24 +160,72 @@ def _rejections_section(manifest: dict[str, Any]) -> str:
     return _section("rejections", "Rejections by reason", *parts)
 
 
+def source_names(urls: list[str]) -> list[str]:
+    """Short names of input files: relative to their common directory (a lone file: its base name)."""
+    if len(urls) == 1:
+        return [posixpath.basename(urls[0].rstrip("/")) or urls[0]]
+    cut = posixpath.commonprefix(urls).rfind("/") + 1
+    return [u[cut:] or u for u in urls]
+
+
 def _sources_section(manifest: dict[str, Any]) -> str:
     c = Counts.from_dict(manifest[m.K_COUNTS])
     inputs = manifest.get(m.K_INPUTS) or []
-    names = [str(f.get("url")) for f in inputs]
-    parts = [hbar_chart(names, {"MB": [(f.get("size") or 0) / 1e6 for f in inputs]}, "input size per source",
-                        unit=" MB"),
-             table(["source", "format", "compression", "bytes"],
-                   [[str(f.get("url")), f.get("format"), f.get("compression"), f.get("size")] for f in inputs])]
+    packed = m.K_SHARDS in manifest
+    per_source = manifest.get(m.K_SOURCES)
     streams = manifest.get(m.K_STREAMS)
-    what = f"{c.tokens:,} tokens" if m.K_SHARDS in manifest else f"{c.docs_written:,} documents"
-    parts.append(_note(f"The inputs were read as {streams} stream(s). The manifest records the run's totals "
-                       f"({what}, {c.bytes_read:,} bytes read, {c.text_chars:,} characters), not a breakdown per "
-                       "source or per stream."))
+    if per_source:
+        parts = _per_source(per_source, packed)
+        parts.append("<h3>Input files</h3>")
+    else:
+        names = [str(f.get("url")) for f in inputs]
+        parts = [hbar_chart(names, {"MB": [(f.get("size") or 0) / 1e6 for f in inputs]}, "input size per source",
+                            unit=" MB")]
+    parts.append(table(["source", "format", "compression", "bytes"],
+                       [[str(f.get("url")), f.get("format"), f.get("compression"), f.get("size")] for f in inputs]))
+    if per_source:
+        parts.append(_note(f"The inputs were read as {streams} stream(s). Per source: records read, documents "
+                           "written and rejected (every stage), " + ("tokens in the shards, " if packed else "")
+                           + "input bytes read and characters of the written documents; they add up to the run's "
+                           "totals."))
+    else:
+        what = f"{c.tokens:,} tokens" if packed else f"{c.docs_written:,} documents"
+        parts.append(_note(f"The inputs were read as {streams} stream(s). The manifest records the run's totals "
+                           f"({what}, {c.bytes_read:,} bytes read, {c.text_chars:,} characters), not a breakdown "
+                           "per source or per stream."))
     documents = manifest.get(m.K_DOCUMENTS)
     if documents:
         parts.append("<h3>Document files</h3>" + table(
             ["file", "rows", "bytes"], [[d.get("path"), d.get("rows"), d.get("bytes")] for d in documents]))
     return _section("sources", "Sources", *parts)
+
+
+def _per_source(sources: dict[str, dict[str, int]], packed: bool) -> list[str]:
+    """Charts and a table of the manifest's per-source counts (tokens only for a packed result)."""
+    urls = list(sources)
+    names = source_names(urls)
+    rows = [sources[u] for u in urls]
+
+    def column(key: str) -> list[int]:
+        return [int(r.get(key) or 0) for r in rows]
+
+    share_of = "tokens" if packed else "docs_written"  # what the share column divides
+    whole = sum(column(share_of))
+    parts = []
+    if packed:
+        parts.append(hbar_chart(names, {"tokens": column("tokens")}, "tokens per source"))
+    parts.append(hbar_chart(names, {"written": column("docs_written"), "rejected": column("docs_rejected")},
+                            "documents per source: written, rejected") + legend(["written", "rejected"]))
+    parts.append(hbar_chart(names, {"MB": [n / 1e6 for n in column("bytes_read")]}, "input read per source",
+                            unit=" MB"))
+    fields = [f for f in m.SOURCE_FIELDS if packed or f != "tokens"]
+    labels = {"records": "records", "docs_written": "documents written", "docs_rejected": "documents rejected",
+              "tokens": "tokens", "bytes_read": "bytes read", "text_chars": "characters written"}
+    header = ["source", *(labels[f] for f in fields), f"share of {labels[share_of]}"]
+    body = [[name, *(r.get(f) for f in fields), percent(r.get(share_of) or 0, whole)]
+            for name, r in zip(names, rows)]
+    parts.append(table(header, body, "per-source"))
+    return parts
 
 
 def _packing_section(manifest: dict[str, Any]) -> str:
@@ -227,7 +279,7 @@ def _dedup_section(manifest: dict[str, Any]) -> str:
     chart = hbar_chart(["documents considered", "kept (unique)", m.EXACT_DUPLICATE, m.NEAR_DUPLICATE],
                        {"documents": [considered, unique, exact, near]}, "deduplication")
     recipe_dedup = (manifest.get(m.K_RECIPE) or {}).get("dedup") or {}
-    rows = [["documents considered (kept by the filters)", considered], ["exact duplicates", exact],
+    rows = [["documents considered (reached dedup)", considered], ["exact duplicates", exact],
             ["near duplicates", near], ["duplicate rate", percent(exact + near, considered)],
             ["settings", ", ".join(f"{k}={v}" for k, v in recipe_dedup.items()) or None]]
     return _section("dedup", "Deduplication", chart, table(["", "value"], rows, "kv"))
@@ -272,17 +324,40 @@ def _selection_section(manifest: dict[str, Any]) -> str:
 
 def _throughput_section(manifest: dict[str, Any]) -> str:
     wall = manifest.get(m.K_WALL_TIME)
-    if not wall:
+    stages = manifest.get(m.K_STAGE_SECONDS) or {}
+    if not wall and not stages:
         return _section("throughput", "Throughput", _note("The manifest records no timing."))
     c = Counts.from_dict(manifest[m.K_COUNTS])
-    packed = m.K_SHARDS in manifest
-    row = ["whole run (launch to manifest)", f"{wall:,.2f} s", f"{c.bytes_read / 1e6 / wall:,.2f}",
-           f"{compact(c.records / wall)} read, {compact(c.docs_written / wall)} written",
-           compact(c.tokens / wall) if packed else None]
-    return _section("throughput", "Throughput",
-                    table(["stage", "wall time", "MB/s (input)", "documents/s", "tokens/s"], [row]),
-                    _note("The manifest records the run's wall time only (from launch to the manifest); "
-                          "per-stage timings are not recorded, so no per-stage throughput is shown."))
+    parts = []
+    if wall:
+        packed = m.K_SHARDS in manifest
+        row = ["whole run (launch to manifest)", f"{wall:,.2f} s", f"{c.bytes_read / 1e6 / wall:,.2f}",
+               f"{compact(c.records / wall)} read, {compact(c.docs_written / wall)} written",
+               compact(c.tokens / wall) if packed else None]
+        parts.append(table(["stage", "wall time", "MB/s (input)", "documents/s", "tokens/s"], [row]))
+    if stages:
+        parts += _stage_throughput(stages, c)
+    else:
+        parts.append(_note("The manifest records the run's wall time only (from launch to the manifest); "
+                           "per-stage timings are not recorded, so no per-stage throughput is shown."))
+    return _section("throughput", "Throughput", *parts)
+
+
+def _stage_throughput(stages: dict[str, float], c: Counts) -> list[str]:
+    """A chart and a table of the seconds spent per stage (summed over the workers) and each stage's rate."""
+    names = list(stages)
+    seconds = [float(stages[s]) for s in names]
+    total = sum(seconds)
+    chart = hbar_chart(names, {"seconds": seconds}, "seconds per stage, summed over the workers", unit=" s")
+    rows = [[stage, f"{s:,.3f} s", percent(s, total), f"{c.bytes_read / 1e6 / s:,.2f}" if s > 0 else None,
+             f"{c.text_chars / 1e6 / s:,.2f}" if s > 0 else None]
+            for stage, s in zip(names, seconds)]
+    return [chart, table(["stage", "seconds (summed)", "share", "MB/s (input)", "M chars/s (written text)"], rows,
+                         "stage-seconds"),
+            _note("Seconds each stage took in the threads and processes doing it, summed over all workers (not wall "
+                  "clock: stages overlap, reading beside tokenizing and writing beside packing). A stage's rate is "
+                  "the run's input bytes, or the characters of its written documents, divided by that stage's "
+                  "seconds: how fast that stage alone went through the corpus on one thread.")]
 
 
 def _plain(v: Any) -> Any:

@@ -31,7 +31,8 @@ ENSEMBLE_DEFAULTS = {"method": PERCENTILE_BUCKETS, "buckets": 20, "sample_fracti
 WEIGHTS = ("bytes", "tokens", "documents")
 COMBINES = ("max", "mean")
 BUDGETS = ("tokens", "bytes")  # keep the best documents until this much
-CRITERIA = BUDGETS + ("top_fraction", "min_score", "min_bucket")
+MIN_SCORE = "min_score"  # the one criterion decided per document as it is scored (pass 1, before dedup)
+CRITERIA = BUDGETS + ("top_fraction", MIN_SCORE, "min_bucket")
 BUCKET = "bucket"  # select.score: the ensemble bucket
 
 
