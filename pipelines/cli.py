@@ -10,6 +10,8 @@ import sys
 import tempfile
 from typing import Sequence
 
+from pipelines import whole_number
+
 EPILOG_BEAM = """\
 Any option not listed here is passed to Apache Beam as a pipeline option, so the same command scales out:
   --runner DataflowRunner --project P --region R --temp_location gs://...   (Dataflow)
@@ -36,14 +38,7 @@ def recipe_epilog() -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
+_positive = whole_number(1)
 
 
 def _add_format_and_text_field(ap: argparse.ArgumentParser) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pipelines import whole_number
 from schemas import manifest as m
 from transforms.inspect_output import (
     DEFAULT_MAX_CHARS,
@@ -36,14 +37,7 @@ DESCRIPTION = (
 )
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
+_count = whole_number(0)
 
 
 def add_inspect_arguments(parser: argparse.ArgumentParser) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -97,3 +97,34 @@ def iter_packed_rows(output_dir: str) -> Iterator[PackedRow]:
 
 def _join(base: str, name: str) -> str:
     return base.rstrip("/") + "/" + name
+
+
+def read_output_manifest(url: str, label: str, error: type[Exception]) -> tuple[Any, str, dict[str, Any]]:
+    """(filesystem, root path, manifest) of a finished tokenmill output directory (local path or fsspec URL);
+    raises ``error`` naming the ``label`` option (e.g. "OUT_DIR") and what is wrong."""
+    from fsspec.core import url_to_fs
+
+    try:
+        fs, root = url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        raise error(f"{label} {url!r}: cannot open this location ({exc})") from exc
+    root = root.rstrip("/") or "/"
+    if not fs.exists(root):
+        raise error(f"{label} {url!r} does not exist")
+    if not fs.isdir(root):
+        raise error(f"{label} {url!r} is a file, not a tokenmill output directory")
+    path = root.rstrip("/") + "/" + MANIFEST_FILE
+    shown = url.rstrip("/") + "/" + MANIFEST_FILE
+    if not fs.exists(path):
+        unfinished = fs.exists(root.rstrip("/") + "/" + TEMP_DIR)
+        raise error(f"{label} {url!r} has no {MANIFEST_FILE}: "
+                    + ("an unfinished tokenmill job (rerun its command to finish it)" if unfinished
+                       else "not a finished tokenmill output (the manifest is written last)"))
+    try:
+        with fs.open(path, "rb") as fh:
+            manifest = json.load(fh)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise error(f"{shown} is damaged ({exc})") from exc
+    if not isinstance(manifest, dict):
+        raise error(f"{shown} is a JSON {type(manifest).__name__}, not an object")
+    return fs, root, manifest

@@ -234,7 +234,7 @@ def test_directory_without_manifest_is_refused(tmp_path, capsys):
     assert "has no manifest.json: an unfinished tokenmill job" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert export(tmp_path / "empty", tmp_path / "x") == 2
-    assert "not a finished tokenmill prepare output" in capsys.readouterr().err
+    assert "not a finished tokenmill output" in capsys.readouterr().err
     assert export(tmp_path / "missing", tmp_path / "x") == 2
     assert "does not exist" in capsys.readouterr().err
     assert not list(tmp_path.glob("x*"))

@@ -36,6 +36,7 @@ from schemas.shards import (
     NUM_PAD,
     REJECTED_DIR,
     SHARDS_DIR,
+    read_output_manifest,
 )
 from transforms.report import summary_table
 
@@ -79,28 +80,7 @@ class OutputDir:
 
 def open_output(url: str) -> OutputDir:
     """Read OUTPUT_DIR's manifest (local path or fsspec URL); InspectError says what is wrong with it."""
-    from fsspec.core import url_to_fs
-
-    try:
-        fs, root = url_to_fs(url)
-    except (ImportError, ValueError) as exc:
-        raise InspectError(f"OUTPUT_DIR {url!r}: cannot open this location ({exc})") from exc
-    root = root.rstrip("/") or "/"
-    if not fs.exists(root):
-        raise InspectError(f"OUTPUT_DIR {url!r} does not exist")
-    if not fs.isdir(root):
-        raise InspectError(f"OUTPUT_DIR {url!r} is a file, not a tokenmill output directory")
-    path = posixpath.join(root, MANIFEST_FILE)
-    if not fs.exists(path):
-        raise InspectError(f"OUTPUT_DIR {url!r} has no {MANIFEST_FILE}: not a finished tokenmill prepare or filter "
-                           "output (the manifest is written last; rerun the job to finish it)")
-    try:
-        with fs.open(path, "rb") as fh:
-            manifest = json.load(fh)
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise InspectError(f"{_join(url, MANIFEST_FILE)} is damaged ({exc})") from exc
-    if not isinstance(manifest, dict):
-        raise InspectError(f"{_join(url, MANIFEST_FILE)} is a JSON {type(manifest).__name__}, not an object")
+    fs, root, manifest = read_output_manifest(url, "OUTPUT_DIR", InspectError)
     fmt = manifest.get(m.K_FORMAT)
     if fmt not in (m.MANIFEST_FORMAT, m.DOCUMENTS_FORMAT):
         raise InspectError(f"{_join(url, MANIFEST_FILE)} has format {fmt!r}, expected {m.MANIFEST_FORMAT!r} "
@@ -477,17 +457,21 @@ def file_digest(fs: Any, path: str) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
+def _unreachable(rel: str, exc: OSError) -> Problem:
+    """The problem of a listed file that is missing or cannot be read."""
+    if isinstance(exc, FileNotFoundError):
+        return Problem(rel, "file", "present (listed in the manifest)", "missing")
+    return Problem(rel, "file", "readable", f"unreadable ({exc})")
+
+
 def _check_bytes(out: OutputDir, entry: dict[str, Any], problems: list[Problem]) -> bool:
     """Existence, size and sha256 of a listed file; False when it is missing or unreadable."""
     rel = entry[E_PATH]
     fs, path = out.locate(rel)
     try:
         size, sha = file_digest(fs, path)
-    except FileNotFoundError:
-        problems.append(Problem(rel, "file", "present (listed in the manifest)", "missing"))
-        return False
     except OSError as exc:
-        problems.append(Problem(rel, "file", "readable", f"unreadable ({exc})"))
+        problems.append(_unreachable(rel, exc))
         return False
     if E_BYTES in entry and size != entry[E_BYTES]:
         problems.append(Problem(rel, E_BYTES, entry[E_BYTES], size))
@@ -649,11 +633,8 @@ def check_jsonl_file(out: OutputDir, entry: dict[str, Any], problems: list[Probl
                     continue
                 key = rejection_key(record) if isinstance(record, dict) else "?"
                 keys[key] = keys.get(key, 0) + 1
-    except FileNotFoundError:
-        problems.append(Problem(rel, "file", "present (listed in the manifest)", "missing"))
-        return None
     except OSError as exc:
-        problems.append(Problem(rel, "file", "readable", f"unreadable ({exc})"))
+        problems.append(_unreachable(rel, exc))
         return None
     if E_RECORDS in entry and n != entry[E_RECORDS]:
         problems.append(Problem(rel, E_RECORDS, entry[E_RECORDS], n))

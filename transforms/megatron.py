@@ -27,7 +27,6 @@ document was cut.
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from schemas import manifest as m
-from schemas.shards import CU_SEQLENS, INPUT_IDS, MANIFEST_FILE, NUM_PAD, TEMP_DIR
+from schemas.shards import CU_SEQLENS, INPUT_IDS, MANIFEST_FILE, NUM_PAD, read_output_manifest
 
 INDEX_HEADER = b"MMIDIDX\x00\x00"
 INDEX_VERSION = 1
@@ -107,32 +106,7 @@ def _join(base: str, name: str) -> str:
 
 def load_packed_source(out_dir: str) -> PackedSource:
     """Read and check OUT_DIR's manifest: a finished ``tokenmill prepare`` output with token shards."""
-    from fsspec.core import url_to_fs
-
-    try:
-        fs, root = url_to_fs(out_dir)
-    except (ImportError, ValueError) as exc:
-        raise ExportError(f"OUT_DIR {out_dir!r}: cannot open this location ({exc})") from exc
-    root = root.rstrip("/") or "/"
-    if not fs.exists(root):
-        raise ExportError(f"OUT_DIR {out_dir!r} does not exist")
-    if not fs.isdir(root):
-        raise ExportError(f"OUT_DIR {out_dir!r} is a file, not a tokenmill output directory")
-    manifest_path = _join(root, MANIFEST_FILE)
-    if not fs.exists(manifest_path):
-        unfinished = fs.exists(_join(root, TEMP_DIR))
-        raise ExportError(
-            f"OUT_DIR {out_dir!r} has no {MANIFEST_FILE}: "
-            + ("an unfinished tokenmill job (rerun its prepare command to finish it)" if unfinished
-               else "not a finished tokenmill prepare output")
-        )
-    try:
-        with fs.open(manifest_path, "rb") as fh:
-            manifest = json.load(fh)
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise ExportError(f"{_join(out_dir, MANIFEST_FILE)} is damaged ({exc})") from exc
-    if not isinstance(manifest, dict):
-        raise ExportError(f"{_join(out_dir, MANIFEST_FILE)} is a JSON {type(manifest).__name__}, not an object")
+    _, _, manifest = read_output_manifest(out_dir, "OUT_DIR", ExportError)
     return packed_source(manifest, out_dir)
 
 
