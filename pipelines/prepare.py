@@ -216,7 +216,8 @@ def build(p: beam.Pipeline, files: list[InputFile], stream_cfg: StreamConfig, cf
         staged = streams | "StageStream" >> beam.ParDo(StageStream(stream_cfg), *fitted).with_outputs(
             "exact", "near", "candidates", main="staged")
         if stream_cfg.dedup:
-            duplicates = (staged.exact, staged.near) | "FindDuplicates" >> FindDuplicates()
+            duplicates = (staged.exact, staged.near) | "FindDuplicates" >> FindDuplicates(
+                near=stream_cfg.recipe.dedup.minhash is not None)
         else:
             duplicates = p | "NoDuplicates" >> beam.Create([])
         plan = None

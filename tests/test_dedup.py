@@ -118,3 +118,24 @@ def test_word_hashes_are_the_simplified_words(ml_texts, code_texts):
         for w, h in zip(words, hashes):
             assert seen.setdefault(h, w) == w  # one word per hash (and the same hash in every text)
     assert len(seen) > 5000
+
+
+def test_exact_groups_resolved_in_place_equal_the_global_resolution():
+    """Exact-only dedup resolves each group where it is; the result equals resolve_duplicates on all groups."""
+    from transforms.dedup_transforms import exact_group_duplicates
+
+    rng = random.Random(5)
+    groups = []
+    refs = list(range(400))
+    rng.shuffle(refs)
+    for i in range(0, 400, 7):
+        members = [(make_ref(r % 5, r), f"id{r}") for r in refs[i:i + rng.randint(2, 7)]]
+        groups.append(members + members[:1])  # a document may repeat its key within a group
+    expected: dict[int, list] = {}
+    for ref, (reason, kept) in sorted(resolve_duplicates(groups, []).items()):
+        expected.setdefault(split_ref(ref)[0], []).append((split_ref(ref)[1], reason, kept))
+    found: dict[int, list] = {}
+    for group in groups:
+        for stream, dup in exact_group_duplicates(("exact", group)):
+            found.setdefault(stream, []).append(dup)
+    assert {s: sorted(d) for s, d in found.items()} == expected
