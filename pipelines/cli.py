@@ -477,6 +477,14 @@ def _run_with_progress(run, cfg, beam_args: list[str], show_progress: bool) -> d
         shutil.rmtree(progress_dir, ignore_errors=True)
 
 
+def _summary_or_submitted(summary_table, manifest: dict | None, output: str) -> str:
+    """The run's summary table, or for a template launch (no manifest yet) where the result will appear."""
+    if manifest is None:
+        return (f"tokenmill: job described for a Dataflow template; when it runs, its workers write "
+                f"{output.rstrip('/')}/manifest.json and report.html")
+    return summary_table(manifest, output)
+
+
 def _user_error(exc: BaseException) -> str | None:
     """The one-line message for errors a user can fix, found even inside Beam's wrapped exceptions."""
     from pipelines.prepare import ConfigError
@@ -528,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 argv=["tokenmill", *argv],
             )
             manifest = _run_prepare(cfg, beam_args, not args.no_progress)
-            print(summary_table(manifest, args.output), file=sys.stderr)
+            print(_summary_or_submitted(summary_table, manifest, args.output), file=sys.stderr)
             return 0
         if args.command == "filter":
             from pipelines import filter as filter_job
@@ -542,7 +550,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 emit_modified=args.emit_modified, argv=["tokenmill", *argv],
             )
             manifest = _run_with_progress(filter_job.run, cfg, beam_args, not args.no_progress)
-            print(summary_table(manifest, args.output), file=sys.stderr)
+            print(_summary_or_submitted(summary_table, manifest, args.output), file=sys.stderr)
             return 0
         if args.command == "demo":
             from pipelines.demo import run_demo

@@ -50,8 +50,10 @@ def fingerprint(cfg: FilterConfig, recipe: Recipe) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 
-def run(cfg: FilterConfig, beam_args: list[str] | None = None, progress_dir: str | None = None) -> dict[str, Any]:
-    """Check everything that can be checked up front, run the pipeline, return the manifest."""
+def run(cfg: FilterConfig, beam_args: list[str] | None = None,
+        progress_dir: str | None = None) -> dict[str, Any] | None:
+    """Check everything that can be checked up front, run the pipeline, return the manifest (None for a Dataflow
+    template launch)."""
     beam_args = list(beam_args or [])
     started = time.time()
     files = expand_inputs(cfg.inputs, cfg.input_format)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import posixpath
 import shlex
 import sys
 import time
@@ -30,7 +29,6 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import AsSingleton
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.transforms.environments import SubprocessSDKEnvironment
-from fsspec.core import url_to_fs
 
 from pipelines import tokenmill_version
 from pipelines.beam_tuning import shorten_state_sampling
@@ -45,7 +43,6 @@ from transforms.prepare_stream import FinishStaged, ProcessStream, StageStream, 
 from transforms.pack import PackingSpec
 from transforms.recipe_work import cool_down, warm_up
 from transforms.recipes import Recipe, load_recipe
-from transforms.run_report import render_run_html
 from transforms.sources import (
     DEFAULT_STREAM_BYTES,
     InputFile,
@@ -297,8 +294,9 @@ def manifest_header(fmt: str, command: str, cfg: Any, fp: str, files: list[Input
 
 
 def execute(cfg: Any, files: list[InputFile], stream_cfg: StreamConfig, manifest_base: dict[str, Any],
-            fingerprint_: str, beam_args: list[str], started: float) -> dict[str, Any]:
-    """Run the graph of a prepare or filter job and return the committed manifest."""
+            fingerprint_: str, beam_args: list[str], started: float) -> dict[str, Any] | None:
+    """Run the graph of a prepare or filter job and return the committed manifest (None for a template launch,
+    whose job runs later: its workers write the manifest and report.html)."""
     options = beam_options(beam_args, cfg.workers)
     runner = local_runner(beam_args, cfg.workers)
     if runner is not None or is_local(beam_args):
@@ -309,23 +307,23 @@ def execute(cfg: Any, files: list[InputFile], stream_cfg: StreamConfig, manifest
     try:
         p = beam.Pipeline(runner=runner, options=options)
         build(p, files, stream_cfg, cfg, manifest_base, started, one_worker=one_worker)
-        p.run().wait_until_finish()
+        result = p.run()
+        if template_location(options):  # a (flex) template launch: the job runs later, the workers commit it
+            return None
+        result.wait_until_finish()
     finally:
         cool_down()
     manifest = read_manifest(cfg.output)
     if manifest is None or manifest.get(m.K_FINGERPRINT) != fingerprint_:
         raise RuntimeError(f"the pipeline finished but wrote no manifest into {cfg.output!r}")
-    write_report(cfg.output, manifest)
     return manifest
 
 
-def write_report(output: str, manifest: dict[str, Any]) -> None:
-    """report.html beside manifest.json (after it), through a temporary name like the manifest."""
-    fs, root = url_to_fs(output)
-    path = posixpath.join(root.rstrip("/"), m.REPORT_HTML)
-    with fs.open(path + ".tmp", "wb") as fh:
-        fh.write(render_run_html(manifest).encode("utf-8"))
-    fs.mv(path + ".tmp", path)
+def template_location(options: PipelineOptions) -> str | None:
+    """Where a Dataflow template launch writes the job description (``--template_location``), else None."""
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+
+    return options.view_as(GoogleCloudOptions).template_location
 
 
 def packing_spec(cfg: PrepareConfig) -> PackingSpec:
@@ -343,8 +341,10 @@ def packing_spec(cfg: PrepareConfig) -> PackingSpec:
     return spec
 
 
-def run(cfg: PrepareConfig, beam_args: list[str] | None = None, progress_dir: str | None = None) -> dict[str, Any]:
-    """Check everything that can be checked up front, run the pipeline, return the manifest."""
+def run(cfg: PrepareConfig, beam_args: list[str] | None = None,
+        progress_dir: str | None = None) -> dict[str, Any] | None:
+    """Check everything that can be checked up front, run the pipeline, return the manifest (None when the job was
+    only described for a Dataflow template: --template_location)."""
     beam_args = list(beam_args or [])
     started = time.time()
     if cfg.seq_len < 1:

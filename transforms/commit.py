@@ -175,7 +175,19 @@ def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, 
     with fs.open(tmp, "wb") as fh:
         fh.write(json.dumps(manifest, indent=2, sort_keys=False).encode() + b"\n")
     fs.mv(tmp, posixpath.join(root, MANIFEST_FILE))
+    write_report(fs, root, manifest)
     return manifest
+
+
+def write_report(fs: Any, root: str, manifest: dict[str, Any]) -> None:
+    """report.html beside manifest.json (after it, by the same step, so every finished run has one on any runner),
+    through a temporary name like the manifest."""
+    from transforms.run_report import render_run_html
+
+    path = posixpath.join(root, m.REPORT_HTML)
+    with fs.open(path + ".tmp", "wb") as fh:
+        fh.write(render_run_html(manifest).encode("utf-8"))
+    fs.mv(path + ".tmp", path)
 
 
 def packing_stats(counts: Counts, shards: list[dict[str, Any]]) -> dict[str, Any]:
