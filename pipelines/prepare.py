@@ -214,7 +214,7 @@ def build(p: beam.Pipeline, files: list[InputFile], stream_cfg: StreamConfig, cf
             "exact", "near", "candidates", main="staged")
         if stream_cfg.dedup:
             duplicates = (staged.exact, staged.near) | "FindDuplicates" >> FindDuplicates(
-                near=stream_cfg.recipe.dedup.minhash is not None)
+                near=stream_cfg.recipe.dedup.minhash is not None, spread=not one_worker)
         else:
             duplicates = p | "NoDuplicates" >> beam.Create([])
         plan = None

@@ -139,3 +139,29 @@ def test_exact_groups_resolved_in_place_equal_the_global_resolution():
         for stream, dup in exact_group_duplicates(("exact", group)):
             found.setdefault(stream, []).append(dup)
     assert {s: sorted(d) for s, d in found.items()} == expected
+
+
+def test_spread_clusters_equal_the_one_place_resolution():
+    """MinHash clusters joined over the workers (label rounds, then a union-find of what is left) give exactly the
+    one-place result, also for chains longer than the rounds can settle."""
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from transforms.dedup_transforms import LABEL_ROUNDS, SpreadClusters, duplicates_by_stream
+
+    rng = random.Random(9)
+    ref = lambda i: make_ref(i % 3, i)  # noqa: E731
+    exact = [[(ref(i), f"id{i}") for i in rng.sample(range(300), rng.randint(2, 4))] for _ in range(25)]
+    near = [[(ref(i), f"id{i}") for i in rng.sample(range(300), rng.randint(2, 3))] for _ in range(60)]
+    chain = [[(ref(400 + k), f"id{400 + k}"), (ref(401 + k), f"id{401 + k}")] for k in range(4 * LABEL_ROUNDS)]
+    chain.reverse()  # the smallest label has the longest way to go
+    near += chain
+    seen: set[int] = set()  # a document has one exact key: keep the exact groups disjoint
+    exact = [g for g in exact if not (seen & {r for r, _ in g}) and not seen.update(r for r, _ in g)]
+    groups = [("exact", g) for g in exact] + [("near", g) for g in near]
+    expected = list(duplicates_by_stream(groups))
+    assert sum(len(d) for _, d in expected) > 100
+    with beam.Pipeline(runner="FnApiRunner") as p:
+        found = ((p | "E" >> beam.Create([("exact", g) for g in exact]),
+                  p | "N" >> beam.Create([("near", g) for g in near])) | SpreadClusters())
+        assert_that(found, equal_to(expected))
