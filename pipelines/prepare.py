@@ -184,11 +184,13 @@ def plans_in_parallel(files: list[InputFile]) -> bool:
 
 
 def build(p: beam.Pipeline, files: list[InputFile], stream_cfg: StreamConfig, cfg: PrepareConfig,
-          manifest_base: dict[str, Any], started: float, one_worker: bool = False) -> beam.PCollection:
+          manifest_base: dict[str, Any], started: float, one_worker: bool = False,
+          remote: bool = False) -> beam.PCollection:
     """The prepare graph; returns the PCollection holding the committed manifest.
 
     Small inputs are planned here and their streams created directly; big ones are planned by the workers.
-    ``one_worker`` (an in-process run) skips spreading the streams, which would only cost a shuffle.
+    ``one_worker`` (an in-process run) skips spreading the streams, which would only cost a shuffle; ``remote``
+    (workers on other machines) sends the row shuffle's parts through the runner's shuffle instead of part files.
     """
     if plans_in_parallel(files):
         streams = (
@@ -233,7 +235,7 @@ def build(p: beam.Pipeline, files: list[InputFile], stream_cfg: StreamConfig, cf
     gathered = results | "CollectResults" >> GatherAll()
     if getattr(cfg, "shuffle_seed", None) is not None:
         extra["shuffled"] = AsSingleton(gathered | "Shuffle" >> ShuffleRows(cfg.shuffle_seed, cfg.shard_rows,
-                                                                            f"{stream_cfg.temp_dir}/shuffle"))
+                                                                            f"{stream_cfg.temp_dir}/shuffle", remote))
     return gathered | "Commit" >> beam.Map(commit, stream_cfg.output, manifest_base, started, **extra)
 
 
@@ -306,7 +308,8 @@ def execute(cfg: Any, files: list[InputFile], stream_cfg: StreamConfig, manifest
         warm_up(stream_cfg.recipe, stream_cfg.recipe_processes, keys=stream_cfg.dedup)  # the first pass's work
     try:
         p = beam.Pipeline(runner=runner, options=options)
-        build(p, files, stream_cfg, cfg, manifest_base, started, one_worker=one_worker)
+        build(p, files, stream_cfg, cfg, manifest_base, started, one_worker=one_worker,
+              remote=not is_local(beam_args))
         result = p.run()
         if template_location(options):  # a (flex) template launch: the job runs later, the workers commit it
             return None

@@ -138,6 +138,29 @@ def test_shuffle_is_a_permutation_identical_across_runs_and_workers(tmp_path, co
                    for r in _rows(one, {m.K_SHARDS: [s]}))
 
 
+def test_shuffle_through_the_runner_writes_the_same_bytes_as_through_part_files(tmp_path, corpus, tokenizer_path,
+                                                                                 monkeypatch):
+    """Remote runners send the shuffle's parts through the runner's shuffle (no part files): same shards."""
+    import pipelines.prepare as prepare_module
+    from transforms.shuffle_transforms import ShuffleRows
+
+    base = ["--seq-len", "128", "--shard-rows", "50", "--shuffle-seed", "7", "--loss-mask", "boundaries"]
+    files, files_manifest = _run(tmp_path, corpus, tokenizer_path, "files", *base)
+    made = []
+
+    def recording(*args):
+        made.append(ShuffleRows(*args))
+        return made[-1]
+
+    monkeypatch.setattr(prepare_module, "is_local", lambda args: False)  # as on a remote runner
+    monkeypatch.setattr(prepare_module, "ShuffleRows", recording)
+    through, through_manifest = _run(tmp_path, corpus, tokenizer_path, "through", *base)
+    assert [s.inline for s in made] == [True]
+    assert through_manifest[m.K_SHARDS] == files_manifest[m.K_SHARDS]
+    assert [(through / s["path"]).read_bytes() for s in through_manifest[m.K_SHARDS]] == \
+        [(files / s["path"]).read_bytes() for s in files_manifest[m.K_SHARDS]]
+
+
 @pytest.mark.parametrize("packing", [[], ["--packing", "best-fit"], ["--packing", "decompose", "--decompose-range",
                                                                       "4:7", "--decompose-pad"]])
 def test_loss_mask_zeroes_padding_and_document_starts(tmp_path, corpus, tokenizer_path, hf_tokenizer, packing):

@@ -5,8 +5,11 @@ output): places that do not depend on the runner or the number of workers, so th
 shuffle everywhere. A group is one row layout (all rows, or one bucket / one decompose length). Two passes:
 
 1. each written shard (in parallel) sends each of its rows to destination ``key % D`` of its group (``D`` =
-   the rows of the group / ``--shard-rows``, rounded up), one part file per (shard, destination);
+   the rows of the group / ``--shard-rows``, rounded up): one part per (shard, destination) with rows, written as
+   a file (local runs, whose runner would hold shuffled data in memory) or carried by the runner's shuffle as
+   compressed Parquet bytes (remote runners: no part files, whose number grows with the square of the shards);
 2. each destination (in parallel) reads its parts, orders the rows by key and writes them as the final shards.
+   Keys are distinct, so the order, and the bytes written, do not depend on how the parts travelled.
 
 Each worker holds one shard's rows at a time; the output is a permutation of the rows, the same bytes on every run.
 """
@@ -79,8 +82,10 @@ def plan_sources(results: list[dict[str, Any]], shard_rows: int) -> list[Source]
             for layout, shard, stream, first in listed]
 
 
-def split_source(source: Source, seed: int, temp_prefix: str) -> list[tuple[tuple[int, int], tuple[str, int]]]:
-    """Pass 1: a shard's rows to part files by destination; ((group, destination), (part url, rows)) each."""
+def split_source(source: Source, seed: int, temp_prefix: str,
+                 inline: bool = False) -> list[tuple[tuple[int, int], tuple[str | bytes, int]]]:
+    """Pass 1: a shard's rows to parts by destination; ((group, destination), (part url, rows)) each, or with
+    ``inline`` ((group, destination), (the part as Parquet bytes, rows))."""
     table = pq.read_table(source.temp_url)
     keys = row_keys(seed, source.group, source.stream, source.first_row, table.num_rows)
     dest = (keys % np.uint64(source.destinations)).astype(np.int64)
@@ -89,6 +94,11 @@ def split_source(source: Source, seed: int, temp_prefix: str) -> list[tuple[tupl
     for d in np.unique(dest).tolist():
         url = f"{temp_prefix}-g{source.group:03d}-s{source.stream:06d}-r{source.first_row:09d}-d{d:06d}.parquet"
         part = table.take(pa.array(np.flatnonzero(dest == d)))
+        if inline:
+            sink = pa.BufferOutputStream()
+            pq.write_table(part, sink, compression="zstd", compression_level=1)
+            out.append(((source.group, d), (sink.getvalue().to_pybytes(), part.num_rows)))
+            continue
         with fsspec.open(url, "wb") as fh:
             pq.write_table(part, fh, compression="zstd", compression_level=1)
         out.append(((source.group, d), (url, part.num_rows)))
@@ -109,12 +119,14 @@ def _rows(table: pa.Table) -> PackedRows:
                       cu.offsets.to_numpy().astype(np.int64), table[NUM_PAD].to_numpy().astype(np.int32), mask)
 
 
-def write_destination(element: tuple[tuple[int, int], Iterable[tuple[str, int]]], layouts: dict[int, tuple],
+def write_destination(element: tuple[tuple[int, int], Iterable[tuple[str | bytes, int]]], layouts: dict[int, tuple],
                       shard_rows: int, temp_prefix: str) -> list[dict[str, Any]]:
     """Pass 2: one destination's rows in key order, written as shards (their items, with group and destination)."""
     (group, d), parts = element
-    urls = sorted(url for url, _ in parts)
-    table = pa.concat_tables([pq.read_table(u) for u in urls])
+    payloads = [payload for payload, _ in parts]
+    urls = sorted(p for p in payloads if isinstance(p, str))
+    table = pa.concat_tables([pq.read_table(u) for u in urls]
+                             + [pq.read_table(pa.BufferReader(p)) for p in payloads if isinstance(p, bytes)])
     table = table.take(pa.compute.sort_indices(table, sort_keys=[(KEY, "ascending")])).drop_columns([KEY])
     bucket, seq_len = layouts[group]
     rows = _rows(table)
