@@ -74,5 +74,6 @@ def run_demo(args: argparse.Namespace, beam_args: list[str], run_prepare: Callab
     print(summary_table(manifest, result), file=sys.stderr)
     print(f"shards:   {os.path.abspath(result)}/shards/")
     print(f"manifest: {os.path.abspath(result)}/manifest.json")
+    print(f"report:   {os.path.abspath(result)}/report.html (open it in a browser)")
     print(f"same run by hand: {shlex.join(argv)}")
     return 0

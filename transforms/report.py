@@ -63,6 +63,7 @@ def summary_table(manifest: dict[str, Any], output: str) -> str:
     if manifest.get(m.K_REJECTED):
         rows.append(("rejected records", f"{out}/rejected/"))
     rows.append(("manifest", f"{out}/manifest.json"))
+    rows.append(("report", f"{out}/{m.REPORT_HTML}"))
     width = max(len(k) for k, _ in rows)
     rule = "-" * (width + 2 + max(len(v) for _, v in rows))
     return "\n".join([rule, *(f"{k.ljust(width)}  {v}" for k, v in rows), rule])
