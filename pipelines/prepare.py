@@ -190,7 +190,8 @@ def build(p: beam.Pipeline, files: list[InputFile], stream_cfg: StreamConfig, cf
 
     Small inputs are planned here and their streams created directly; big ones are planned by the workers.
     ``one_worker`` (an in-process run) skips spreading the streams, which would only cost a shuffle; ``remote``
-    (workers on other machines) sends the row shuffle's parts through the runner's shuffle instead of part files.
+    (workers on other machines) joins MinHash clusters over the workers and sends the row shuffle's parts through
+    the runner's shuffle instead of part files (on one machine both would only cost memory).
     """
     if plans_in_parallel(files):
         streams = (
@@ -216,7 +217,7 @@ def build(p: beam.Pipeline, files: list[InputFile], stream_cfg: StreamConfig, cf
             "exact", "near", "candidates", main="staged")
         if stream_cfg.dedup:
             duplicates = (staged.exact, staged.near) | "FindDuplicates" >> FindDuplicates(
-                near=stream_cfg.recipe.dedup.minhash is not None, spread=not one_worker)
+                near=stream_cfg.recipe.dedup.minhash is not None, spread=remote)
         else:
             duplicates = p | "NoDuplicates" >> beam.Create([])
         plan = None

@@ -108,6 +108,32 @@ def test_reruns_and_two_workers_give_identical_bytes(planted, deduped, tokenizer
     assert json.loads((again / "manifest.json").read_text())[m.K_COUNTS] == manifest[m.K_COUNTS]
 
 
+def test_clusters_joined_over_the_workers_give_identical_bytes(planted, deduped, tokenizer_path, tmp_path,
+                                                                monkeypatch):
+    """On remote runners MinHash clusters are joined by SpreadClusters, not in one place: the same output."""
+    import pipelines.prepare as prepare_module
+    from transforms.dedup_transforms import FindDuplicates
+
+    files, recipe, _, _ = planted
+    out, manifest = deduped
+    made = []
+
+    def recording(**kwargs):
+        made.append(FindDuplicates(**kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(prepare_module, "is_local", lambda args: False)  # as on a remote runner
+    monkeypatch.setattr(prepare_module, "FindDuplicates", recording)
+    spread = tmp_path / "spread"
+    again = prepare(files, spread, tokenizer_path, recipe=recipe, stream_bytes=40_000, emit_documents=True)
+    assert [(f.near, f.spread) for f in made] == [(True, True)]
+    assert shard_bytes(spread) == shard_bytes(out)
+    for sub in ("documents", "rejected"):
+        assert {p.name: p.read_bytes() for p in (spread / sub).iterdir()} == \
+            {p.name: p.read_bytes() for p in (out / sub).iterdir()}
+    assert again[m.K_COUNTS] == manifest[m.K_COUNTS] and again[m.K_DEDUP] == manifest[m.K_DEDUP]
+
+
 def test_exact_only_keeps_near_copies(planted, tmp_path):
     files, _, records, expected = planted
     recipe = tmp_path / "exact.yaml"

@@ -3,8 +3,8 @@
 Only small values move: 16-byte exact keys or 12-byte band keys with (ref, id) pairs go through the shuffle;
 only groups of two or more (the duplicates and their representatives) reach the resolution step. Exact-only dedup
 resolves each group where it is (a group is its own cluster: its first-read document is kept). With MinHash the
-groups are joined into connected components: in one place for a run in this process (as datatrove's
-MinhashDedupCluster does; its input is the duplicates alone), else spread over the workers (``SpreadClusters``:
+groups are joined into connected components: in one place on one machine (as datatrove's MinhashDedupCluster
+does; its input is the duplicates alone), else spread over the workers of a remote runner (``SpreadClusters``:
 rounds of smallest-label propagation over the groups' edges, then a union-find of the few labels still joined by
 an edge). Both give every duplicate its component's first-read document.
 """
