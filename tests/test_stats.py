@@ -247,6 +247,22 @@ def test_a_prepare_output_is_measured_from_its_inputs_with_its_funnel(tmp_path, 
     assert 'data-section="funnel"' in (tmp_path / "stats" / s.REPORT_HTML).read_text()
 
 
+def test_parquet_and_text_inputs_with_a_metadata_field(tmp_path, corpus):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _, _, texts, recs = corpus
+    table = pa.table({"text": [r["text"] for r in recs[:120]], "domain": [f"d{i % 4}" for i in range(120)]})
+    pq.write_table(table, tmp_path / "docs.parquet", row_group_size=25)
+    (tmp_path / "plain.txt").write_text("first line\nsecond line\n", encoding="utf-8")
+    st = _stats(tmp_path, [str(tmp_path / "docs.parquet"), str(tmp_path / "plain.txt")], "--by", "domain")
+    assert st[s.K_TOTALS][s.DOCUMENTS] == 120 + 1
+    assert st[s.K_TOTALS][s.BYTES] == sum(len(r["text"].encode()) for r in recs[:120]) + len(b"first line\nsecond line\n")
+    domains = st[s.K_GROUPS]["domain"]
+    assert {k: v[s.DOCUMENTS] for k, v in domains.items()} == {"d0": 30, "d1": 30, "d2": 30, "d3": 30,
+                                                                s.MISSING_VALUE: 1}
+
+
 def test_bad_inputs_are_clear_errors(tmp_path, corpus, capsys):
     _, inputs, _, _ = corpus
     assert cli.main(["stats", "-i", str(tmp_path / "nothing-*.jsonl"), "-o", str(tmp_path / "o")]) == 2
