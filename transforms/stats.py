@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from itertools import filterfalse
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -296,7 +297,8 @@ def measure(texts: Sequence[str], count_lines: bool = True) -> Measures:
         words[i] = len(split)
         if split:
             letters[i] = sum(map(len, split))
-            alpha_words[i] = len(list(filter(_HAS_LETTER, split)))
+            rest = list(filterfalse(str.isalpha, split))  # all-letter words need no regex
+            alpha_words[i] = len(split) - len(rest) + len(list(filter(_HAS_LETTER, rest)))
             symbols[i] = text.count("#") + text.count("...") + text.count("…")
         lines = list(filter(None, map(str.strip, text.splitlines())))
         lines_n[i] = len(lines)
