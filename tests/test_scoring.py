@@ -201,6 +201,40 @@ def test_fasttext_scores_drive_a_token_budget_in_prepare(tmp_path, quality_model
     assert counts["records"] == len(texts) == counts["docs_written"] + sum(counts["docs_rejected"].values())
 
 
+def test_a_token_budget_tokenizes_each_document_once(tmp_path, ml_texts, tokenizer_path, monkeypatch):
+    """Pass 1 counts tokens for the budget and stages the ids; pass 2 packs them without tokenizing again. The
+    shards are the bytes a run that tokenizes twice writes."""
+    import transforms.document_writer as document_writer
+    from tests.conftest import shard_bytes
+    from transforms.tokenizer import GigatokenEncoder, HFEncoder
+
+    texts = ["\n".join(ml_texts[i:i + 1 + i % 7]) for i in range(0, 900, 3)]
+    path = write_jsonl(tmp_path / "in.jsonl", [{"id": f"d{i}", "text": t} for i, t in enumerate(texts)])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("scorers: [length]\nselect: {tokens: 15000}\n")
+    encoded = []
+    for cls in (GigatokenEncoder, HFEncoder):
+        original = cls.encode_batch
+        monkeypatch.setattr(cls, "encode_batch", lambda self, batch, f=original: encoded.append(len(batch)) or f(
+            self, batch))
+
+    def run(name):
+        encoded.clear()
+        assert cli.main(["prepare", "-i", path, "-o", str(tmp_path / name), "--tokenizer", tokenizer_path,
+                         "--seq-len", "128", "--recipe", str(recipe), "--no-progress",
+                         "--tokenizer-backend", "hf"]) == 0
+        return sum(encoded)
+
+    once = run("once")
+    read = document_writer.read_documents
+    monkeypatch.setattr(document_writer, "read_documents", lambda url: ((b, None) for b, _ in read(url)))
+    monkeypatch.setattr("transforms.prepare_stream.read_documents", document_writer.read_documents)
+    twice = run("twice")
+    kept = json.loads((tmp_path / "once" / "manifest.json").read_text())[m.K_COUNTS]["docs_written"]
+    assert once == len(texts) and twice == len(texts) + kept  # pass 2 re-encoded the kept documents only when told
+    assert shard_bytes(tmp_path / "once") == shard_bytes(tmp_path / "twice")
+
+
 def test_upsampled_buckets_are_packed_again_apart_and_counted(tmp_path, ml_texts, tokenizer_path, hf_tokenizer):
     import pyarrow.parquet as pq
 

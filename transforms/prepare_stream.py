@@ -53,7 +53,7 @@ from schemas.documents import META_BUCKET, META_SCORES, META_UPSAMPLE
 from schemas.shards import TEMP_DIR
 from transforms.dedup import make_ref
 from transforms.selection import Candidate, Plan, tie_break
-from transforms.document_writer import DocumentWriter, read_documents
+from transforms.document_writer import TOKENS_COLUMN, DocumentWriter, read_documents
 from transforms.pack import DecomposePacker, PackedRows, PackingSpec, mask_source
 from transforms.progress import ProgressWriter
 from transforms.readers import DEFAULT_BATCH_BYTES, DocBatch, read_split
@@ -445,7 +445,12 @@ def read_staged(url: str, duplicates: dict[int, tuple[str, str]], attempt: _Atte
     which go to the attempt's rejected file naming the document they duplicate, and (with a ``plan``) without
     the documents selection drops, which go there with their scores; kept ones get their ``meta.bucket``."""
     ordinal = 0
-    for table in read_documents(url):
+    for table, encoder in read_documents(url):
+        token_lists = None
+        if encoder is not None:  # pass 1 tokenized these documents (a token budget): keep their ids
+            column = table.column(TOKENS_COLUMN)
+            token_lists = (column.offsets.to_numpy(), column.values.to_numpy(zero_copy_only=False))
+            table = table.drop_columns([TOKENS_COLUMN])
         cols = table.to_pydict()
         n = len(cols["text"])
         start = 0
@@ -455,7 +460,7 @@ def read_staged(url: str, duplicates: dict[int, tuple[str, str]], attempt: _Atte
             while stop < n and cols["source"][stop] == source:
                 stop += 1
             batch = DocBatch(source=source)
-            dropped = []
+            dropped, kept = [], []
             for i in range(start, stop):
                 dup = duplicates.get(ordinal + i - start)
                 if dup is None:
@@ -467,6 +472,7 @@ def read_staged(url: str, duplicates: dict[int, tuple[str, str]], attempt: _Atte
                             dropped.append(rejection)
                             continue
                     batch.texts.append(cols["text"][i])
+                    kept.append(i)
                     batch.ids.append(cols["id"][i])
                     batch.lines.append(cols["line"][i])
                     batch.rows.append(cols["row"][i])
@@ -480,6 +486,12 @@ def read_staged(url: str, duplicates: dict[int, tuple[str, str]], attempt: _Atte
                 ))
             ordinal += stop - start
             attempt.reject(dropped)
+            if token_lists is not None:
+                offsets, values = token_lists
+                lens = (offsets[1:] - offsets[:-1])[kept].astype(np.int64)
+                take = [values[offsets[i]:offsets[i + 1]] for i in kept]
+                flat = np.concatenate(take).astype(np.uint32, copy=False) if take else np.zeros(0, np.uint32)
+                batch.token_ids = (encoder, flat, lens)
             yield batch
             start = stop
 
@@ -592,7 +604,10 @@ class _PackSink:
             self.encoder, self.verifying = self.tools.encoders.start(batch.texts, where)
             self.note = self.tools.encoders.fast_error if self.verifying is None else ""  # why not gigatoken
         started = time.perf_counter()
-        flat, lens = self.encoder.encode_batch(batch.texts)
+        if batch.token_ids is not None and batch.token_ids[0] == self.encoder.name:
+            _, flat, lens = batch.token_ids  # tokenized in pass 1 by the same encoder
+        else:
+            flat, lens = self.encoder.encode_batch(batch.texts)
         flat, lens = add_specials(flat, lens, self.spec.eos_id, self.spec.bos_id)
         mode = self.cfg.packing.loss_mask
         mask = mask_source(flat, lens, mode, self.spec.eos_id, self.spec.bos_id) if mode != "none" else None
@@ -726,8 +741,9 @@ class _PackSink:
             raise _UseReference(verified, verdict)
 
 
-def _write_documents(writer: DocumentWriter, batch: DocBatch) -> None:
-    writer.write(batch.ids, batch.texts, batch.source, batch.lines, batch.rows, batch.metas)
+def _write_documents(writer: DocumentWriter, batch: DocBatch, with_token_ids: bool = False) -> None:
+    writer.write(batch.ids, batch.texts, batch.source, batch.lines, batch.rows, batch.metas,
+                 batch.token_ids if with_token_ids else None)
 
 
 def run_pass(
@@ -822,7 +838,14 @@ def stage_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools) -> Itera
     ordinal = 0
     try:
         for batch in read_stream(stream, cfg, tools, attempt, keys):
-            attempt.counts.time(TIME_WRITE, _call_timed(_write_documents, staged, batch))
+            found: list[Candidate] = []
+            if cfg.selects:  # before staging: a token budget's token ids are staged with the texts
+                started = time.perf_counter()
+                found = candidates(batch, stream.index, ordinal, cfg, tools)
+                # a token budget tokenizes here; otherwise building candidates is part of the recipe's selection
+                attempt.counts.time(TIME_TOKENIZE if cfg.tokenizer is not None else TIME_RECIPE,
+                                    time.perf_counter() - started)
+            attempt.counts.time(TIME_WRITE, _call_timed(_write_documents, staged, batch, True))
             for ref, doc_id, doc_keys in keys:
                 if doc_keys is None:
                     continue
@@ -832,14 +855,8 @@ def stage_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools) -> Itera
                 for band in bands:
                     yield "near", (band, (ref, doc_id))
             keys.clear()
-            if cfg.selects:
-                started = time.perf_counter()
-                found = candidates(batch, stream.index, ordinal, cfg, tools)
-                # a token budget tokenizes here; otherwise building candidates is part of the recipe's selection
-                attempt.counts.time(TIME_TOKENIZE if cfg.tokenizer is not None else TIME_RECIPE,
-                                    time.perf_counter() - started)
-                for candidate in found:
-                    yield "candidates", (stream.index, candidate)
+            for candidate in found:
+                yield "candidates", (stream.index, candidate)
             ordinal += len(batch.texts)
     except BaseException:
         attempt.close()
@@ -863,7 +880,9 @@ def candidates(batch: DocBatch, stream: int, first: int, cfg: StreamConfig, tool
         encoders = tools.encoders
         encoder = encoders.fast if cfg.tokenizer.backend != HF and encoders.fast is not None else encoders.reference
         specials = 1 + (cfg.tokenizer.bos_id is not None)
-        tokens = (encoder.encode_batch(batch.texts)[1] + specials).tolist()
+        flat, lens = encoder.encode_batch(batch.texts)
+        batch.token_ids = (encoder.name, flat, lens)  # staged with the texts: pass 2 packs them as they are
+        tokens = (lens + specials).tolist()
     out = []
     for i, (text, doc_id, meta) in enumerate(zip(batch.texts, batch.ids, batch.metas)):
         ref = make_ref(stream, first + i)

@@ -49,6 +49,7 @@ class DocBatch:
     records: int = 0
     bytes_read: int = 0
     seconds: float = 0.0  # time its reader spent reading and parsing it (set by whoever times the reader)
+    token_ids: Any = None  # (encoder name, flat ids, lengths) of the texts when already tokenized, else None
 
 
 class _Batcher:
