@@ -81,6 +81,23 @@ def test_fast_engine_makes_the_same_decisions_and_text_as_datatrove(preset, vari
         assert fast == reference, [(i, a, b) for i, (a, b) in enumerate(zip(fast, reference)) if a != b][:3]
 
 
+@pytest.mark.parametrize("language", ["deu", "spa", "rus", "pol"])
+def test_fast_engine_agrees_for_other_languages(varied_corpus, language):
+    """Stages set to another language use that language's fast word splitter: still datatrove's decisions."""
+    from dataclasses import replace
+
+    from transforms.fast_filters import FastEngine
+    from transforms.words import WordSplitter
+
+    recipe = load_recipe("fineweb")
+    recipe = replace(recipe, filters=tuple(replace(s, params={**s.params, "language": language})
+                                           for s in recipe.filters))
+    ids = [str(i) for i in range(len(varied_corpus))]
+    engine = FastEngine(recipe)
+    assert sum(isinstance(getattr(rule, "words", None), WordSplitter) for _, rule in engine.stages) >= 3
+    assert engine.apply(varied_corpus, ids) == DatatroveEngine(recipe).apply(varied_corpus, ids)
+
+
 def test_fast_engine_with_changed_parameters_agrees_too(varied_corpus):
     from transforms.fast_filters import FastEngine
 

@@ -32,8 +32,15 @@ _WHITESPACE_RUNS = re.compile(r"(\s+)")
 
 MAX_CACHED_CHUNKS = 2_000_000  # chunks or words: about 200-400 MB at most; cleared (not evicted one by one) when full
 
-# datatrove language code (its tokenizer_assignment.csv) -> spaCy language, for the languages we cache so far
-_SPACY_LANGUAGES = {"eng": "en", "en": "en"}
+# datatrove language code (ISO 639-3 as in its tokenizer_assignment.csv, or 639-1) -> spaCy language: the languages
+# whose spaCy tokenizer has no token_match and whose affix rules never match inside letters (the tests check both,
+# and the words against datatrove's on a multilingual corpus). French and Turkish have a token_match: not yet.
+_SPACY_LANGUAGES = {
+    code: spacy for spacy, iso3 in (("en", "eng"), ("de", "deu"), ("es", "spa"), ("it", "ita"), ("pt", "por"),
+                                    ("nl", "nld"), ("ru", "rus"), ("pl", "pol"), ("sv", "swe"), ("da", "dan"),
+                                    ("cs", "ces"))
+    for code in (spacy, iso3)
+}
 
 
 def _alternatives(pattern: re.Pattern) -> list | None:
