@@ -56,12 +56,13 @@ def test_identical_to_datatrove_in_other_languages(ml_texts, language):
     """Every language with a fast splitter gives datatrove's words (and sentence counts) for that language."""
     from datatrove.utils.text import split_into_sentences, split_into_words
 
-    docs = ["\n\n".join(ml_texts[i:i + 10]) for i in range(0, 1500, 10)]
-    docs += ["«Ça va?» — sí, señor: 3,5 km… 1.000,50 € (z. B. usw.) d'accord l'homme e-mail http://x.org/a?b=1"]
+    docs = ["\n\n".join(ml_texts[i:i + 10]) for i in range(0, 1500, 25)]
+    docs += ["«Ça va?» — sí, señor: 3,5 km… 1.000,50 € (z. B. usw.) d'accord l'homme e-mail http://x.org/a?b=1",
+             "aujourd'hui, c'est-à-dire qu'il y a peut-être 2 km ; Türkiye'de, İstanbul'da 3'ü"]
     splitter = WordSplitter(language)
     for doc in docs:
         assert splitter.split(doc) == split_into_words(doc, language), doc[:80]
-    lines = [line.strip() for t in ml_texts[:600] for line in t.splitlines() if line.strip()]
+    lines = [line.strip() for t in ml_texts[:300] for line in t.splitlines() if line.strip()]
     for line in lines:
         assert splitter.sentence_count(line) == len(split_into_sentences(line, language)), line
 
@@ -120,7 +121,8 @@ def test_affix_rules_never_match_inside_letters(language):
         pattern = search.__self__.pattern
         assert _requires_non_letter(sre_parse.parse(pattern)), pattern[:200]
     assert not _requires_non_letter(sre_parse.parse(r"(?<=[0-9])\.|[a-z]+"))  # the check can say no
-    assert tokenizer.token_match is None  # url_match may match: it keeps a chunk whole, as the shortcut does
+    # token_match and url_match (French, Turkish, Hungarian have a token_match) can only keep a chunk whole, as the
+    # shortcut does
 
 
 def test_letter_chunks_and_special_cases_split_like_spacy():
@@ -164,7 +166,7 @@ def test_python_affix_splitting_gives_spacys_tokens(language):
     chunks = list(specials) + [p + s for p in _PUNCTUATION for s in specials if len(s) <= 3]
     chunks += [c + p + q for c in _CORES for p in _PUNCTUATION for q in ("", ".", ",", ")", '"', "'")]
     chunks += [p + q + c for c in _CORES[:8] for p in _PUNCTUATION for q in ("", "(", '"', "'")]
-    chunks += _random_chunks(random.Random(0), specials, 20_000 if language == "en" else 4_000)
+    chunks += _random_chunks(random.Random(0), specials, 20_000 if language == "en" else 2_000)
     overlapping = 0
     for chunk in chunks:
         expected = [token.text for token in tokenizer(chunk)]

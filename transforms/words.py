@@ -32,13 +32,15 @@ _WHITESPACE_RUNS = re.compile(r"(\s+)")
 
 MAX_CACHED_CHUNKS = 2_000_000  # chunks or words: about 200-400 MB at most; cleared (not evicted one by one) when full
 
-# datatrove language code (ISO 639-3 as in its tokenizer_assignment.csv, or 639-1) -> spaCy language: the languages
-# whose spaCy tokenizer has no token_match and whose affix rules never match inside letters (the tests check both,
-# and the words against datatrove's on a multilingual corpus). French and Turkish have a token_match: not yet.
+# datatrove language code (ISO 639-3 as in its tokenizer_assignment.csv, or 639-1) -> spaCy language: languages
+# datatrove splits with spaCy's blank tokenizer and whose affix rules never match inside letters (the tests check
+# that, the port against spaCy, and the words against datatrove's on a multilingual corpus, for each of them)
 _SPACY_LANGUAGES = {
-    code: spacy for spacy, iso3 in (("en", "eng"), ("de", "deu"), ("es", "spa"), ("it", "ita"), ("pt", "por"),
-                                    ("nl", "nld"), ("ru", "rus"), ("pl", "pol"), ("sv", "swe"), ("da", "dan"),
-                                    ("cs", "ces"))
+    code: spacy for spacy, iso3 in (
+        ("en", "eng"), ("de", "deu"), ("fr", "fra"), ("es", "spa"), ("it", "ita"), ("pt", "por"), ("nl", "nld"),
+        ("ru", "rus"), ("pl", "pol"), ("sv", "swe"), ("da", "dan"), ("nb", "nob"), ("fi", "fin"), ("cs", "ces"),
+        ("sk", "slk"), ("sl", "slv"), ("hr", "hrv"), ("ro", "ron"), ("hu", "hun"), ("tr", "tur"), ("uk", "ukr"),
+        ("bg", "bul"), ("el", "ell"), ("ca", "cat"), ("lt", "lit"), ("lv", "lav"), ("et", "est"))
     for code in (spacy, iso3)
 }
 
