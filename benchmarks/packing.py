@@ -101,7 +101,8 @@ def loader_rates(workdir: Path, gb: float, rounds: int = 3) -> dict[str, float]:
     warm(str(directory))
     loader = [measure(child_loader, str(directory), {}, 8) for _ in range(rounds)]
     anchor = [measure(child_anchor, str(directory), {}, 8) for _ in range(rounds)]
-    return {"gbps": statistics.median(r["gbps"] for r in loader), "tokps": statistics.median(r["tokps"] for r in loader),
+    return {"gbps": statistics.median(r["gbps"] for r in loader),
+            "tokps": statistics.median(r["tokps"] for r in loader),
             "anchor_gbps": statistics.median(r["gbps"] for r in anchor), "tokens": loader[0]["tokens"]}
 
 

@@ -9,7 +9,8 @@ What it measures, in one run, on the same JSONL files and the same cores:
 * ``tokenmill stats --by source``: the same with a breakdown by the records' source field.
 * ``datatrove``: ``JsonlReader`` → ``DocStats`` → ``LineStats`` on a ``LocalPipelineExecutor`` with tasks = workers =
   cores (``executor.run()`` timed in a subprocess, imports not), computing the summary and histogram groups
-  (its per-domain groups need URL metadata), followed by its ``StatsMerger`` (timed separately: datatrove needs it to get corpus-wide numbers).
+  (its per-domain groups need URL metadata), followed by its ``StatsMerger`` (timed separately: datatrove needs it
+  to get corpus-wide numbers).
 
 Throughput is MB (10^6 bytes) of document text (UTF-8 bytes of every record's text) per wall-clock second. The
 corpus is the generated benchmark corpus (this Python's standard library and the chatterbot-corpus conversations,

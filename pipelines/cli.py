@@ -219,6 +219,8 @@ def add_train_tokenizer_arguments(ap: argparse.ArgumentParser) -> None:
                          "may span a whole line of code)")
     ap.add_argument("--workers", type=_positive, default=1,
                     help="local Beam worker processes for sampling and counting SuperBPE chunks (default: 1)")
+    ap.add_argument("--no-progress", action="store_true",
+                    help="no stage lines on stderr (default: shown on a terminal)")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     ap.add_argument("--verbose", "-v", action="store_true", help="show Beam's own log messages")
 
@@ -587,7 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sample_bytes=args.sample_bytes, balance=args.balance, seed=args.seed, text_field=args.text_field,
                 input_format=args.input_format, min_frequency=args.min_frequency,
                 superbpe_transition=args.superbpe_transition, superbpe_boundaries=args.superbpe_boundaries,
-                overwrite=args.overwrite, workers=args.workers,
+                overwrite=args.overwrite, workers=args.workers, progress=sys.stderr.isatty() and not args.no_progress,
             )
             print(tokenizer_summary(train_tokenizer(cfg, beam_args)), file=sys.stderr)
             return 0

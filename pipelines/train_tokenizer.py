@@ -55,6 +55,7 @@ class TrainTokenizerConfig:
     superbpe_transition: int | None = None  # SuperBPE: stage 1 stops at this many tokens, stage 2 spans words
     superbpe_boundaries: str = "punctuation"  # where stage 2 still cuts: punctuation (and newlines, digits) or newlines
     workers: int = 1  # local worker processes of the Beam steps (counting SuperBPE's chunks)
+    progress: bool = False  # one line per stage on stderr as the run goes (the CLI's default on a terminal)
     overwrite: bool = False
 
 
@@ -76,20 +77,31 @@ def recipe_of(cfg: TrainTokenizerConfig) -> TokenizerRecipe:
                                      f"{', '.join(BOUNDARIES)}")
     transition = cfg.superbpe_transition
     if transition is not None and not len(specials) + 256 <= transition < cfg.vocab_size:
-        raise TokenizerTrainingError(f"--superbpe-transition must be between {len(specials) + 256} and --vocab-size - 1 "
+        raise TokenizerTrainingError(f"--superbpe-transition must be between {len(specials) + 256} and "
+                                     f"--vocab-size - 1 "
                                      f"({cfg.vocab_size - 1}), got {transition}")
     return recipe
 
 
+def _stage(cfg: TrainTokenizerConfig, started: float, text: str) -> None:
+    """One progress line on stderr (with the time since the run started), when the config asks for them."""
+    if cfg.progress:
+        import sys
+
+        print(f"tokenmill: [{time.time() - started:6.1f}s] {text}", file=sys.stderr, flush=True)
+
+
 def _superbpe(cfg: TrainTokenizerConfig, recipe: TokenizerRecipe, parts: list[dict[str, Any]], temp: str,
-              beam_args: list[str]) -> tuple[Any, dict[str, Any]]:
+              beam_args: list[str], run_started: float) -> tuple[Any, dict[str, Any]]:
     """SuperBPE: stage 1 to the transition, the stage-2 chunk counts (Beam), stage 2's merges; the tokenizer and
     what the card records of it."""
     from pipelines.prepare import beam_options, local_runner
 
     started = time.time()
+    _stage(cfg, run_started, f"SuperBPE stage 1: BPE to {cfg.superbpe_transition:,} tokens")
     stage1 = train_tokenizer(sample_texts(parts), replace(recipe, vocab_size=cfg.superbpe_transition))
     stage1_done = time.time()
+    _stage(cfg, run_started, f"SuperBPE: counting the stage-2 chunks ({cfg.superbpe_boundaries} boundaries)")
     prefix = posixpath.join(temp, "chunks", "counts")
     with beam.Pipeline(runner=local_runner(beam_args, cfg.workers), options=beam_options(beam_args, cfg.workers)) as p:
         (p
@@ -97,6 +109,8 @@ def _superbpe(cfg: TrainTokenizerConfig, recipe: TokenizerRecipe, parts: list[di
          | "CountChunks" >> CountChunks(stage1.to_str(), recipe.digits, cfg.superbpe_boundaries, prefix))
     counts = read_chunk_counts(prefix + "-*")
     counted = time.time()
+    _stage(cfg, run_started, f"SuperBPE stage 2: merges over {len(counts):,} distinct chunks to "
+                             f"{cfg.vocab_size:,} tokens")
     tok = superbpe(stage1, counts, cfg.vocab_size, recipe.digits, recipe.min_frequency, cfg.superbpe_boundaries)
     info = {
         "transition": cfg.superbpe_transition,
@@ -129,6 +143,8 @@ def run(cfg: TrainTokenizerConfig, beam_args: list[str] | None = None) -> dict[s
     summary_url = posixpath.join(temp, "summary.json")
     beam_args = list(beam_args or [])
     try:
+        _stage(cfg, started, f"sampling up to {cfg.sample_bytes / 1e6:,.0f} MB from {len(files)} input file(s) "
+                             f"({sum(f.size for f in files) / 1e6:,.1f} MB), balance {cfg.balance}")
         with beam.Pipeline(runner=local_runner(beam_args, cfg.workers),
                            options=beam_options(beam_args, cfg.workers)) as p:
             (p
@@ -140,12 +156,15 @@ def run(cfg: TrainTokenizerConfig, beam_args: list[str] | None = None) -> dict[s
         sampled = time.time()
         if not summary["parts"]:
             raise TokenizerTrainingError("the inputs hold no readable document to train on")
+        _stage(cfg, started, f"sampled {sum(p['documents'] for p in summary['parts']):,} documents, "
+                             f"{sum(p['bytes'] for p in summary['parts']) / 1e6:,.1f} MB")
         superbpe_info: dict[str, Any] | None = None
         try:
             if cfg.superbpe_transition is None:
+                _stage(cfg, started, f"training BPE to {cfg.vocab_size:,} tokens")
                 tok = train_tokenizer(sample_texts(summary["parts"]), recipe)
             else:  # stage 1 up to the transition; stage-2 chunks counted in Beam; stage 2 on them, across words
-                tok, superbpe_info = _superbpe(cfg, recipe, summary["parts"], temp, beam_args)
+                tok, superbpe_info = _superbpe(cfg, recipe, summary["parts"], temp, beam_args, started)
         except ValueError as exc:
             raise TokenizerTrainingError(str(exc)) from exc
         trained = time.time()
@@ -201,12 +220,14 @@ def summary_table(card: dict[str, Any]) -> str:
     s = card["sample"]
     rows = [
         ("tokenizer", card["tokenizer"]),
-        ("vocabulary", f"{card['vocab_size']:,} tokens ({', '.join(f'{t}={i}' for t, i in card['special_token_ids'].items())})"),
+        ("vocabulary", f"{card['vocab_size']:,} tokens "
+                       f"({', '.join(f'{t}={i}' for t, i in card['special_token_ids'].items())})"),
         ("pretokenizer", f"{card['recipe']['pretokenizer']}, digits {card['recipe']['digits']}, "
                          f"normalization {card['recipe']['normalization']}"
                          + (f", SuperBPE from {card['config']['superbpe_transition']:,} tokens"
                             if card["config"].get("superbpe_transition") else "")),
-        ("sample", f"{s['documents']:,} documents, {s['bytes'] / 1e6:,.1f} MB (budget {s['budget_bytes'] / 1e6:,.1f} MB, "
+        ("sample", f"{s['documents']:,} documents, {s['bytes'] / 1e6:,.1f} MB "
+                   f"(budget {s['budget_bytes'] / 1e6:,.1f} MB, "
                    f"balance {s['balance']}, seed {s['seed']})"),
         ("groups", f"{len(s['corpus_bytes_per_group'])}"),
         *([("superbpe", f"{sb['distinct_chunks']:,} distinct stage-2 chunks ({sb['chunk_occurrences']:,} in the "

@@ -137,7 +137,8 @@ def test_superbpe_spans_words_and_compresses_held_out_text_better(tmp_path, ml_t
     assert cli.main([*base, "-o", str(again), "--superbpe-transition", "2000", "--workers", "2"]) == 0
     assert again.read_bytes() == superbpe.read_bytes()
     lines = tmp_path / "lines.json"
-    assert cli.main([*base, "-o", str(lines), "--superbpe-transition", "2000", "--superbpe-boundaries", "newlines"]) == 0
+    assert cli.main([*base, "-o", str(lines), "--superbpe-transition", "2000",
+                     "--superbpe-boundaries", "newlines"]) == 0
     lines_tok = Tokenizer.from_file(str(lines))
     assert lines_tok.get_vocab_size(with_added_tokens=True) == 3000
     def word_and_comma(t):
@@ -218,8 +219,10 @@ def test_stage2_merges_are_plain_bpe_over_the_chunk_counts(ml_texts):
     stage1_merges = len(json.loads(stage1.to_str())["model"]["merges"])
     learned = [tuple(m) for m in spec["model"]["merges"][stage1_merges:]]
     token_of = {i: t for t, i in stage1.get_vocab().items()}
-    reference = [("".join(token_of[ord(c) - SYMBOL_BASE] for c in a), "".join(token_of[ord(c) - SYMBOL_BASE] for c in b))
-                 for a, b in _reference_merges(counts, base, 80, 2)]
+    def spell(symbols):
+        return "".join(token_of[ord(c) - SYMBOL_BASE] for c in symbols)
+
+    reference = [(spell(a), spell(b)) for a, b in _reference_merges(counts, base, 80, 2)]
     assert learned == reference[:len(learned)] and len(learned) >= 60
     assert tok.get_vocab_size() == 760
 

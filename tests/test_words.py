@@ -136,7 +136,8 @@ def test_letter_chunks_and_special_cases_split_like_spacy():
 
 _PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~" + "«»‘’‚“”„…–—¡¿·•′″、。，！？：；（）【】「」¨´°§¶©®™€£¥"
 _CORES = ("word", "Word", "WORD", "a", "I", "x", "s", "U", "Straße", "ñandú", "слово", "Слово", "日本語", "λόγος",
-          "كلمة", "3", "42", "3.5", "1,000", "10km", "5pm", "2nd", "1990s", "v2", "e-mail", "don't", "o'clock", "http://x.org/a")
+          "كلمة", "3", "42", "3.5", "1,000", "10km", "5pm", "2nd", "1990s", "v2", "e-mail", "don't", "o'clock",
+          "http://x.org/a")
 
 
 def _random_chunks(rng, specials: list[str], count: int) -> list[str]:

@@ -4,10 +4,11 @@ Stage 1 is the recipe's ordinary byte-level BPE with ``transition`` tokens. Stag
 same sample without the whitespace pretokenization, the digit and punctuation rules kept: texts are cut at digits
 (the recipe's digit rule, then digit runs), at runs of punctuation and symbols (with one leading space, as in the
 GPT-4 pattern) and at newlines, so a chunk such as " of the" holds several words. ``boundaries="newlines"`` cuts
-only at digits and newlines (a chunk may be a whole line of code), which suits code-heavy corpora. Each chunk is tokenized by the stage-1 model
-alone (its merges by rank over the whole chunk: exactly what the final tokenizer does before any stage-2 merge, since
-stage-2 merges rank after every stage-1 merge), and the distinct stage-1 token sequences are counted in Beam
-(``CountChunks``), so the sample may be of any size and the counting runs on every worker.
+only at digits and newlines (a chunk may be a whole line of code), which suits code-heavy corpora. Each chunk is
+tokenized by the stage-1 model alone (its merges by rank over the whole chunk: exactly what the final tokenizer does
+before any stage-2 merge, since stage-2 merges rank after every stage-1 merge), and the distinct stage-1 token
+sequences are counted in Beam (``CountChunks``), so the sample may be of any size and the counting runs on every
+worker.
 
 Stock ``tokenizers`` cannot resume BPE training from given merges, but its trainer learns merges over any symbols:
 stage 2 writes stage-1 token ``i`` as the character ``chr(SYMBOL_BASE + i)``, so a counted chunk is a word of
