@@ -397,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-bytes", type=_positive, default=None, metavar="N",
                     help="read at most about N bytes of document text, shared equally among the input splits "
                          "(default: all)")
+    ev.add_argument("--no-progress", action="store_true", help="no live progress line, even on a terminal")
     ev.add_argument("--verbose", "-v", action="store_true", help="show Beam's own log messages")
     st = sub.add_parser(
         "stats",
@@ -630,7 +631,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 input_format=args.input_format, parallel=args.parallel, reference_lang=args.reference_lang,
                 max_bytes=args.max_bytes, overwrite=args.overwrite,
             )
-            print(eval_summary(eval_tokenizer(cfg, beam_args), args.output), file=sys.stderr)
+            report = _run_with_progress(eval_tokenizer, cfg, beam_args, not args.no_progress)
+            print(eval_summary(report, args.output), file=sys.stderr)
             return 0
     except KeyboardInterrupt:
         print("tokenmill: interrupted; the output has no manifest and is not a result (rerun to finish)",

@@ -59,15 +59,19 @@ class EvalConfig:
 class _EvalSplit(beam.DoFn):
     """One split → ((group, tokenizer index), stats array) and (("counts", tokenizer index), bincount)."""
 
-    def __init__(self, names: list[str], jsons: list[str], text_field: str, split_budget: int | None) -> None:
+    def __init__(self, names: list[str], jsons: list[str], text_field: str, split_budget: int | None,
+                 progress_dir: str | None = None) -> None:
         self.names, self.jsons, self.text_field, self.split_budget = names, jsons, text_field, split_budget
+        self.progress_dir = progress_dir
 
     def setup(self) -> None:
         """Load the tokenizers and the language model once per worker."""
         from transforms.langid import LanguageIdentifier
+        from transforms.progress import ProgressWriter
 
         self.infos = [load_tokenizer(n, n, j) for n, j in zip(self.names, self.jsons)]
         self.langid = LanguageIdentifier()
+        self.progress = ProgressWriter(self.progress_dir)
 
     def process(self, split: Any) -> Iterator[tuple[tuple[Any, int], np.ndarray]]:
         """Read, identify and tokenize the split's documents; emit its sums."""
@@ -78,6 +82,7 @@ class _EvalSplit(beam.DoFn):
         used = 0
         for batch in read_split(split, text_field=self.text_field, id_field="id"):
             texts = batch.texts
+            self.progress.add(records=batch.records, bytes=batch.bytes_read, docs=len(texts))
             if self.split_budget is not None:
                 keep = []
                 for t in texts:
@@ -130,7 +135,8 @@ def check_output(output: str, overwrite: bool) -> None:
         raise TokenizerEvalError(f"--output {output}: already holds a report (use --overwrite to replace it)")
 
 
-def corpus_pass(cfg: EvalConfig, infos: list[TokenizerInfo], beam_args: list[str]) -> dict[tuple[Any, int], Any]:
+def corpus_pass(cfg: EvalConfig, infos: list[TokenizerInfo], beam_args: list[str],
+                progress_dir: str | None = None) -> dict[tuple[Any, int], Any]:
     """Run the Beam corpus pass; returns the summed arrays keyed by (group or "counts", tokenizer index)."""
     files = expand_inputs(cfg.inputs, cfg.input_format)
     splits = [s for i, f in enumerate(files) for s in plan_splits(i, f)]
@@ -138,7 +144,7 @@ def corpus_pass(cfg: EvalConfig, infos: list[TokenizerInfo], beam_args: list[str
     fs, root = fsspec.core.url_to_fs(cfg.output)
     fs.makedirs(root, exist_ok=True)
     parts_url = f"{cfg.output.rstrip('/')}/_eval_parts_{uuid.uuid4().hex}.pkl"
-    fn = _EvalSplit([i.name for i in infos], [i.json_text for i in infos], cfg.text_field, budget)
+    fn = _EvalSplit([i.name for i in infos], [i.json_text for i in infos], cfg.text_field, budget, progress_dir)
     try:
         with beam.Pipeline(runner=local_runner(beam_args, 1), options=beam_options(beam_args, 1)) as p:
             _ = (p | "Splits" >> beam.Create(splits) | "Reshuffle" >> beam.Reshuffle()
@@ -152,15 +158,16 @@ def corpus_pass(cfg: EvalConfig, infos: list[TokenizerInfo], beam_args: list[str
     return {k: v for k, v in parts}
 
 
-def run(cfg: EvalConfig, beam_args: list[str] | None = None) -> dict[str, Any]:
-    """Evaluate every tokenizer; writes report.json and report.html under ``cfg.output`` and returns the report."""
+def run(cfg: EvalConfig, beam_args: list[str] | None = None, progress_dir: str | None = None) -> dict[str, Any]:
+    """Evaluate every tokenizer; writes report.json and report.html under ``cfg.output`` and returns the report
+    (``progress_dir``: where the workers report progress for a live display)."""
     if not cfg.tokenizers:
         raise TokenizerEvalError("--tokenizer: give at least one tokenizer.json")
     check_output(cfg.output, cfg.overwrite)
     names = tokenizer_names(cfg.tokenizers)
     infos = [load_tokenizer(n, p) for n, p in zip(names, cfg.tokenizers)]
     records = read_parallel(cfg.parallel) if cfg.parallel else None
-    sums = corpus_pass(cfg, infos, list(beam_args or []))
+    sums = corpus_pass(cfg, infos, list(beam_args or []), progress_dir)
     stats = {k: v for k, v in sums.items() if k[0] != "counts"}
     report: dict[str, Any] = {
         "tokenmill_eval_tokenizer": 1,

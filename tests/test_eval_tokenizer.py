@@ -210,3 +210,18 @@ def test_cli_writes_report_and_refuses_to_overwrite(setup, tmp_path, capsys):
     assert main(argv + ["--overwrite"]) == 0
     assert main(["eval-tokenizer", "-t", str(tmp_path / "missing.json"), "-i", src, "-o", str(tmp_path / "m")]) == 2
     assert "--tokenizer" in capsys.readouterr().err
+
+
+def test_workers_report_progress_for_the_live_display(tmp_path, tokenizer_path, ml_texts):
+    """eval-tokenizer's workers write the progress side channel the terminal display sums."""
+    from pipelines.eval_tokenizer import EvalConfig, run
+    from transforms.progress import read_progress
+
+    texts = ml_texts[:300]
+    path = write_jsonl(tmp_path / "a.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(texts)])
+    progress = tmp_path / "progress"
+    progress.mkdir()
+    run(EvalConfig(tokenizers=[tokenizer_path], inputs=[path], output=str(tmp_path / "out")), [],
+        progress_dir=str(progress))
+    seen = read_progress(str(progress))
+    assert seen["docs"] == seen["records"] == len(texts) and seen["bytes"] == (tmp_path / "a.jsonl").stat().st_size
