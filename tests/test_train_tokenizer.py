@@ -242,3 +242,16 @@ def test_chunks_are_cut_at_digits_punctuation_newlines_and_special_tokens_not_sp
     chunks = ["".join(token_of[ord(c) - SYMBOL_BASE] for c in s) for s in chunk_symbols(tok, [text])]
     spelled = [c.replace("Ġ", " ").replace("Ċ", "\n") for c in chunks]
     assert spelled == [c for c in expected if len(tok.encode(c, add_special_tokens=False).ids) > 1]
+
+
+def test_progress_lines_name_each_stage(tmp_path, corpus, capsys):
+    from pipelines.train_tokenizer import TrainTokenizerConfig, run
+
+    _, a, _, _, _ = corpus
+    run(TrainTokenizerConfig(inputs=[a], output=str(tmp_path / "t.json"), vocab_size=700, superbpe_transition=600,
+                             progress=True))
+    err = capsys.readouterr().err
+    for stage in ("sampling up to", "sampled", "SuperBPE stage 1", "counting the stage-2 chunks", "SuperBPE stage 2"):
+        assert stage in err, err
+    run(TrainTokenizerConfig(inputs=[a], output=str(tmp_path / "t.json"), vocab_size=700, overwrite=True))
+    assert "tokenmill: [" not in capsys.readouterr().err  # off unless asked (the CLI asks on a terminal)
