@@ -251,7 +251,7 @@ def test_bounded_suffix_search_and_letter_skipping_infix_scan_find_the_same_matc
     assert letter_skipping_finditer(re.compile(r"[a-z]+|\.").finditer) == re.compile(r"[a-z]+|\.").finditer
 
 
-@pytest.mark.parametrize("language", SPACY_LANGUAGES)
+@pytest.mark.parametrize("language", ["en"])
 def test_shipped_spacy_rules_are_what_the_installed_spacy_gives(language):
     """transforms/spacy_rules/<lang>.json spares each process importing spaCy; it must be spaCy's rules exactly
     (regenerate with `python -m transforms.words` after changing the pinned spaCy)."""
@@ -278,3 +278,22 @@ def test_rules_of_another_spacy_version_are_not_used(tmp_path, monkeypatch):
     rules = words_module.spacy_rules("en")
     assert rules["spacy"] == importlib.metadata.version("spacy") and "cannot" in rules["rules"]
     assert WordSplitter("eng").chunk_words("cannot") == ["can", "not"]
+
+
+def test_tables_of_other_languages_are_derived_once_and_cached(tmp_path, monkeypatch):
+    import importlib.metadata
+    import json
+
+    import transforms.words as words_module
+
+    monkeypatch.setenv("TOKENMILL_CACHE_DIR", str(tmp_path))
+    cached = tmp_path / "spacy_rules" / importlib.metadata.version("spacy") / "de.json"
+    table = words_module.spacy_rules("de")
+    assert json.loads(cached.read_text(encoding="utf-8")) == table == json.loads(
+        json.dumps(words_module.extract_spacy_rules("de")))
+    monkeypatch.setattr(words_module, "extract_spacy_rules", lambda language: pytest.fail("derived again"))
+    assert words_module.spacy_rules("de") == table
+    monkeypatch.undo()
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("TOKENMILL_CACHE_DIR", str(tmp_path / "a-file" / "cache"))  # cannot be created: skipped
+    assert words_module.spacy_rules("es")["language"] == "es"

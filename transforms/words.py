@@ -13,7 +13,8 @@ spaCy's ``Doc`` and lexeme creation, then its final special-case pass (a phrase 
 special case, e.g. "foo:]" -> "foo", ":]", with its filter of overlapping matches). The tests check the port against
 spaCy on generated chunks of every affix shape and pin the source of the spaCy functions it follows, so an upgrade
 that edits them fails. spaCy's rules are read once into a table (``spacy_rules/<lang>.json``, checked against the
-installed spaCy by the tests and used only when that spaCy made it): a process never imports spaCy.
+installed spaCy by the tests and used only when that spaCy made it; English ships with tokenmill, other languages'
+tables are derived on first use and cached per machine): a process never imports spaCy once its table exists.
 """
 
 from __future__ import annotations
@@ -493,19 +494,43 @@ def extract_spacy_rules(language: str) -> dict:
 
 
 RULES_DIR = Path(__file__).with_name("spacy_rules")
+SHIPPED_LANGUAGES = ("en",)  # tables in RULES_DIR; other languages' are derived once per machine and cached
+
+
+def rules_cache_dir() -> Path:
+    """Where tables of languages not shipped are kept once derived: $TOKENMILL_CACHE_DIR, else the user's cache."""
+    import os
+
+    root = os.environ.get("TOKENMILL_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "tokenmill")
+    return Path(root) / "spacy_rules"
 
 
 def spacy_rules(language: str) -> dict:
-    """``extract_spacy_rules(language)``: from the table shipped in ``RULES_DIR`` when the installed spaCy made it
-    (no spaCy import: a process starts in milliseconds instead of a second), else from spaCy itself."""
+    """``extract_spacy_rules(language)``: from the table shipped in ``RULES_DIR`` or cached in ``rules_cache_dir()``
+    when the installed spaCy made it (no spaCy import: a process starts in milliseconds instead of a second), else
+    from spaCy itself, then cached for the next process (a cache that cannot be written is skipped)."""
     import importlib.metadata
+    import os
 
-    path = RULES_DIR / f"{language}.json"
-    if path.exists():
-        table = json.loads(path.read_text(encoding="utf-8"))
-        if table.get("spacy") == importlib.metadata.version("spacy") and table.get("language") == language:
-            return table
-    return extract_spacy_rules(language)
+    version = importlib.metadata.version("spacy")
+    cached = rules_cache_dir() / version / f"{language}.json"
+    for path in (RULES_DIR / f"{language}.json", cached):
+        if path.exists():
+            table = json.loads(path.read_text(encoding="utf-8"))
+            if table.get("spacy") == version and table.get("language") == language:
+                return table
+    text = json.dumps(extract_spacy_rules(language), ensure_ascii=False)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        temp = cached.with_suffix(f".{os.getpid()}.tmp")
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, cached)  # whole or absent, also with several processes deriving it at once
+    except OSError:
+        pass
+    return json.loads(text)
+
+
 _PUNCT_CACHE: dict[str, bool] = {}
 
 
@@ -517,10 +542,17 @@ def _is_punct(token: str) -> bool:
     return value
 
 
-if __name__ == "__main__":  # python -m transforms.words: write the tables for the installed spaCy
-    RULES_DIR.mkdir(exist_ok=True)
-    for spacy_language in sorted(set(_SPACY_LANGUAGES.values())):
-        target = RULES_DIR / f"{spacy_language}.json"
-        target.write_text(json.dumps(extract_spacy_rules(spacy_language), ensure_ascii=False, indent=0) + "\n",
-                          encoding="utf-8")
-        print(f"wrote {target}")
+if __name__ == "__main__":  # python -m transforms.words [--cache-all]: the shipped tables, or every language's cache
+    import sys
+
+    if "--cache-all" in sys.argv[1:]:  # e.g. when building a worker image: no process derives a table at run time
+        for spacy_language in sorted(set(_SPACY_LANGUAGES.values())):
+            spacy_rules(spacy_language)
+        print(f"cached in {rules_cache_dir()}")
+    else:
+        RULES_DIR.mkdir(exist_ok=True)
+        for spacy_language in SHIPPED_LANGUAGES:
+            target = RULES_DIR / f"{spacy_language}.json"
+            target.write_text(json.dumps(extract_spacy_rules(spacy_language), ensure_ascii=False, indent=0) + "\n",
+                              encoding="utf-8")
+            print(f"wrote {target}")
