@@ -9,7 +9,6 @@ process. Writes ``report.json`` (schema: ``transforms.tokenizer_eval``) and a se
 from __future__ import annotations
 
 import json
-import pickle
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -19,6 +18,7 @@ import fsspec
 import numpy as np
 
 from pipelines.prepare import beam_options, local_runner
+from transforms.gather import read_pickle, write_pickle
 from transforms.sources import expand_inputs, plan_splits
 from transforms.tokenizer_eval import (
     STAT_FIELDS,
@@ -123,11 +123,6 @@ def _sum_arrays(values: Any) -> np.ndarray:
     return total
 
 
-def _write_parts(parts: list, url: str) -> None:
-    with fsspec.open(url, "wb") as fh:
-        pickle.dump(parts, fh)
-
-
 def check_output(output: str, overwrite: bool) -> None:
     """Refuse to replace an existing report unless --overwrite."""
     fs, root = fsspec.core.url_to_fs(output)
@@ -149,9 +144,8 @@ def corpus_pass(cfg: EvalConfig, infos: list[TokenizerInfo], beam_args: list[str
         with beam.Pipeline(runner=local_runner(beam_args, 1), options=beam_options(beam_args, 1)) as p:
             _ = (p | "Splits" >> beam.Create(splits) | "Reshuffle" >> beam.Reshuffle()
                  | "Evaluate" >> beam.ParDo(fn) | "Sum" >> beam.CombinePerKey(_sum_arrays)
-                 | "Gather" >> beam.combiners.ToList() | "Write" >> beam.Map(_write_parts, parts_url))
-        with fsspec.open(parts_url, "rb") as fh:
-            parts = pickle.load(fh)
+                 | "Gather" >> beam.combiners.ToList() | "Write" >> beam.Map(write_pickle, parts_url))
+        parts = read_pickle(parts_url)
     finally:
         if fs.exists(fs._strip_protocol(parts_url)):
             fs.rm(fs._strip_protocol(parts_url))

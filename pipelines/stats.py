@@ -22,7 +22,8 @@ import fsspec
 from pipelines import tokenmill_version
 from schemas import manifest as mf
 from schemas import stats as s
-from schemas.shards import MANIFEST_FILE
+from schemas.shards import MANIFEST_FILE, read_output_manifest
+from transforms.gather import read_pickle, write_pickle
 from transforms.sources import expand_inputs, plan_splits
 from transforms.stats import capped_groups, duplicate_summary
 from transforms.stats_transforms import CorpusStats, StatsSpec
@@ -54,11 +55,9 @@ def _run_output(inputs: list[str]) -> tuple[list[str], str | None, dict[str, Any
     if len(inputs) != 1:
         return inputs, None, None
     fs, path = fsspec.core.url_to_fs(inputs[0])
-    manifest_path = posixpath.join(path.rstrip("/"), MANIFEST_FILE)
-    if not fs.isdir(path) or not fs.exists(manifest_path):
+    if not fs.isdir(path) or not fs.exists(posixpath.join(path.rstrip("/"), MANIFEST_FILE)):
         return inputs, None, None
-    with fs.open(manifest_path, "r", encoding="utf-8") as fh:
-        manifest = json.load(fh)
+    _, _, manifest = read_output_manifest(inputs[0], "--input", StatsError)
     base = inputs[0].rstrip("/")
     if manifest.get(mf.K_FORMAT) == mf.DOCUMENTS_FORMAT or manifest.get(mf.K_DOCUMENTS):
         files = [f"{base}/{d['path']}" for d in manifest.get(mf.K_DOCUMENTS, [])]
@@ -107,11 +106,8 @@ def run(cfg: StatsConfig, beam_args: list[str] | None = None, progress_dir: str 
              | "Splits" >> beam.FlatMapTuple(plan_splits)
              | "Spread" >> beam.Reshuffle()
              | "Stats" >> CorpusStats(spec)
-             | "Keep" >> beam.Map(_write_pickle, result_url))
-        import pickle
-
-        with fsspec.open(result_url, "rb") as fh:
-            part, distinct = pickle.load(fh)
+             | "Keep" >> beam.Map(write_pickle, result_url))
+        part, distinct = read_pickle(result_url)
     finally:
         if fs.exists(temp):
             fs.rm(temp, recursive=True)
@@ -124,13 +120,6 @@ def run(cfg: StatsConfig, beam_args: list[str] | None = None, progress_dir: str 
     with fsspec.open(posixpath.join(cfg.output.rstrip("/"), s.REPORT_HTML), "w", encoding="utf-8") as fh:
         fh.write(render_stats_html(stats))
     return stats
-
-
-def _write_pickle(value: Any, url: str) -> None:
-    import pickle
-
-    with fsspec.open(url, "wb") as fh:
-        pickle.dump(value, fh)
 
 
 def build_stats(cfg: StatsConfig, files: list[Any], part: Any, distinct: int, manifest: dict[str, Any] | None,

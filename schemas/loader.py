@@ -155,15 +155,20 @@ class _Rows:
         """Rows of several parts, in order (copies)."""
         if len(parts) == 1:
             return parts[0]
-        cus, offs, base = [], [np.zeros(1, np.int64)], 0
-        for p in parts:
-            values, off = p.cu_parts()
-            cus.append(values)
-            offs.append(off[1:] + base)
-            base += len(values)
         loss = None if parts[0].loss is None else np.concatenate([p.loss for p in parts])
-        return _Rows(np.concatenate([p.ids for p in parts]), np.concatenate(cus), np.concatenate(offs),
+        return _Rows(np.concatenate([p.ids for p in parts]), *_joined_cu(parts),
                      np.concatenate([p.num_pad for p in parts]), loss, np.concatenate([p.index for p in parts]))
+
+
+def _joined_cu(parts: list[_Rows]) -> tuple[np.ndarray, np.ndarray]:
+    """The cu_seqlens values of the parts' rows back to back and their offsets (starting at 0)."""
+    cus, offs, base = [], [np.zeros(1, np.int64)], 0
+    for part in parts:
+        values, off = part.cu_parts()
+        cus.append(values)
+        offs.append(off[1:] + base)
+        base += len(values)
+    return np.concatenate(cus), np.concatenate(offs)
 
 
 def _ragged_take(values: np.ndarray, off: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -613,13 +618,7 @@ class _Window:
         self.ordered = order is None
         self.part_of = np.searchsorted(bounds, src, side="right") - 1
         self.row_in = src - bounds[self.part_of]
-        cus, offs, base = [], [np.zeros(1, np.int64)], 0
-        for part in parts:
-            values, off = part.cu_parts()
-            cus.append(values)
-            offs.append(off[1:] + base)
-            base += len(values)
-        cu, cu_off = np.concatenate(cus), np.concatenate(offs)
+        cu, cu_off = _joined_cu(parts)
         self.num_pad = np.concatenate([part.num_pad for part in parts])
         self.index = np.concatenate([part.index for part in parts])
         if order is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import apache_beam as beam
 
 
@@ -18,3 +20,23 @@ class GatherAll(beam.PTransform):
             | "Group" >> beam.GroupByKey()
             | "Values" >> beam.MapTuple(lambda _, xs: list(xs))
         )
+
+
+def write_pickle(value: Any, url: str) -> None:
+    """The pipeline's result for the launcher to read back (``read_pickle``), through fsspec."""
+    import pickle
+
+    import fsspec
+
+    with fsspec.open(url, "wb") as fh:
+        pickle.dump(value, fh)
+
+
+def read_pickle(url: str) -> Any:
+    """What ``write_pickle`` wrote."""
+    import pickle
+
+    import fsspec
+
+    with fsspec.open(url, "rb") as fh:
+        return pickle.load(fh)

@@ -6,7 +6,7 @@ Readers go through fsspec, so any installed protocol works (local, file://, memo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 import fsspec
 import pyarrow as pa

@@ -268,7 +268,7 @@ def _per_doc(flags: np.ndarray, offsets: np.ndarray, lines: np.ndarray) -> np.nd
     return np.divide(sums, lines, out=np.zeros(len(lines)), where=lines > 0)
 
 
-def measure(texts: Sequence[str], count_lines: bool = True) -> Measures:
+def measure(texts: Sequence[str]) -> Measures:
     """The measures of each text (UTF-8 bytes, characters, words, lines, quality signals, hash) and the batch's line
     counts (stripped, non-empty lines) for the frequent-lines summary."""
     from xxhash import xxh3_64_intdigest
@@ -330,7 +330,7 @@ def measure(texts: Sequence[str], count_lines: bool = True) -> Measures:
     sig[s.FRAC_UPPERCASE] = np.divide(upper, chars, out=np.zeros(n), where=chars > 0)
     sig[s.FRAC_DIGITS] = np.divide(digits, chars, out=np.zeros(n), where=chars > 0)
     sig[s.MEAN_WORD_LENGTH] = np.divide(letters, words, out=np.zeros(n), where=with_words)
-    return Measures(nbytes, chars, words, lines_n, sig, hashes, batch_lines if count_lines else [], m)
+    return Measures(nbytes, chars, words, lines_n, sig, hashes, batch_lines, m)
 
 
 @dataclass
@@ -345,7 +345,6 @@ class Partial:
     groups: dict[str, dict[str, GroupStats]] = field(default_factory=dict)
     hll: HyperLogLog = field(default_factory=HyperLogLog)
     lines: HeavyHitters | None = None
-    bytes_read: int = 0
 
     def __post_init__(self) -> None:
         if not self.dists:
@@ -425,7 +424,6 @@ class Partial:
                     mine[value] = g
         self.hll.merge(other.hll)
         self.lines.merge(other.lines)
-        self.bytes_read += other.bytes_read
         return self
 
 

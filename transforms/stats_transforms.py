@@ -17,7 +17,7 @@ import numpy as np
 
 from schemas import stats as s
 from transforms.readers import read_split
-from transforms.stats import Partial, measure
+from transforms.stats import Partial, measure, merge_all
 
 HASH_BUCKETS = 256  # text hashes are shuffled by their top 8 bits
 LANG_FIELDS = ("lang", "language")
@@ -72,7 +72,6 @@ class SplitStats(beam.DoFn):
         hashes: list[np.ndarray] = []
         for batch in read_split(split, spec.text_field, spec.id_field, meta_fields=spec.by):
             part.counts[s.RECORDS] += batch.records
-            part.bytes_read += batch.bytes_read
             for rejection in batch.rejections:
                 part.reject(rejection.reason)
             texts = batch.texts
@@ -122,11 +121,7 @@ class MergePartials(beam.CombineFn):
         return acc.merge(part)
 
     def merge_accumulators(self, accs: Any) -> Partial:
-        accs = iter(accs)
-        first = next(accs)
-        for acc in accs:
-            first.merge(acc)
-        return first
+        return merge_all(accs, self.with_tokens, self.top_k)
 
     def extract_output(self, acc: Partial) -> Partial:
         return acc
