@@ -16,19 +16,37 @@ Printed: MB/s, peak RSS, the duplicate counts and rate, and the recall on the pl
 every edited copy must be rejected naming its original; no original may be rejected as a copy of its own copy).
 Target (PASS/MISS, never asserted): MinHash dedup of a 1 GB corpus within 4 GB of peak RSS.
 
+``--scale`` measures how memory grows with the number of documents instead: the same command and recipe over
+corpora of many small documents, each run once without dedup (``filters: []``, the anchor) and once with it:
+
+* tiny: ``--tiny`` millions of short JSON lines (6-14 generated words), about 20% exact copies of earlier lines
+  (some with other whitespace) and 5% near copies (the same words in other case and punctuation);
+* real: ``--real`` millions of paragraphs (blocks between blank lines) of text not written here: this Python's
+  standard library files (sources, docstrings, data), the Debian-packaged docs in /usr/share/doc (changelogs,
+  copyright files, READMEs), then the installed packages' sources, read in sorted order; their duplicates are the
+  ones real text has (licence blocks, boilerplate, vendored copies).
+
+Printed per run: seconds, peak RSS of the process tree, GB per million documents, the duplicate counts; per corpus
+the dedup run against its anchor. Target (PASS/MISS, never asserted): peak RSS <= 1 GB per million documents.
+
 Usage (from the repository root):
 
     .venv/bin/python benchmarks/dedup_memory.py [--size-mb 1000] [--planted 2000] [--workdir DIR]
+    .venv/bin/python benchmarks/dedup_memory.py --scale [--tiny 1 4] [--real 1] [--workdir DIR] [--code DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
+import os
 import random
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -36,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from prepare_throughput import (  # noqa: E402  (a sibling script)
     GB,
     MB,
+    cached_corpus,
     fmt_gb,
     generated_corpus,
     iter_json_records,
@@ -49,6 +68,9 @@ from prepare_throughput import (  # noqa: E402  (a sibling script)
 RECIPE = "dedup: {exact: true, minhash: {ngram: 5, bands: 14, rows: 8}}\n"
 TARGET_RSS_BYTES = 4 * GB
 TARGET_CORPUS_MB = 1000
+NO_DEDUP_RECIPE = "filters: []\n"  # the anchor: the same command with nothing to decide
+TARGET_GB_PER_MILLION = 1.0
+SCALE_CORPUS_VERSION = 1  # bump when a scale corpus generator changes (cached corpora are rebuilt)
 
 
 def edited_copy(text: str, rng: random.Random) -> str | None:
@@ -98,15 +120,141 @@ def plant(files: list[str], directory: Path, count: int) -> tuple[str, dict[str,
     return str(path), expected
 
 
+def tiny_records(n: int, seed: int = 1) -> Iterator[dict[str, str]]:
+    """``n`` short records: ~75% distinct lines of 6-14 generated words, ~20% exact copies of an earlier line (half
+    of them with doubled spaces, which exact dedup normalises), ~5% near copies (other case and punctuation)."""
+    rng = random.Random(seed)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = ["".join(rng.choices(letters, k=rng.randint(3, 9))) for _ in range(20_000)]
+    earlier: list[str] = []
+    for i in range(n):
+        r = rng.random()
+        if earlier and r < 0.20:
+            text = rng.choice(earlier)
+            text = text.replace(" ", "  ", 1) if r < 0.10 else text
+        elif earlier and r < 0.25:
+            text = rng.choice(earlier).upper().replace(".", "!")
+        else:
+            text = " ".join(rng.choices(vocab, k=rng.randint(6, 14))).capitalize() + "."
+            earlier.append(text)
+        yield {"id": f"t{i}", "text": text}
+
+
+def _real_files() -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of text files not written here, sorted: this Python's standard library, the Debian-packaged
+    docs in /usr/share/doc, then the installed packages' sources (site-packages)."""
+    suffixes = {".py", ".txt", ".rst", ".cfg", ".ini", ".toml", ".html", ".xml", ".json", ".csv", ".md"}
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    for path in sorted(p for p in stdlib.rglob("*") if p.suffix in suffixes and "site-packages" not in p.parts):
+        if path.is_file():
+            yield f"stdlib/{path.relative_to(stdlib)}", path.read_bytes()
+    docs = Path("/usr/share/doc")
+    for path in sorted(docs.rglob("*")) if docs.is_dir() else []:
+        if path.is_file() and not path.is_symlink():
+            try:
+                data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+            except (OSError, EOFError):
+                continue
+            yield f"doc/{path.relative_to(docs)}", data
+    packages = Path(sysconfig.get_paths()["purelib"])
+    for path in sorted(p for p in packages.rglob("*") if p.suffix in suffixes):
+        if path.is_file():
+            yield f"site-packages/{path.relative_to(packages)}", path.read_bytes()
+
+
+def real_records(n: int) -> Iterator[dict[str, str]]:
+    """``n`` records: the non-empty paragraphs of ``_real_files`` (UTF-8 text only), in order."""
+    done = 0
+    for name, data in _real_files():
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        if "\x00" in text:
+            continue
+        for k, para in enumerate(text.replace("\r\n", "\n").split("\n\n")):
+            if para.strip():
+                yield {"id": f"{name}#{k}", "text": para.strip("\n")}
+                done += 1
+                if done >= n:
+                    return
+    raise SystemExit(f"only {done:,} real paragraphs on this machine; ask for fewer (--real)")
+
+
+def scale_run(label: str, files: list[str], workdir: Path, recipe_text: str, code: Path | None) -> dict:
+    """One ``tokenmill filter`` run over ``files``: seconds, peak tree RSS, records, the dedup counts."""
+    recipe = workdir / f"{label}.yaml"
+    recipe.write_text(recipe_text)
+    out = workdir / f"out-{label}"
+    argv_ = [sys.executable, "-m", "pipelines.cli", "filter", "--output", str(out), "--recipe", str(recipe),
+             "--overwrite", "--no-progress"]
+    for path in files:
+        argv_ += ["--input", path]
+    # another checkout's code: first on the path (PYTHONSAFEPATH: not this checkout, the working directory)
+    env = dict(os.environ, PYTHONPATH=str(code), PYTHONSAFEPATH="1") if code is not None else None
+    log(f"running tokenmill filter ({label}) ...")
+    code_, seconds, peak, _ = run_measured(argv_, workdir / f"{label}.log", env)
+    if code_ != 0:
+        print(tail(workdir / f"{label}.log"), file=sys.stderr)
+        raise SystemExit(f"{label} failed")
+    manifest = json.loads((out / "manifest.json").read_text())
+    return {"seconds": seconds, "peak": peak, "records": manifest["counts"]["records"],
+            "dedup": manifest.get("dedup") or {}}
+
+
+def scale(args: argparse.Namespace, workdir: Path) -> int:
+    """The --scale report: tiny and real corpora, each without and with dedup."""
+    code = Path(args.code).resolve() if args.code else None
+    corpora = []
+    for millions in args.tiny:
+        n = int(millions * 1_000_000)
+        files = cached_corpus(workdir / f"tiny-{millions:g}m", {"version": SCALE_CORPUS_VERSION, "tiny": n},
+                              f"{n:,} tiny records", lambda n=n: tiny_records(n))
+        corpora.append((f"tiny-{millions:g}m", files))
+    for millions in args.real:
+        n = int(millions * 1_000_000)
+        files = cached_corpus(workdir / f"real-{millions:g}m", {"version": SCALE_CORPUS_VERSION, "real": n},
+                              f"{n:,} real paragraphs (stdlib, /usr/share/doc)", lambda n=n: real_records(n))
+        corpora.append((f"real-{millions:g}m", files))
+    print(f"machine: {machine_line()}")
+    print(f"code: {code or 'this checkout'}; recipe: {RECIPE.strip()}; anchor: {NO_DEDUP_RECIPE.strip()}")
+    for name, files in corpora:
+        anchor = scale_run(f"{name}-nodedup", files, workdir, NO_DEDUP_RECIPE, code) if args.anchor else None
+        run = scale_run(f"{name}-dedup", files, workdir, RECIPE, code)
+        docs_m = run["records"] / 1e6
+        per_m = run["peak"] / GB / docs_m
+        d = run["dedup"]
+        print(f"{name}: {run['records']:,} documents, {sum(os.path.getsize(f) for f in files) / MB:,.0f} MB")
+        if anchor is not None:
+            print(f"  without dedup: {anchor['seconds']:,.1f} s, peak RSS {fmt_gb(anchor['peak'])} "
+                  f"({anchor['peak'] / GB / docs_m:.2f} GB per million documents)")
+        print(f"  with dedup:    {run['seconds']:,.1f} s, peak RSS {fmt_gb(run['peak'])} "
+              f"({per_m:.2f} GB per million documents); {d.get('exact_duplicate', 0):,} exact and "
+              f"{d.get('near_duplicate', 0):,} near duplicates")
+        if anchor is not None:
+            print(f"  dedup costs {run['seconds'] / anchor['seconds']:.1f}x the time and "
+                  f"{(run['peak'] - anchor['peak']) / GB / docs_m:+.2f} GB per million documents over the anchor")
+        print(f"  target: peak RSS <= {TARGET_GB_PER_MILLION:g} GB per million documents: "
+              f"{verdict(per_m <= TARGET_GB_PER_MILLION)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the measurement and print the report."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size-mb", type=float, default=TARGET_CORPUS_MB, help="generated corpus size (default 1000)")
     ap.add_argument("--planted", type=int, default=2000, help="documents given an exact and an edited copy")
     ap.add_argument("--workdir", default=None, help="directory for the corpus (kept) and the output")
+    ap.add_argument("--scale", action="store_true", help="memory per million documents (tiny and real corpora)")
+    ap.add_argument("--tiny", type=float, nargs="*", default=[1, 4], help="--scale: tiny corpora, millions of docs")
+    ap.add_argument("--real", type=float, nargs="*", default=[1], help="--scale: real corpora, millions of docs")
+    ap.add_argument("--no-anchor", dest="anchor", action="store_false", help="--scale: skip the runs without dedup")
+    ap.add_argument("--code", default=None, help="--scale: run the code of another checkout (a before/after)")
     args = ap.parse_args(argv)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="tokenmill-dedup-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.scale:
+        return scale(args, workdir)
     files = generated_corpus(workdir, args.size_mb)
     planted_path, expected = plant(files, workdir, args.planted)
     recipe = workdir / "dedup.yaml"

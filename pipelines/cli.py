@@ -6,8 +6,10 @@ import argparse
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from typing import Sequence
 
 from pipelines import whole_number
@@ -71,7 +73,8 @@ def add_input_arguments(ap: argparse.ArgumentParser) -> None:
     io.add_argument("--output", "-o", required=True, metavar="DIR",
                     help="output directory (local or fsspec URL); manifest.json is written last")
     io.add_argument("--overwrite", action="store_true",
-                    help="replace an output directory that holds another job's result")
+                    help="replace an output directory that holds another job's result (tokenmill still deletes "
+                         "only files its manifest lists: any other file there makes the run refuse)")
 
 
 def add_recipe_arguments(ap: argparse.ArgumentParser, required: bool) -> None:
@@ -494,7 +497,8 @@ def _user_error(exc: BaseException) -> str | None:
     from pipelines.stats import StatsError
     from pipelines.train_tokenizer import TokenizerTrainingError
     from transforms.classifier import ClassifierError
-    from transforms.commit import OutputError
+    from transforms.commit import IncompleteResultError
+    from transforms.output_guard import OutputError
     from transforms.megatron import ExportError
     from transforms.readers import BadRecordError
     from transforms.recipes import RecipeError
@@ -505,15 +509,49 @@ def _user_error(exc: BaseException) -> str | None:
                         ExportError, TokenizerTrainingError, StatsError)):
         return str(exc)
     text = str(exc)
-    marker = BadRecordError.PREFIX
-    if marker in text:
-        return marker + text.split(marker, 1)[1].splitlines()[0].strip().strip("\"'")
+    for marker in (BadRecordError.PREFIX, IncompleteResultError.PREFIX):
+        if marker in text:
+            return marker + text.split(marker, 1)[1].splitlines()[0].strip().strip("\"'")
     return None
+
+
+_INTERRUPTED = threading.Event()
+
+
+def _quiet_after_interrupt() -> None:
+    """After a Ctrl-C, the runner's threads that watch the (stopping) workers die without their tracebacks."""
+    if getattr(threading.excepthook, "tokenmill", False):
+        return
+    original = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not _INTERRUPTED.is_set():
+            original(args)
+
+    hook.tokenmill = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    _INTERRUPTED.set()
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tokenmill`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    previous = signal.signal(signal.SIGINT, _interrupted)
+    _quiet_after_interrupt()
+    _INTERRUPTED.clear()
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _main(argv: list[str]) -> int:
     _quiet_logs("--verbose" in argv or "-v" in argv)
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
@@ -639,11 +677,17 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     except Exception as exc:  # user errors get one clear line; anything else keeps its traceback
+        from pipelines.prepare import was_interrupted
+
+        if was_interrupted(exc):
+            print("tokenmill: interrupted; the output has no manifest and is not a result (rerun to finish)",
+                  file=sys.stderr)
+            return 130
         message = _user_error(exc)
         if message is None:
             raise
         print(f"tokenmill: error: {message.removeprefix('tokenmill: ')}", file=sys.stderr)
-        return 2
+        return 1 if "incomplete run: " in message else 2  # a failed run, not a setting to fix
     return 0
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from pipelines.prepare import execute, manifest_header, meta_fields, recipe_processes, selection_unit
 from schemas import manifest as m
-from transforms.commit import prepare_output
+from transforms.output_guard import claim_output
+from transforms.recipe_files import check_recipe_files
 from transforms.prepare_stream import StreamConfig
 from transforms.recipes import Recipe, load_recipe
 from transforms.sources import DEFAULT_STREAM_BYTES, expand_inputs
@@ -61,7 +62,14 @@ def run(cfg: FilterConfig, beam_args: list[str] | None = None,
     if recipe.selection is not None and recipe.selection.global_pass:
         selection_unit(recipe, tokenizes=False)  # a token budget needs a tokenizer: say so before starting
     fp = fingerprint(cfg, recipe)
-    prepare_output(cfg.output, fp, cfg.overwrite)
+    check_recipe_files(recipe)
+    with claim_output(cfg.output, fp, cfg.overwrite, cfg.argv):
+        return _run_claimed(cfg, beam_args, started, files, recipe, fp, progress_dir)
+
+
+def _run_claimed(cfg: FilterConfig, beam_args: list[str], started: float, files: list, recipe: Recipe, fp: str,
+                 progress_dir: str | None) -> dict[str, Any] | None:
+    """The filter job once its output is claimed."""
     stream_cfg = StreamConfig(
         output=cfg.output, tokenizer=None, seq_len=0, shard_rows=0, text_field=cfg.text_field,
         id_field=cfg.id_field, strict=cfg.strict, progress_dir=progress_dir, recipe=recipe, emit_documents=True,

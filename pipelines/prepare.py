@@ -33,8 +33,9 @@ from apache_beam.transforms.environments import SubprocessSDKEnvironment
 from pipelines import tokenmill_version
 from pipelines.beam_tuning import shorten_state_sampling
 from schemas import manifest as m
-from transforms.commit import commit, prepare_output, read_manifest
-from transforms.dedup_transforms import FindDuplicates
+from transforms.commit import commit, stream_plan
+from transforms.output_guard import claim_output, read_manifest, remove_temp
+from transforms.dedup_transforms import FindDuplicates, FindDuplicatesInFiles
 from transforms.scoring import needs_fitting
 from transforms.selection_transforms import FitScorers, SelectionPlan, selection_report
 from transforms.shuffle_transforms import ShuffleRows
@@ -42,10 +43,12 @@ from transforms.gather import GatherAll
 from transforms.prepare_stream import FinishStaged, ProcessStream, StageStream, StreamConfig
 from transforms.pack import PackingSpec
 from transforms.recipe_work import cool_down, warm_up
+from transforms.recipe_files import check_recipe_files
 from transforms.recipes import Recipe, load_recipe
 from transforms.sources import (
     DEFAULT_STREAM_BYTES,
     InputFile,
+    escaped_names,
     expand_inputs,
     group_into_streams,
     plan_splits,
@@ -117,7 +120,7 @@ def local_runner(beam_args: list[str], workers: int) -> Any:
     """
     if workers <= 1 or (runner_name(beam_args) or "FnApiRunner") != "FnApiRunner":
         return None
-    command = f"{shlex.quote(sys.executable)} -m pipelines.worker"
+    command = f"exec {shlex.quote(sys.executable)} -m pipelines.worker"  # exec: no shell between (Ctrl-C)
     return FnApiRunner(default_environment=SubprocessSDKEnvironment.from_command_string(command))
 
 
@@ -190,8 +193,9 @@ def build(p: beam.Pipeline, files: list[InputFile], stream_cfg: StreamConfig, cf
 
     Small inputs are planned here and their streams created directly; big ones are planned by the workers.
     ``one_worker`` (an in-process run) skips spreading the streams, which would only cost a shuffle; ``remote``
-    (workers on other machines) joins MinHash clusters over the workers and sends the row shuffle's parts through
-    the runner's shuffle instead of part files (on one machine both would only cost memory).
+    (workers on other machines) shuffles dedup keys and joins MinHash clusters over the workers and sends the row
+    shuffle's parts through the runner's shuffle, instead of key files and part files (on one machine a shuffle
+    would only cost memory).
     """
     if plans_in_parallel(files):
         streams = (
@@ -213,11 +217,15 @@ def build(p: beam.Pipeline, files: list[InputFile], stream_cfg: StreamConfig, cf
         results = streams | "ProcessStream" >> beam.ParDo(ProcessStream(stream_cfg), *fitted)
         plan = None
     else:
-        staged = streams | "StageStream" >> beam.ParDo(StageStream(stream_cfg), *fitted).with_outputs(
-            "exact", "near", "candidates", main="staged")
-        if stream_cfg.dedup:
+        # on one machine each stream's dedup keys go to a compact key file (a shuffle of them would stay in memory)
+        staged = streams | "StageStream" >> beam.ParDo(StageStream(stream_cfg, key_files=not remote),
+                                                       *fitted).with_outputs("exact", "near", "keys", "candidates",
+                                                                             main="staged")
+        if stream_cfg.dedup and remote:
             duplicates = (staged.exact, staged.near) | "FindDuplicates" >> FindDuplicates(
                 near=stream_cfg.recipe.dedup.minhash is not None, spread=remote)
+        elif stream_cfg.dedup:
+            duplicates = staged.keys | "FindDuplicates" >> FindDuplicatesInFiles()
         else:
             duplicates = p | "NoDuplicates" >> beam.Create([])
         plan = None
@@ -233,6 +241,8 @@ def build(p: beam.Pipeline, files: list[InputFile], stream_cfg: StreamConfig, cf
             | "FinishStaged" >> beam.ParDo(FinishStaged(stream_cfg), *side)
         )
     extra = {"selection": AsSingleton(plan | "SelectionReport" >> beam.Map(selection_report))} if plan else {}
+    # the commit checks each planned stream reported exactly once: a runner that loses or repeats work fails
+    extra["planned"] = AsSingleton(streams | "PlanOfStreams" >> beam.Map(stream_plan) | "CollectPlan" >> GatherAll())
     gathered = results | "CollectResults" >> GatherAll()
     if getattr(cfg, "shuffle_seed", None) is not None:
         extra["shuffled"] = AsSingleton(gathered | "Shuffle" >> ShuffleRows(cfg.shuffle_seed, cfg.shard_rows,
@@ -285,9 +295,10 @@ def manifest_header(fmt: str, command: str, cfg: Any, fp: str, files: list[Input
     header = {
         m.K_FORMAT: fmt,
         m.K_VERSION: tokenmill_version(),
-        m.K_JOB: {"command": command, "argv": cfg.argv or sys.argv, "config": asdict(cfg)},
+        # an --input named by a non-UTF-8 path is recorded escaped, as its files are
+        m.K_JOB: escaped_names({"command": command, "argv": cfg.argv or sys.argv, "config": asdict(cfg)}),
         m.K_FINGERPRINT: fp,
-        m.K_INPUTS: [asdict(f) for f in files],
+        m.K_INPUTS: [f.to_dict() for f in files],
         m.K_RUNNER: {"runner": runner_name(beam_args) or "FnApiRunner", "workers": cfg.workers,
                      "recipe_processes": stream_cfg.recipe_processes},
     }
@@ -305,9 +316,9 @@ def execute(cfg: Any, files: list[InputFile], stream_cfg: StreamConfig, manifest
     if runner is not None or is_local(beam_args):
         shorten_state_sampling()  # bundles run in this process (or in pipelines.worker, which does the same)
     one_worker = in_process(beam_args, cfg.workers)
-    if one_worker and stream_cfg.recipe is not None:
-        warm_up(stream_cfg.recipe, stream_cfg.recipe_processes, keys=stream_cfg.dedup)  # the first pass's work
     try:
+        if one_worker and stream_cfg.recipe is not None:
+            warm_up(stream_cfg.recipe, stream_cfg.recipe_processes, keys=stream_cfg.dedup)  # the first pass's work
         p = beam.Pipeline(runner=runner, options=options)
         build(p, files, stream_cfg, cfg, manifest_base, started, one_worker=one_worker,
               remote=not is_local(beam_args))
@@ -315,12 +326,29 @@ def execute(cfg: Any, files: list[InputFile], stream_cfg: StreamConfig, manifest
         if template_location(options):  # a (flex) template launch: the job runs later, the workers commit it
             return None
         result.wait_until_finish()
+    except BaseException as exc:
+        if not was_interrupted(exc):
+            raise
+        if is_local(beam_args):  # local workers stop with this process: their temp files go too
+            remove_temp(cfg.output)
+        raise KeyboardInterrupt from None
     finally:
         cool_down()
     manifest = read_manifest(cfg.output)
     if manifest is None or manifest.get(m.K_FINGERPRINT) != fingerprint_:
         raise RuntimeError(f"the pipeline finished but wrote no manifest into {cfg.output!r}")
     return manifest
+
+
+def was_interrupted(exc: BaseException) -> bool:
+    """Whether an exception is, or was raised while handling, a Ctrl-C (Beam re-raises it as a RuntimeError)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt) or str(exc).startswith("KeyboardInterrupt"):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def template_location(options: PipelineOptions) -> str | None:
@@ -361,7 +389,16 @@ def run(cfg: PrepareConfig, beam_args: list[str] | None = None,
     spec = resolve_tokenizer(cfg.tokenizer, cfg.eos_token, cfg.bos_token, cfg.pad_token,
                              cfg.tokenizer_backend, cfg.tiktoken_scheme)
     fp = fingerprint(cfg, spec.sha256, recipe)
-    prepare_output(cfg.output, fp, cfg.overwrite)
+    if recipe is not None:
+        check_recipe_files(recipe)
+    with claim_output(cfg.output, fp, cfg.overwrite, cfg.argv):
+        return _run_claimed(cfg, beam_args, started, files, recipe, spec, packing, fp, progress_dir)
+
+
+def _run_claimed(cfg: PrepareConfig, beam_args: list[str], started: float, files: list[InputFile],
+                 recipe: Recipe | None, spec: Any, packing: PackingSpec, fp: str,
+                 progress_dir: str | None) -> dict[str, Any] | None:
+    """The prepare job once its output is claimed."""
     stream_cfg = StreamConfig(
         output=cfg.output, tokenizer=spec, seq_len=cfg.seq_len, shard_rows=cfg.shard_rows,
         text_field=cfg.text_field, id_field=cfg.id_field, strict=cfg.strict, packing=packing,

@@ -24,7 +24,7 @@ from schemas import manifest as mf
 from schemas import stats as s
 from schemas.shards import MANIFEST_FILE, read_output_manifest
 from transforms.gather import read_pickle, write_pickle
-from transforms.sources import expand_inputs, plan_splits
+from transforms.sources import escaped_names, expand_inputs, plan_splits
 from transforms.stats import capped_groups, duplicate_summary
 from transforms.stats_transforms import CorpusStats, StatsSpec
 
@@ -133,7 +133,7 @@ def build_stats(cfg: StatsConfig, files: list[Any], part: Any, distinct: int, ma
         s.K_FORMAT: s.STATS_FORMAT,
         s.K_VERSION: tokenmill_version(),
         s.K_INPUTS: [f.url for f in files],
-        s.K_CONFIG: asdict(cfg),
+        s.K_CONFIG: escaped_names(asdict(cfg)),  # an --input with a non-UTF-8 name is written escaped
         s.K_SECONDS: round(seconds, 3),
         s.K_MB_PER_SECOND: round(part.counts[s.BYTES] / 1e6 / seconds, 3) if seconds > 0 else None,
         s.K_TOTALS: totals,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 LOG_LEVEL_ENV = "TOKENMILL_WORKER_LOG_LEVEL"
@@ -15,6 +16,9 @@ LOG_LEVEL_ENV = "TOKENMILL_WORKER_LOG_LEVEL"
 
 def main() -> None:
     """Run one SDK harness with a stderr handler at TOKENMILL_WORKER_LOG_LEVEL (default ERROR)."""
+    # Ctrl-C reaches the whole process group: a worker stops at once and silently (writing nothing more), the
+    # launcher reports it once and removes the temp files
+    signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(os.environ.get(LOG_LEVEL_ENV, "ERROR"))
     handler.setFormatter(logging.Formatter("%(levelname)s worker %(process)d %(name)s: %(message)s"))

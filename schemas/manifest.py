@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+FORMAT_PREFIX = "tokenmill."  # every tokenmill manifest's format starts so
 MANIFEST_FORMAT = "tokenmill.packed/1"
 DOCUMENTS_FORMAT = "tokenmill.documents/1"  # ``tokenmill filter``: documents, no shards
 REPORT_HTML = "report.html"  # the run's self-contained report, written beside manifest.json after it

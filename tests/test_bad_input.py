@@ -661,14 +661,12 @@ def test_directory_with_unrelated_files_is_refused(tmp_path, tokenizer_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("precious")
-    code, err = run_main(data, out, tokenizer_path)
-    assert code == 2
-    assert "--overwrite" in err and "notes.txt" in err and "\n" not in err.strip()
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
-    code, _ = run_main(data, out, tokenizer_path, "--overwrite")
-    assert code == 0
-    assert (out / "notes.txt").read_text() == "precious"
-    assert manifest_of(out)[m.K_COUNTS]["docs_written"] == 2
+    for extra in ((), ("--overwrite",)):  # tokenmill deletes only its own files: --overwrite does not change that
+        code, err = run_main(data, out, tokenizer_path, *extra)
+        assert code == 2
+        assert "notes.txt" in err and "did not write" in err and "\n" not in err.strip()
+        assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+        assert (out / "notes.txt").read_text() == "precious"
 
 
 def test_corrupt_manifest_is_a_clear_error_and_replaced_with_overwrite(tmp_path, tokenizer_path):
@@ -696,3 +694,115 @@ def test_mid_file_damage_keeps_the_records_before_it(tmp_path, tokenizer_path):
     (rej,) = [r for r in rejected if r["reason"] == m.UNREADABLE_FILE]  # garbled lines may be rejected too
     assert "damaged gzip" in rej["detail"]
     assert c["docs_written"] > 1000  # the intact first half of the file (~1400 lines) was read
+
+
+# ------------------------------------------------------------------------------------ non-UTF-8 file names
+
+
+def test_non_utf8_file_name_is_read_and_written_escaped(tmp_path, ml_texts, tokenizer_path, hf_tokenizer):
+    raw = bytes(tmp_path / "n") + b"/caf\xe9\xff.jsonl"  # a Latin-1 name: not valid UTF-8
+    (tmp_path / "n").mkdir()
+    with open(raw, "wb") as fh:
+        fh.write(orjson.dumps({"text": ml_texts[0]}) + b"\n" + b'{"text": null}\n')
+    good_jsonl(tmp_path / "n" / "good.jsonl", ml_texts[1:3])
+    shown = str(tmp_path / "n") + "/caf\\xe9\\xff.jsonl"
+    out = tmp_path / "out"
+    code, err = run_main(tmp_path / "n", out, tokenizer_path)
+    assert code == 0, err
+    manifest = manifest_of(out)
+    rejected = rejected_of(out)
+    c = assert_counts_add_up(manifest, rejected)
+    assert c["docs_written"] == 3 and c["docs_rejected"] == {m.NULL_TEXT: 1}
+    assert [f["url"] for f in manifest[m.K_INPUTS]] == [shown, str(tmp_path / "n" / "good.jsonl")]
+    assert list(manifest["sources"]) == [f["url"] for f in manifest[m.K_INPUTS]]
+    assert manifest["sources"][shown]["records"] == 2 and manifest["sources"][shown]["docs_written"] == 1
+    assert [(r["source"], r["line"]) for r in rejected] == [(shown, 2)]
+    assert shown in (out / "report.html").read_text(encoding="utf-8")
+    assert_documents(out, tokenizer_path, hf_tokenizer, ml_texts[:3])
+    assert cli.main(["inspect", "--verify", str(out)]) == 0
+    # the name as written (copied from the manifest) and the real name both name the file
+    for given in (shown, raw.decode("utf-8", "surrogateescape")):
+        again = tmp_path / f"again{len(given)}"
+        code, err = run_main(given, again, tokenizer_path)
+        assert code == 0, err
+        assert manifest_of(again)[m.K_INPUTS][0]["url"] == shown
+        assert json.dumps(manifest_of(again)).count("\\udc") == 0
+    stats = tmp_path / "stats"
+    assert cli.main(["stats", "--input", str(tmp_path / "n"), "--output", str(stats), "--no-progress"]) == 0
+    assert shown in json.loads((stats / "stats.json").read_text())["inputs"]
+    kept = tmp_path / "kept"
+    assert cli.main(["filter", "--input", str(tmp_path / "n"), "--recipe", "fineweb", "--output", str(kept),
+                     "--no-progress"]) == 0
+    assert list(manifest_of(kept)["sources"]) == [shown, str(tmp_path / "n" / "good.jsonl")]
+
+
+# ------------------------------------------------------------------------------- damaged Parquet row groups
+
+
+def _parquet_with_damage(path: Path, texts: list[str], group: int | None) -> None:
+    """``texts`` in 500-row groups; with ``group``, that group's first data page header overwritten (None: the
+    footer's end)."""
+    pq.write_table(pa.table({"text": texts}), path, row_group_size=500, compression="none")
+    data = bytearray(path.read_bytes())
+    if group is None:
+        data[-12:-8] = b"\xff\xff\xff\xff"  # the footer's metadata, just before its length and magic
+    else:
+        offset = pq.ParquetFile(path).metadata.row_group(group).column(0).data_page_offset
+        data[offset:offset + 40] = b"\xff" * 40
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("group", [0, 3, 5])
+def test_damaged_parquet_row_group_is_rejected_once_and_the_other_groups_kept(group, tmp_path, ml_texts,
+                                                                              tokenizer_path, hf_tokenizer):
+    texts = [ml_texts[i % len(ml_texts)] for i in range(3000)]  # batches of 1,024 rows cross the 500-row groups
+    _parquet_with_damage(tmp_path / "t.parquet", texts, group)
+    out = tmp_path / "out"
+    code, err = run_main(tmp_path / "t.parquet", out, tokenizer_path)
+    assert code == 0, err
+    rejected = rejected_of(out)
+    c = assert_counts_add_up(manifest_of(out), rejected)
+    first, last = group * 500, group * 500 + 499
+    assert c["records"] == 2501 and c["docs_written"] == 2500 and c["docs_rejected"] == {m.UNREADABLE_FILE: 1}
+    assert [(r["row"], r["reason"]) for r in rejected] == [(first, m.UNREADABLE_FILE)]
+    assert f"rows {first}-{last} (row group {group}, 500 rows)" in rejected[0]["detail"]
+    assert_documents(out, tokenizer_path, hf_tokenizer, texts[:first] + texts[last + 1:])
+
+
+def test_damaged_parquet_footer_makes_the_whole_file_unreadable(tmp_path, ml_texts, tokenizer_path):
+    _parquet_with_damage(tmp_path / "t.parquet", ml_texts[:3000], None)
+    good_jsonl(tmp_path / "good.jsonl", ml_texts[:2])
+    out = tmp_path / "out"
+    code, err = run_main([tmp_path / "t.parquet", tmp_path / "good.jsonl"], out, tokenizer_path)
+    assert code == 0, err
+    rejected = rejected_of(out)
+    c = assert_counts_add_up(manifest_of(out), rejected)
+    assert c["docs_written"] == 2 and [(r["source"], r["reason"]) for r in rejected] == [
+        (str(tmp_path / "t.parquet"), m.UNREADABLE_FILE)]
+
+
+# ----------------------------------------------------------------------- rejected/ records hold the raw record
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_filter_rejections_hold_the_raw_input_record(fmt, tmp_path, ml_texts):
+    long_text = " ".join(["the cat sat on the mat and looked at the dog."] * 30)
+    short = [t for t in ml_texts if len(t.split()) < 20][:3]
+    records = [{"id": f"d{i}", "text": t, "url": f"https://example.org/{i}"}
+               for i, t in enumerate([long_text, *short, "x" * 3000])]
+    if fmt == "jsonl":
+        path = write_jsonl(tmp_path / "in.jsonl", records)
+        raws = {r["id"]: orjson.dumps(r).decode() for r in records}
+    else:
+        path = str(tmp_path / "in.parquet")
+        pq.write_table(pa.Table.from_pylist(records), path)
+        raws = {r["id"]: orjson.dumps(r).decode() for r in records}  # a row as JSON, like the read stage's
+    (tmp_path / "r.yaml").write_text("filters:\n  - {name: gopher_quality, params: {min_doc_words: 50}}\n")
+    out = tmp_path / "out"
+    assert cli.main(["filter", "--input", path, "--recipe", str(tmp_path / "r.yaml"), "--output", str(out),
+                     "--no-progress"]) == 0
+    rejected = [r for r in rejected_of(out) if r["stage"] == "filter"]
+    assert sorted(r["id"] for r in rejected) == sorted(["d1", "d2", "d3", "d4"])
+    for r in rejected:
+        assert r["record"] == raws[r["id"]][: m.REJECTED_RECORD_CHARS]
+    assert any(len(r["record"]) == m.REJECTED_RECORD_CHARS for r in rejected)  # the long one, cut as before

@@ -4,6 +4,7 @@ tokenized, and the counts still add up."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from collections import Counter
 
 import pytest
@@ -51,9 +52,10 @@ def test_every_dropped_document_is_in_rejected_with_stage_and_reason(filtered_ru
     assert c["docs_rejected"][m.MALFORMED_JSON] == 1
     by_key = Counter(r["detail"] for r in filtered)
     assert {k: v for k, v in c["docs_rejected"].items() if k.startswith("c4_quality/")} == dict(by_key)
-    texts = {r["id"]: r["text"] for r in filter_corpus}
-    for r in filtered:
-        assert r["source"] == path and texts[r["id"]].startswith(r["record"][:100])
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    for r in filtered:  # the raw input line, as the README promises (not the text the filters saw)
+        assert r["source"] == path and lines[r["line"] - 1].startswith(r["record"])
+        assert json.loads(lines[r["line"] - 1])["id"] == r["id"]
         assert r["line"] == int(r["id"][3:]) + 1 and r["reason"] == r["detail"].split("/", 1)[1]
     assert manifest[m.K_RECIPE]["name"] == "c4" and manifest[m.K_RECIPE]["engine"] == "datatrove"
 

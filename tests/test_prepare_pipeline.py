@@ -108,8 +108,11 @@ def test_rerun_is_byte_identical_and_leaves_nothing_stale(baseline, corpus, toke
     out, manifest = baseline
     d, _ = corpus
     before = shard_bytes(out)
-    (out / "shards" / "part-99999.parquet").write_bytes(b"stale")  # left by some earlier crash
+    # left by a commit killed half-way: a placed file its journal lists, and a temp file of a stream
+    (out / "shards" / "part-99999.parquet").write_bytes(b"stale")
     (out / "_tokenmill_tmp").mkdir(exist_ok=True)
+    (out / "_tokenmill_tmp" / "commit.json").write_text('{"files": ["shards/part-99999.parquet"]}')
+    (out / "_tokenmill_tmp" / "s00001-p-0123456789ab-0000.parquet").write_bytes(b"stale")
     again = prepare([str(d / "*.jsonl*")], out, tokenizer_path, SEQ, shard_rows=500, stream_bytes=200_000)
     assert shard_bytes(out) == before
     assert [s["sha256"] for s in again[m.K_SHARDS]] == [s["sha256"] for s in manifest[m.K_SHARDS]]

@@ -1,4 +1,5 @@
-"""The output directory's life cycle: check and clear it before a run; commit shards and the manifest after.
+"""Committing a run: check that every planned stream reported exactly once, move the files into place, write the
+manifest last (claiming and clearing the output before a run is ``transforms.output_guard``'s).
 
 A directory is a result only once ``manifest.json`` exists; it is removed first and written last.
 """
@@ -10,7 +11,6 @@ import posixpath
 import time
 from typing import Any
 
-import fsspec
 from fsspec.core import url_to_fs
 
 from schemas import manifest as m
@@ -27,93 +27,80 @@ from schemas.shards import (
     SHARDS_DIR,
     TEMP_DIR,
 )
+from transforms.faults import fault_point
+from transforms.output_guard import COMMIT_JOURNAL, RESULT_DIRS, output_fs, remove_temp, write_json
 from transforms.scoring import MIN_SCORE
+from transforms.sources import Stream
 
-_RESULT_DIRS = (SHARDS_DIR, DOCUMENTS_DIR, REJECTED_DIR, MODIFIED_DIR)
-_OURS = {MANIFEST_FILE, TEMP_DIR, MANIFEST_FILE + ".tmp", m.REPORT_HTML, m.REPORT_HTML + ".tmp", *_RESULT_DIRS}
-
-
-class OutputError(ValueError):
-    """A problem with --output found before any work starts."""
+_NAMES = {SHARDS_DIR: SHARD_NAME, DOCUMENTS_DIR: DOCUMENT_NAME, REJECTED_DIR: REJECTED_NAME,
+          MODIFIED_DIR: REJECTED_NAME}
 
 
-def _fs(output: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    fs, path = url_to_fs(output)
-    return fs, path.rstrip("/")
+class IncompleteResultError(RuntimeError):
+    """The streams' results do not prove that every planned input range was read exactly once."""
+
+    PREFIX = "tokenmill: incomplete run: "
 
 
-def read_manifest(output: str) -> dict[str, Any] | None:
-    """The manifest of an output directory, or None if it has none."""
-    fs, root = _fs(output)
-    path = posixpath.join(root, MANIFEST_FILE)
-    if not fs.exists(path):
-        return None
-    with fs.open(path, "rb") as fh:
-        return json.load(fh)
+def stream_plan(stream: Stream) -> tuple[int, list[list[Any]]]:
+    """What the commit checks of one planned stream: (index, [[file index, split index, start, end], ...])."""
+    return stream.index, [[s.file_index, s.split_index, s.start, s.end] for s in stream.splits]
 
 
-def prepare_output(output: str, fingerprint: str, overwrite: bool) -> None:
-    """Refuse another job's output (unless overwrite), check writability, remove any earlier (partial) result."""
-    try:
-        fs, root = _fs(output)
-    except (ImportError, ValueError) as exc:
-        raise OutputError(f"--output {output!r}: cannot open this location ({exc})") from exc
-    if fs.exists(root):
-        if not fs.isdir(root):
-            raise OutputError(f"--output {output!r} is a file, not a directory")
-        entries = {posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False)}
-        manifest = None
-        if MANIFEST_FILE in entries:
-            try:
-                manifest = read_manifest(output)
-                if not isinstance(manifest, dict):
-                    raise ValueError(f"a JSON {type(manifest).__name__}, not an object")
-            except ValueError as exc:  # includes JSONDecodeError and UnicodeDecodeError
-                if not overwrite:
-                    raise OutputError(
-                        f"--output {output!r}: its {MANIFEST_FILE} is damaged ({exc}); "
-                        "pass --overwrite to replace this output, or choose another --output"
-                    ) from exc
-                manifest = None
-        if manifest is not None and manifest.get(m.K_FINGERPRINT) != fingerprint and not overwrite:
-            job = manifest.get(m.K_JOB, {}).get("argv")
-            raise OutputError(
-                f"--output {output!r} holds the result of another job ({' '.join(job) if job else 'unknown'}); "
-                "pass --overwrite to replace it, or choose another --output"
-            )
-        foreign = sorted(entries - _OURS)
-        if foreign and not overwrite:
-            raise OutputError(
-                f"--output {output!r} is not empty and is not a tokenmill output (it holds {', '.join(foreign[:5])}); "
-                "choose an empty or new directory, or pass --overwrite to write beside those files"
-            )
-    try:
-        fs.makedirs(root, exist_ok=True)
-        probe = posixpath.join(root, ".tokenmill-write-check")
-        with fs.open(probe, "wb") as fh:
-            fh.write(b"ok")
-        fs.rm(probe)
-    except OSError as exc:
-        raise OutputError(f"--output {output!r} is not writable ({exc})") from exc
-    # the manifest goes first: from here on the directory is not a result until the new manifest lands
-    for name in (MANIFEST_FILE, MANIFEST_FILE + ".tmp", m.REPORT_HTML, m.REPORT_HTML + ".tmp", *_RESULT_DIRS,
-                 TEMP_DIR):
-        path = posixpath.join(root, name)
-        if fs.exists(path):
-            fs.rm(path, recursive=True)
+def check_complete(results: list[dict[str, Any]], planned: list[tuple[int, list[list[Any]]]],
+                   inputs: list[dict[str, Any]]) -> None:
+    """Raise IncompleteResultError unless every planned stream reported exactly once (and no other did), naming
+    the streams missing or repeated, and the plan covers every input file from its start to its end."""
+    plan = dict(planned)
+    if len(plan) != len(planned):
+        raise IncompleteResultError(f"{IncompleteResultError.PREFIX}the plan lists a stream twice")
+    seen: dict[int, int] = {}
+    for r in results:
+        seen[r["stream"]] = seen.get(r["stream"], 0) + 1
+    missing = sorted(set(plan) - set(seen))
+    repeated = sorted(i for i, n in seen.items() if n > 1)
+    unplanned = sorted(set(seen) - set(plan))
+    if missing or repeated or unplanned:
+        parts = [f"{what} {_streams(ids)}" for what, ids in
+                 (("no result from", missing), ("more than one result from", repeated),
+                  ("results from unplanned", unplanned)) if ids]
+        raise IncompleteResultError(
+            f"{IncompleteResultError.PREFIX}the run cannot prove it read all its input: {'; '.join(parts)} of {len(plan)} planned "
+            "(the runner lost or repeated work); no manifest was written, rerun to finish")
+    by_file: dict[int, list[list[Any]]] = {}
+    for splits in plan.values():
+        for split in splits:
+            by_file.setdefault(split[0], []).append(split)
+    for index, f in enumerate(inputs):
+        splits = sorted(by_file.get(index, []), key=lambda s: s[1])
+        whole = len(splits) == 1 and splits[0][2:] == [0, -1]
+        contiguous = bool(splits) and splits[0][2] == 0 and all(
+            a[3] == b[2] and a[1] + 1 == b[1] for a, b in zip(splits, splits[1:]))
+        ends = whole or f.get("format") == "parquet" or (splits and splits[-1][3] == f.get("size"))
+        if not (whole or (contiguous and ends)):
+            raise IncompleteResultError(f"{IncompleteResultError.PREFIX}the plan does not cover input {f.get('url')!r} from start to "
+                                        f"end ({splits}); no manifest was written")
+
+
+def _streams(ids: list[int]) -> str:
+    shown = ", ".join(map(str, ids[:10])) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+    return f"stream{'s' if len(ids) > 1 else ''} {shown}"
 
 
 def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, Any], started: float,
-           selection: dict[str, Any] | None = None, shuffled: list[dict[str, Any]] | None = None) -> dict:
-    """Rename temp shards, document files and rejected files into place in stream order; write manifest.json last."""
-    fs, root = _fs(output)
+           planned: list[tuple[int, list[list[Any]]]], selection: dict[str, Any] | None = None,
+           shuffled: list[dict[str, Any]] | None = None) -> dict:
+    """Check that every planned stream reported exactly once, journal and rename the temp shards, document files and
+    rejected files into place in stream order, write manifest.json last (then report.html; then the temp folder
+    goes)."""
+    check_complete(results, planned, manifest_base.get(m.K_INPUTS) or [])
+    fs, root = output_fs(output)
     results = sorted(results, key=lambda r: r["stream"])
-    placed: dict[str, list[dict[str, Any]]] = {d: [] for d in _RESULT_DIRS}
-    names = {SHARDS_DIR: SHARD_NAME, DOCUMENTS_DIR: DOCUMENT_NAME, REJECTED_DIR: REJECTED_NAME,
-             MODIFIED_DIR: REJECTED_NAME}
+    placed: dict[str, list[dict[str, Any]]] = {d: [] for d in RESULT_DIRS}
     counts = Counts()
     backends: dict[str, int] = {}
     notes: list[str] = []
+    moves: list[tuple[str, str]] = []  # (temp url, relative destination), in order
 
     in_dir: dict[str, int] = {}  # files placed so far per directory (a bucket partition numbers its own)
 
@@ -123,9 +110,8 @@ def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, 
             directory = posixpath.join(directory, f"{LENGTH_DIR}={item['seq_len']:05d}")
         index = in_dir.get(directory, 0)
         in_dir[directory] = index + 1
-        rel = posixpath.join(directory, names[kind].format(index=index))
-        fs.makedirs(posixpath.join(root, directory), exist_ok=True)
-        fs.mv(_path(fs, item["temp_url"]), posixpath.join(root, rel))
+        rel = posixpath.join(directory, _NAMES[kind].format(index=index))
+        moves.append((item["temp_url"], rel))
         placed[kind].append({"path": rel, **{k: v for k, v in item.items() if k != "temp_url"}})
 
     for r in results:
@@ -142,10 +128,6 @@ def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, 
                 place(kind, item)
     for item in shuffled or []:
         place(SHARDS_DIR, item)
-    _remove_stale(fs, root, {x["path"] for files in placed.values() for x in files})
-    temp = posixpath.join(root, TEMP_DIR)
-    if fs.exists(temp):
-        fs.rm(temp, recursive=True)
     manifest = dict(manifest_base)
     manifest[m.K_COUNTS] = counts.totals()
     manifest[m.K_SOURCES] = source_counts(counts, manifest_base.get(m.K_INPUTS) or [])
@@ -170,12 +152,22 @@ def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, 
     manifest[m.K_WALL_TIME] = round(time.time() - started, 3)
     manifest[m.K_STAGE_SECONDS] = {k: round(v, 3) for k, v in counts.to_dict()["stage_seconds"].items()}
     if counts.records != counts.docs_written + counts.rejected_total() or not sources_add_up(counts):
-        raise RuntimeError(f"tokenmill: internal error: counts do not add up: {counts.to_dict()}")
+        raise IncompleteResultError(f"{IncompleteResultError.PREFIX}counts do not add up: {counts.to_dict()}")
+    # journalled before the first move: a commit killed half-way leaves files a rerun can prove are its own
+    fs.makedirs(posixpath.join(root, TEMP_DIR), exist_ok=True)
+    write_json(fs, posixpath.join(root, TEMP_DIR, COMMIT_JOURNAL), {"files": [rel for _, rel in moves]})
+    for temp_url, rel in moves:
+        fault_point("commit-move")
+        fs.makedirs(posixpath.dirname(posixpath.join(root, rel)), exist_ok=True)
+        fs.mv(url_to_fs(temp_url)[1], posixpath.join(root, rel))
+    fault_point("commit-manifest")
     tmp = posixpath.join(root, MANIFEST_FILE + ".tmp")
     with fs.open(tmp, "wb") as fh:
         fh.write(json.dumps(manifest, indent=2, sort_keys=False).encode() + b"\n")
     fs.mv(tmp, posixpath.join(root, MANIFEST_FILE))
     write_report(fs, root, manifest)
+    fault_point("commit-cleanup")
+    remove_temp(output)
     return manifest
 
 
@@ -257,18 +249,3 @@ def _backend_name(backends: dict[str, int]) -> str | None:
     if not backends:
         return None
     return next(iter(backends)) if len(backends) == 1 else "mixed"
-
-
-def _path(fs: fsspec.AbstractFileSystem, url: str) -> str:
-    return url_to_fs(url)[1]
-
-
-def _remove_stale(fs: fsspec.AbstractFileSystem, root: str, keep: set[str]) -> None:
-    for sub in _RESULT_DIRS:
-        base = posixpath.join(root, sub)
-        if not fs.exists(base):
-            continue
-        for path in fs.find(base):
-            rel = posixpath.relpath(path, root)
-            if rel not in keep:
-                fs.rm(path)

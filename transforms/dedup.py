@@ -43,8 +43,16 @@ def split_ref(ref: int) -> tuple[int, int]:
 
 def exact_key(text: str) -> bytes:
     """16-byte key of the text after NFC normalisation and collapsing whitespace (case is kept)."""
-    norm = " ".join(unicodedata.normalize("NFC", text).split())  # str.split splits where the regex \s would
+    norm = unicodedata.normalize("NFC", text)
+    if len(norm) <= _LONG_TEXT:
+        norm = " ".join(norm.split())  # str.split splits where the regex \s would
+    else:  # the same string without a list of every word (millions of small objects the allocator may keep)
+        norm = _SPACES.sub(" ", norm).strip(" ")
     return hashlib.blake2b(norm.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+_LONG_TEXT = 1 << 16
+_SPACES = re.compile(r"\s+")
 
 
 def simplified_words(text: str) -> list[str]:
@@ -61,6 +69,10 @@ class MinHasher:
         rng = np.random.Generator(np.random.PCG64(config.seed))
         self._a = (rng.integers(0, 1 << 63, size=n, dtype=np.uint64) << np.uint64(1)) | np.uint64(1)  # odd
         self._b = rng.integers(0, 1 << 63, size=n, dtype=np.uint64)
+        self._a_col, self._b_col = self._a[:, None], self._b[:, None]
+        # one keyed-by-band hasher per band, copied per document (cheaper than building one per key)
+        self._band_hashers = [hashlib.blake2b(digest_size=12, person=b.to_bytes(2, "little"))
+                              for b in range(config.bands)]
 
     def shingles(self, text: str) -> np.ndarray:
         """Distinct 32-bit hashes of the text's word n-grams (a text shorter than n words is one shingle)."""
@@ -76,40 +88,48 @@ class MinHasher:
         if not words.size:
             return np.zeros(0, np.uint64)
         k = min(self.config.ngram, words.size)
-        h = np.zeros(words.size - k + 1, np.uint64)
-        for j in range(k):  # polynomial combination of k consecutive word hashes, wrapping mod 2^64
-            h = h * np.uint64(0x100000001B3) + words[j : words.size - k + 1 + j]
-        return _mix64(h) >> np.uint64(32)
+        count = words.size - k + 1
+        h = words[:count].copy()
+        for j in range(1, k):  # polynomial combination of k consecutive word hashes, wrapping mod 2^64
+            h *= _SHINGLE_BASE
+            h += words[j : count + j]
+        return _mix64(h) >> _U32
 
     def signature(self, text: str) -> np.ndarray:
         """``bands * rows`` MinHash values (uint64 below 2^32); all-max for a text without words."""
         sh = self._shingle_hashes(text)
-        sig = np.full(self._a.size, _EMPTY, np.uint64)
         if sh.size == 0:
-            return sig
-        a, b = self._a[:, None], self._b[:, None]
-        block = np.empty((self._a.size, min(sh.size, _SHINGLE_CHUNK)), np.uint64)
-        for start in range(0, sh.size, _SHINGLE_CHUNK):
-            part = sh[None, start : start + _SHINGLE_CHUNK]
-            out = block[:, : part.shape[1]]
-            np.multiply(a, part, out=out)
-            out += b
-            np.minimum(sig, out.min(axis=1), out=sig)
+            return np.full(self._a.size, _EMPTY, np.uint64)
+        if sh.size <= _SHINGLE_CHUNK:  # one block: no running minimum to keep
+            out = self._a_col * sh
+            out += self._b_col
+            sig = out.min(axis=1)
+        else:
+            sig = np.full(self._a.size, _EMPTY, np.uint64)
+            block = np.empty((self._a.size, _SHINGLE_CHUNK), np.uint64)
+            for start in range(0, sh.size, _SHINGLE_CHUNK):
+                part = sh[None, start : start + _SHINGLE_CHUNK]
+                out = block[:, : part.shape[1]]
+                np.multiply(self._a_col, part, out=out)
+                out += self._b_col
+                np.minimum(sig, out.min(axis=1), out=sig)
         # (v >> 32) is monotonic in v, so the minimum can be shifted once instead of every value
-        return sig >> np.uint64(32)
+        sig >>= _U32
+        return sig
 
     def band_keys(self, text: str) -> list[bytes]:
         """One 12-byte key per band (the band index is hashed in); none for a text without words."""
         sig = self.signature(text)
         if sig[0] == _EMPTY:
             return []
-        rows = self.config.rows
+        width = self.config.rows * 4
         raw = sig.astype("<u4").tobytes()
-        return [
-            hashlib.blake2b(raw[b * rows * 4 : (b + 1) * rows * 4], digest_size=12, person=b.to_bytes(2, "little"))
-            .digest()
-            for b in range(self.config.bands)
-        ]
+        keys = []
+        for b, hasher in enumerate(self._band_hashers):
+            h = hasher.copy()
+            h.update(raw[b * width : (b + 1) * width])
+            keys.append(h.digest())
+        return keys
 
 
 _BASE = np.uint64(0x9E3779B97F4A7C15)  # odd: invertible modulo 2^64
@@ -134,7 +154,7 @@ def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
     """B^0..B^(n-1) and their inverses modulo 2^64 (cached, grown by doubling)."""
     global _POWERS, _INVERSE_POWERS
     if _POWERS.size < n:
-        size = max(n, 2 * _POWERS.size, 1 << 16)
+        size = max(n, min(2 * _POWERS.size, _WORD_WINDOW + 1), 1 << 16)  # windows bound it (but for giant words)
         inverse = np.uint64(pow(int(_BASE), -1, 1 << 64))
         _POWERS = np.concatenate(([np.uint64(1)], np.cumprod(np.full(size - 1, _BASE, np.uint64))))
         _INVERSE_POWERS = np.concatenate(([np.uint64(1)], np.cumprod(np.full(size - 1, inverse, np.uint64))))
@@ -144,27 +164,70 @@ def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
 def word_hashes(text: str) -> np.ndarray:
     """One 64-bit hash per word of ``simplified_words(text)``, in order: equal words, equal hashes."""
     norm = unicodedata.normalize("NFKC", text).casefold()
-    codes = np.frombuffer(norm.encode("utf-32-le", "surrogatepass"), np.uint32)
+    if len(norm) <= _WORD_WINDOW:
+        return _window_word_hashes(_code_points(norm))
+    parts = []
+    start = 0
+    while start < len(norm):  # a long text a window at a time, cut between words: the same hashes, bounded memory
+        stop = min(start + _WORD_WINDOW, len(norm))
+        codes = _code_points(norm[start:stop])
+        if stop < len(norm):
+            outside = np.flatnonzero(~_word_chars()[codes])
+            if outside.size:
+                stop = start + int(outside[-1]) + 1
+                codes = codes[: stop - start]
+            else:  # the whole window is inside one word: take the rest of that word too
+                gap = _NON_WORD.search(norm, stop)
+                stop = gap.start() if gap else len(norm)
+                codes = _code_points(norm[start:stop])
+        parts.append(_window_word_hashes(codes))
+        start = stop
+    return np.concatenate(parts)
+
+
+_WORD_WINDOW = 1 << 20  # code points hashed at a time (~30 bytes of temporaries each)
+_NON_WORD = re.compile(r"\W")
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+
+
+def _window_word_hashes(codes: np.ndarray) -> np.ndarray:
+    """The hashes of the words in ``codes``, code points holding whole words (none cut at either end)."""
     in_word = np.zeros(codes.size + 2, np.int8)
     in_word[1:-1] = _word_chars()[codes]
-    edges = np.diff(in_word)
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    if not starts.size:
+    edges = in_word[1:] - in_word[:-1]
+    bounds = np.flatnonzero(edges)  # alternately a word's start and its end
+    if not bounds.size:
         return np.zeros(0, np.uint64)
+    starts, ends = bounds[0::2], bounds[1::2]
     powers, inverse = _powers(codes.size + 1)
     # prefix sums of c_j * B^j: a word's polynomial is the difference of two, shifted back to position 0
     prefix = np.zeros(codes.size + 1, np.uint64)
-    np.cumsum((codes.astype(np.uint64) + np.uint64(1)) * powers[: codes.size], out=prefix[1:])
+    terms = codes.astype(np.uint64)
+    terms += _ONE
+    terms *= powers[: codes.size]
+    np.cumsum(terms, out=prefix[1:])
     return _mix64((prefix[ends] - prefix[starts]) * inverse[starts])
 
 
+_ONE, _U32 = np.uint64(1), np.uint64(32)
+_SHINGLE_BASE = np.uint64(0x100000001B3)
+_MIX = (np.uint64(30), np.uint64(0xBF58476D1CE4E5B9), np.uint64(27), np.uint64(0x94D049BB133111EB), np.uint64(31))
+
+
 def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: every input bit affects every output bit (so the top 32 bits are a good hash)."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
+    """splitmix64's finaliser: every input bit affects every output bit (so the top 32 bits are a good hash).
+
+    Works in place on ``x`` (callers pass temporaries)."""
+    s1, m1, s2, m2, s3 = _MIX
+    x ^= x >> s1
+    x *= m1
+    x ^= x >> s2
+    x *= m2
+    x ^= x >> s3
+    return x
 
 
 def clusters(groups: Iterable[Iterable]) -> dict:

@@ -7,6 +7,9 @@ groups are joined into connected components: in one place on one machine (as dat
 does; its input is the duplicates alone), else spread over the workers of a remote runner (``SpreadClusters``:
 rounds of smallest-label propagation over the groups' edges, then a union-find of the few labels still joined by
 an edge). Both give every duplicate its component's first-read document.
+
+On a local runner, which would hold that shuffle in memory, ``FindDuplicatesInFiles`` takes each stream's key file
+(``dedup_arrays``) instead and resolves them all in one step by sorting compact arrays: the same decisions.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import apache_beam as beam
 
 from schemas.manifest import EXACT_DUPLICATE, NEAR_DUPLICATE
 from transforms.dedup import clusters, resolve_duplicates, split_ref
+from transforms.dedup_arrays import KeyFile, duplicates_in_files
 from transforms.gather import GatherAll
 
 METRICS_NAMESPACE = "tokenmill"
@@ -196,4 +200,27 @@ class FindDuplicates(beam.PTransform):
             | "AllGroups" >> beam.Flatten()
             | "GatherGroups" >> GatherAll()
             | "ResolveClusters" >> beam.FlatMap(duplicates_by_stream)
+        )
+
+
+def duplicates_from_key_files(files: list[KeyFile]) -> Iterator[tuple[int, list[tuple[int, str, str]]]]:
+    """``duplicates_in_files`` with the duplicates counted in the job's metrics."""
+    counted: dict[str, int] = {}
+    for stream, found in duplicates_in_files(files):
+        for _, reason, _ in found:
+            counted[reason] = counted.get(reason, 0) + 1
+        yield stream, found
+    for reason, n in sorted(counted.items()):
+        beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"duplicates_{reason}").inc(n)
+
+
+class FindDuplicatesInFiles(beam.PTransform):
+    """Key files (one ``KeyFile`` per stream, written by pass 1) → (stream index, [duplicates]), as FindDuplicates
+    gives, in one step on one machine: only the files' names move, the keys are read there in compact arrays."""
+
+    def expand(self, key_files):
+        return (
+            key_files
+            | "GatherKeyFiles" >> GatherAll()
+            | "ResolveKeyFiles" >> beam.FlatMap(duplicates_from_key_files)
         )

@@ -25,19 +25,18 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from schemas import manifest as m
-from schemas.documents import DOC_ID, DOC_LINE, DOC_ROW, DOC_SOURCE, DOC_TEXT, DOCUMENTS_DIR
+from schemas.documents import DOC_ID, DOC_LINE, DOC_ROW, DOC_SOURCE, DOC_TEXT
 from schemas.manifest import Counts
 from schemas.shards import (
     CU_SEQLENS,
     INPUT_IDS,
     LOSS_MASK,
     MANIFEST_FILE,
-    MODIFIED_DIR,
     NUM_PAD,
     REJECTED_DIR,
-    SHARDS_DIR,
     read_output_manifest,
 )
+from transforms.output_guard import walk
 from transforms.report import summary_table
 
 # Keys of a file entry in the manifest, as the commit step writes them.
@@ -725,13 +724,11 @@ def verify_output(out: OutputDir) -> list[Problem]:
             if dedup.get(key) != value:
                 problems.append(Problem(where, f"{m.K_DEDUP}.{key}", value, dedup.get(key)))
 
-    for sub in (SHARDS_DIR, DOCUMENTS_DIR, REJECTED_DIR, MODIFIED_DIR):
-        base = posixpath.join(out.root, sub)
-        if out.fs.exists(base):
-            for path in sorted(out.fs.find(base)):
-                rel = posixpath.relpath(path, out.root)
-                if rel not in listed:
-                    problems.append(Problem(rel, "file the manifest does not list", "no such file", "present"))
+    listed |= {MANIFEST_FILE, m.REPORT_HTML}
+    for rel, link in sorted(walk(out.fs, out.root)):  # every file anywhere: top level, temp folder, symlinks
+        if rel not in listed:
+            what = "symbolic link" if link else "file"
+            problems.append(Problem(rel, f"{what} the manifest does not list", f"no such {what}", "present"))
     return problems
 
 

@@ -52,6 +52,8 @@ from schemas.manifest import (
 from schemas.documents import META_BUCKET, META_SCORES, META_UPSAMPLE
 from schemas.shards import TEMP_DIR
 from transforms.dedup import make_ref
+from transforms.dedup_arrays import KeyFileWriter
+from transforms.faults import fault_point
 from transforms.selection import Candidate, Plan, tie_break
 from transforms.document_writer import TOKENS_COLUMN, DocumentWriter, read_documents
 from transforms.pack import DecomposePacker, PackedRows, PackingSpec, mask_source
@@ -372,6 +374,7 @@ def read_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools, attempt: 
     kept = 0
     recipe_seconds = tools.runner.seconds if tools.runner is not None else 0.0
     for batch, decisions, doc_keys in worked:
+        fault_point("read")
         c = attempt.counts
         c.records += batch.records
         c.bytes_read += batch.bytes_read
@@ -401,7 +404,7 @@ def apply_decisions(batch: DocBatch, decisions: list, keys: list[DocKeys | None]
 
     With ``modified``, each kept document whose text a stage changed is written there with its original text.
     """
-    texts, ids, lines, rows, metas, kept_keys, dropped = [], [], [], [], [], [], []
+    texts, ids, lines, rows, metas, raws, kept_keys, dropped = [], [], [], [], [], [], [], []
     for i, d in enumerate(decisions):
         for stage in d.modified_by:
             counts.docs_modified[stage] = counts.docs_modified.get(stage, 0) + 1
@@ -412,6 +415,8 @@ def apply_decisions(batch: DocBatch, decisions: list, keys: list[DocKeys | None]
             ids.append(batch.ids[i])
             lines.append(batch.lines[i])
             rows.append(batch.rows[i])
+            if batch.raws:
+                raws.append(batch.raws[i])
             given = batch.metas[i] if batch.metas else None
             metas.append({**given, **d.meta} if given and d.meta else d.meta or given)
             kept_keys.append(keys[i])
@@ -419,11 +424,11 @@ def apply_decisions(batch: DocBatch, decisions: list, keys: list[DocKeys | None]
         selected = d.stage == STAGE_SELECT  # a selection drop names its scores; a filter's, its filter
         dropped.append(Rejection(
             batch.source, d.reason, line=batch.lines[i], row=batch.rows[i], id=batch.ids[i],
-            detail=f"{d.stage}/{d.reason}", record=raw_record(batch.texts[i]),
+            detail=f"{d.stage}/{d.reason}", record=batch.raw_record(i),
             stage=STAGE_SELECT if selected else STAGE_FILTER, counted_as=f"{d.stage}/{d.reason}",
             scores=(d.meta or {}).get(META_SCORES) if selected else None,
         ))
-    batch.texts, batch.ids, batch.lines, batch.rows, batch.metas = texts, ids, lines, rows, metas
+    batch.texts, batch.ids, batch.lines, batch.rows, batch.metas, batch.raws = texts, ids, lines, rows, metas, raws
     return dropped, kept_keys
 
 
@@ -659,7 +664,7 @@ class _PackSink:
         self.attempt.reject([Rejection(
             batch.source, SHORTER_THAN_PIECE, line=batch.lines[i], row=batch.rows[i], id=batch.ids[i],
             detail=f"{int(n)} tokens with EOS, below the shortest piece of {self.cfg.packing.manifest()['lengths'][0]}",
-            record=raw_record(batch.texts[i]), stage=STAGE_PACK, counted_as=f"{STAGE_PACK}/{SHORTER_THAN_PIECE}",
+            record=batch.raw_record(i), stage=STAGE_PACK, counted_as=f"{STAGE_PACK}/{SHORTER_THAN_PIECE}",
         ) for i, n in zip(docs, lens.tolist())])
 
     @staticmethod
@@ -764,6 +769,7 @@ def run_pass(
     documents = DocumentWriter(f"{attempt.prefix}-documents.parquet") if cfg.emit_documents else None
     try:
         for batch in source(attempt):
+            fault_point(f"pass-{name}")
             if not batch.texts:
                 continue
             chars = sum(map(len, batch.texts))
@@ -829,12 +835,17 @@ def process_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools) -> Cal
                     stream_inputs(stream))
 
 
-def stage_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools) -> Iterator[tuple[str, Any]]:
+def stage_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools,
+                 key_files: bool = False) -> Iterator[tuple[str, Any]]:
     """Dedup pass 1: read → recipe → staged documents; yields ("exact"|"near", (key, (ref, id))) for every kept
-    document as it goes, and last ("staged", (stream index, result))."""
+    document as it goes, and last ("staged", (stream index, result)). With ``key_files`` the keys go to the
+    stream's key file instead (``dedup_arrays``), handed on once as ("keys", KeyFile) before "staged"."""
     attempt = _Attempt(cfg, stream.index, tools.progress, "a")
     staged = DocumentWriter(f"{attempt.prefix}-staged.parquet")
     keys: list[tuple[int, str, DocKeys]] = []
+    minhash = cfg.recipe.dedup.minhash if cfg.dedup else None
+    key_file = KeyFileWriter(attempt.prefix, stream.index, minhash.bands if minhash else 0) \
+        if key_files and cfg.dedup else None
     ordinal = 0
     try:
         for batch in read_stream(stream, cfg, tools, attempt, keys):
@@ -846,6 +857,11 @@ def stage_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools) -> Itera
                 attempt.counts.time(TIME_TOKENIZE if cfg.tokenizer is not None else TIME_RECIPE,
                                     time.perf_counter() - started)
             attempt.counts.time(TIME_WRITE, _call_timed(_write_documents, staged, batch, True))
+            if key_file is not None and keys:
+                if keys[0][0] != make_ref(stream.index, key_file.docs):  # a row's place in the file is its ordinal
+                    raise RuntimeError(f"stream {stream.index}: dedup keys out of order")
+                key_file.add([doc_id for _, doc_id, _ in keys], [doc_keys for _, _, doc_keys in keys])
+                keys.clear()
             for ref, doc_id, doc_keys in keys:
                 if doc_keys is None:
                     continue
@@ -866,6 +882,8 @@ def stage_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools) -> Itera
     attempt.counts.time(TIME_WRITE, time.perf_counter() - started)
     result = {"stream": stream.index, "counts": attempt.counts.to_dict(), **attempt.files(),
               "staged": written["temp_url"] if written else None, "inputs": stream_inputs(stream)}
+    if key_file is not None:
+        yield "keys", key_file.close()
     yield "staged", (stream.index, result)
 
 
@@ -970,15 +988,20 @@ class ProcessStream(_StreamDoFn):
 
 
 class StageStream(_StreamDoFn):
-    """Pass 1: a stream in; its documents' dedup keys out on the ``exact`` and ``near`` outputs, their selection
-    candidates on ``candidates``, and (stream index, staged result) on the main output."""
+    """Pass 1: a stream in; its documents' dedup keys out on the ``exact`` and ``near`` outputs (with ``key_files``:
+    the stream's key file on ``keys``), their selection candidates on ``candidates``, and (stream index, staged
+    result) on the main output."""
 
     keys = True
+
+    def __init__(self, cfg: StreamConfig, key_files: bool = False) -> None:
+        super().__init__(cfg)
+        self.key_files = key_files
 
     def process(self, stream: Stream, fitted: dict | None = None) -> Iterator[Any]:
         if fitted is not None:
             self.tools.runner.fit(fitted)
-        for tag, value in stage_stream(stream, self.cfg, self.tools):
+        for tag, value in stage_stream(stream, self.cfg, self.tools, self.key_files):
             yield value if tag == "staged" else beam.pvalue.TaggedOutput(tag, value)
 
     def finish_bundle(self) -> Iterator[WindowedValue]:

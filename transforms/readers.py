@@ -19,6 +19,7 @@ from transforms.sources import ARROW, JSONL, PARQUET, TEXT, Split
 DEFAULT_BATCH_BYTES = 2 << 20
 _READ_CHUNK = 4 << 20
 _PARQUET_BATCH_ROWS = 1024
+_RAW_BYTES = 4 * m.REJECTED_RECORD_CHARS  # enough UTF-8 bytes for the characters a rejected/ record shows
 
 
 class BadRecordError(RuntimeError):
@@ -43,6 +44,9 @@ class DocBatch:
     lines: list[int | None] = field(default_factory=list)  # 1-based line (JSONL) of each document, else None
     rows: list[int | None] = field(default_factory=list)  # 0-based row (tables) of each document, else None
     metas: list[dict | str | None] = field(default_factory=list)  # signals per document (after a recipe), or empty
+    # where each document's raw record is, for its rejected/ record if a later stage drops it: the JSON line (only
+    # its first bytes when long), or (record batch, index) of a table row; empty when not known (staged documents)
+    raws: list[Any] = field(default_factory=list)
     source: str = ""
     rejections: list[Rejection] = field(default_factory=list)
     repairs: dict[str, int] = field(default_factory=dict)
@@ -50,6 +54,11 @@ class DocBatch:
     bytes_read: int = 0
     seconds: float = 0.0  # time its reader spent reading and parsing it (set by whoever times the reader)
     token_ids: Any = None  # (encoder name, flat ids, lengths) of the texts when already tokenized, else None
+
+    def raw_record(self, i: int) -> str:
+        """The first KB of the i-th document's raw input record (its text when the record is not known)."""
+        raw = self.raws[i] if self.raws else self.texts[i]
+        return _row_json(*raw) if isinstance(raw, tuple) else raw_record(raw)
 
 
 class _Batcher:
@@ -68,8 +77,9 @@ class _Batcher:
         self._chars = 0
 
     def doc(self, text: str, doc_id: str, line: int | None = None, row: int | None = None,
-            meta: dict | None = None) -> None:
-        """Keep one document (and count its pending repairs); ``meta``: its kept input fields."""
+            meta: dict | None = None, raw: Any = None) -> None:
+        """Keep one document (and count its pending repairs); ``meta``: its kept input fields; ``raw``: where its
+        raw record is (see ``DocBatch.raws``)."""
         if self.repairs.pending:
             if self.strict:  # --strict refuses repairs too: a repaired record is a bad record
                 raise BadRecordError(Rejection(self.source, self.repairs.pending[0], line=line, row=row, id=doc_id))
@@ -78,6 +88,7 @@ class _Batcher:
         self.batch.ids.append(doc_id)
         self.batch.lines.append(line)
         self.batch.rows.append(row)
+        self.batch.raws.append(raw)
         if self.meta_fields:
             self.batch.metas.append(meta or {})
         self.batch.records += 1
@@ -150,7 +161,7 @@ class _CountingReader:
 
 def _iter_split_bytes(split: Split, counter: list[_CountingReader]) -> Iterator[bytes]:
     """The split's decoded bytes in chunks; errors (open, read, damaged or truncated compression) propagate."""
-    with fsspec.open(split.url, "rb").open() as fh:
+    with fsspec.open(split.open_url, "rb").open() as fh:
         raw = _CountingReader(fh)
         counter.append(raw)
         if split.compression:
@@ -230,7 +241,9 @@ def _jsonl_record(
         b.reject(Rejection(split.url, reason, line=line_no, id=rec_id, detail=detail, record=raw_record(line)))
         return
     meta = {k: obj[k] for k in b.meta_fields if obj.get(k) is not None} if b.meta_fields else None
-    b.doc(text, id_of(obj, id_field, split.url, ":", line_no, surrogates), line=line_no, meta=meta)
+    # a short line is kept as it is (no copy); of a long one, only what rejected/ can show
+    raw = line if len(line) <= _RAW_BYTES else line[:_RAW_BYTES]
+    b.doc(text, id_of(obj, id_field, split.url, ":", line_no, surrogates), line=line_no, meta=meta, raw=raw)
 
 
 def _read_text(split: Split, text_field: str, id_field: str, batcher: _Batcher) -> Iterator[DocBatch]:
@@ -253,13 +266,27 @@ def _read_text(split: Split, text_field: str, id_field: str, batcher: _Batcher) 
     if reason is not None:
         batcher.reject(Rejection(split.url, reason, id=split.url, detail=detail, record=raw_record(data)))
     else:
-        batcher.doc(text, split.url)
+        batcher.doc(text, split.url, raw=data[:_RAW_BYTES])
     yield batcher.take(counter[0].n if counter else len(data))
 
 
-def _iter_table_batches(split: Split) -> Iterator[tuple[pa.RecordBatch, int]]:
-    """(record batch, bytes read) over a Parquet row-group range or an Arrow IPC file."""
-    with fsspec.open(split.url, "rb") as fh:
+@dataclass
+class _DamagedRowGroup:
+    """The rest of a Parquet row group that cannot be read: ``rows`` rows from where reading it failed."""
+
+    group: int
+    rows: int
+    error: BaseException
+    nbytes: int
+
+
+def _iter_table_batches(split: Split) -> Iterator[tuple[pa.RecordBatch | _DamagedRowGroup, int]]:
+    """(record batch, bytes read) over a Parquet row-group range or an Arrow IPC file.
+
+    Parquet is read one row group at a time: a damaged group yields one ``_DamagedRowGroup`` for its unread rows and
+    reading goes on with the next group (its column chunks are independent). A damaged footer raises.
+    """
+    with fsspec.open(split.open_url, "rb") as fh:
         if split.format == PARQUET:
             import pyarrow.parquet as pq
 
@@ -268,8 +295,17 @@ def _iter_table_batches(split: Split) -> Iterator[tuple[pa.RecordBatch, int]]:
             if not groups:
                 return
             per_row = split.size / max(1, sum(pf.metadata.row_group(g).num_rows for g in groups))
-            for batch in pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS, row_groups=groups):
-                yield batch, int(per_row * batch.num_rows)
+            for g in groups:
+                left = pf.metadata.row_group(g).num_rows
+                try:
+                    for batch in pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS, row_groups=[g]):
+                        left -= batch.num_rows
+                        yield batch, int(per_row * batch.num_rows)
+                except _IO_ERRORS as exc:
+                    yield _DamagedRowGroup(g, left, exc, int(per_row * left)), 0
+                    continue
+                if left > 0:  # fewer rows than the footer promises: the group's data is cut short
+                    yield _DamagedRowGroup(g, left, EOFError(f"{left} rows missing"), int(per_row * left)), 0
         else:
             try:
                 reader = pa.ipc.open_stream(fh)
@@ -297,6 +333,16 @@ def _read_table(split: Split, text_field: str, id_field: str, batcher: _Batcher)
         if item is None:
             break
         batch, nbytes = item
+        if isinstance(batch, _DamagedRowGroup):  # one rejection for the group's unread rows, then the next group
+            consumed += batch.nbytes
+            last = row + batch.rows - 1
+            batcher.reject(Rejection(
+                split.url, m.UNREADABLE_FILE, row=row,
+                detail=(f"rows {row}-{last} (row group {batch.group}, {batch.rows} rows) cannot be read: "
+                        f"{type(batch.error).__name__}: {batch.error}")[:500],
+            ))
+            row += batch.rows
+            continue
         consumed += nbytes
         _table_records(batch, row, split, text_field, id_field, batcher)
         row += batch.num_rows
@@ -331,7 +377,8 @@ def _table_records(
         if reason is not None:
             b.reject(Rejection(split.url, reason, row=row_no, id=row_id, detail=detail, record=_row_json(batch, i)))
             continue
-        b.doc(text, row_id, row=row_no, meta={k: v[i] for k, v in metas.items() if v[i] is not None})
+        b.doc(text, row_id, row=row_no, meta={k: v[i] for k, v in metas.items() if v[i] is not None},
+              raw=(batch, i))
 
 
 def _row_json(batch: pa.RecordBatch, i: int) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -40,14 +41,72 @@ class InputError(ValueError):
     """A problem with --input found before any work starts."""
 
 
+def escaped_name(path: str) -> str:
+    """``path`` with the bytes of a non-UTF-8 file name (held as lone surrogates) written as ``\\xNN`` escapes."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+_ESCAPED_BYTE = re.compile(r"\\x([89a-f][0-9a-f])")  # what escaped_name writes for a byte that is not UTF-8
+
+
+def unescaped_name(name: str) -> str:
+    """The real name an ``escaped_name`` stands for (``\\xNN`` of a byte >= 0x80 back to that byte)."""
+    return _ESCAPED_BYTE.sub(lambda mo: chr(0xDC00 + int(mo[1], 16)), name)
+
+
+def _existing_name(pattern: str) -> str:
+    """``pattern``, or the real name it escapes when only that exists (an input copied from a manifest or
+    rejected/ record)."""
+    real = unescaped_name(pattern)
+    if real == pattern:
+        return pattern
+    try:
+        fs, path = fsspec.core.url_to_fs(pattern)
+        real_fs, real_path = fsspec.core.url_to_fs(real)
+        return real if not fs.exists(path) and real_fs.exists(real_path) else pattern
+    except (ImportError, ValueError, OSError):
+        return pattern
+
+
+def escaped_names(value: Any) -> Any:
+    """``value`` (str, or lists/dicts of them) with every string passed through ``escaped_name``."""
+    if isinstance(value, str):
+        return escaped_name(value)
+    if isinstance(value, dict):
+        return {escaped_names(k): escaped_names(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [escaped_names(v) for v in value]
+    return value
+
+
 @dataclass(frozen=True)
 class InputFile:
-    """One input file: its fsspec URL, format, compression and size in bytes."""
+    """One input file: its fsspec URL, format, compression and size in bytes.
+
+    ``url`` names the file everywhere it is written (escaped if the name is not UTF-8, see ``escaped_name``);
+    ``path`` is the real name to open when it differs, else empty.
+    """
 
     url: str
     format: str
     compression: str | None
     size: int
+    path: str = ""
+
+    @property
+    def open_url(self) -> str:
+        """The name to open the file by."""
+        return self.path or self.url
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, as the manifest's ``inputs`` record it (without the real name to open)."""
+        d = asdict(self)
+        del d["path"]
+        return d
 
 
 @dataclass(frozen=True)
@@ -68,6 +127,12 @@ class Split:
     end: int
     first_record: int
     size: int
+    path: str = ""  # the real name to open, when ``url`` is escaped (see InputFile)
+
+    @property
+    def open_url(self) -> str:
+        """The name to open the file by."""
+        return self.path or self.url
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -113,7 +178,7 @@ def expand_inputs(patterns: list[str], forced_format: str | None = None) -> list
         raise InputError("no --input given: name at least one file, glob or directory")
     files: list[InputFile] = []
     seen: set[str] = set()
-    for pattern in patterns:
+    for pattern in map(_existing_name, patterns):
         try:
             fs, _, paths = fsspec.get_fs_token_paths(pattern)
         except (ImportError, ValueError) as exc:
@@ -129,16 +194,22 @@ def expand_inputs(patterns: list[str], forced_format: str | None = None) -> list
                 if not fs.exists(path):
                     raise InputError(f"--input {pattern!r}: {path!r} does not exist")
                 fmt, comp = detect_format(path, forced_format)
-                found.append(InputFile(_unstrip(fs, path), fmt, comp, int(fs.size(path) or 0)))
+                found.append(_input_file(fs, path, fmt, comp, int(fs.size(path) or 0)))
             except (PermissionError, FileNotFoundError) as exc:
                 raise InputError(f"--input {pattern!r}: cannot access {path!r} ({exc})") from exc
         if not found:
             raise InputError(f"--input {pattern!r} holds no readable input file")
         for f in found:
-            if f.url not in seen:
-                seen.add(f.url)
+            if f.open_url not in seen:
+                seen.add(f.open_url)
                 files.append(f)
     return files
+
+
+def _input_file(fs: fsspec.AbstractFileSystem, path: str, fmt: str, comp: str | None, size: int) -> InputFile:
+    url = _unstrip(fs, path)
+    shown = escaped_name(url)  # a non-UTF-8 name cannot be written to JSON, Parquet or HTML as it is
+    return InputFile(shown, fmt, comp, size, url if shown != url else "")
 
 
 def _unstrip(fs: fsspec.AbstractFileSystem, path: str) -> str:
@@ -170,7 +241,7 @@ def _expand_directory(fs: fsspec.AbstractFileSystem, path: str, forced_format: s
     if state is not None:
         data_files = [d["filename"] for d in state["_data_files"]]
         return [
-            InputFile(_unstrip(fs, p), ARROW, None, int(fs.size(p) or 0))
+            _input_file(fs, p, ARROW, None, int(fs.size(p) or 0))
             for p in (posixpath.join(path, name) for name in data_files)
         ]
     out = []
@@ -187,7 +258,7 @@ def _expand_directory(fs: fsspec.AbstractFileSystem, path: str, forced_format: s
             fmt, comp = detect_format(p, forced_format)
         except InputError:
             continue
-        out.append(InputFile(_unstrip(fs, p), fmt, comp, int(entry.get("size") or 0)))
+        out.append(_input_file(fs, p, fmt, comp, int(entry.get("size") or 0)))
     return out
 
 
@@ -207,7 +278,7 @@ def _saved_dataset_state(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, 
 def plan_splits(file_index: int, f: InputFile, stream_bytes: int = DEFAULT_STREAM_BYTES) -> list[Split]:
     """Cut one file into splits of at least ``stream_bytes`` (only plain JSONL and Parquet can be cut)."""
     first = 0 if f.format in (PARQUET, ARROW) else 1  # rows are 0-based, lines 1-based
-    whole = [Split(file_index, 0, f.url, f.format, f.compression, 0, -1, first, f.size)]
+    whole = [Split(file_index, 0, f.url, f.format, f.compression, 0, -1, first, f.size, f.path)]
     try:
         if f.format == PARQUET:
             return _parquet_splits(file_index, f, stream_bytes)
@@ -226,7 +297,7 @@ def _jsonl_splits(file_index: int, f: InputFile, stream_bytes: int) -> list[Spli
     target = stream_bytes
     pos = 0
     lines = 0
-    with fsspec.open(f.url, "rb") as fh:
+    with fsspec.open(f.open_url, "rb") as fh:
         while True:
             chunk = fh.read(_SCAN_CHUNK)
             if not chunk:
@@ -245,7 +316,8 @@ def _jsonl_splits(file_index: int, f: InputFile, stream_bytes: int) -> list[Spli
             pos += len(chunk)
     bounds = [c[0] for c in cuts] + [f.size]
     return [
-        Split(file_index, i, f.url, JSONL, None, bounds[i], bounds[i + 1], cuts[i][1], bounds[i + 1] - bounds[i])
+        Split(file_index, i, f.url, JSONL, None, bounds[i], bounds[i + 1], cuts[i][1], bounds[i + 1] - bounds[i],
+              f.path)
         for i in range(len(cuts))
     ]
 
@@ -254,7 +326,7 @@ def _parquet_splits(file_index: int, f: InputFile, stream_bytes: int) -> list[Sp
     """Runs of consecutive row groups of about ``stream_bytes`` (uncompressed) each."""
     import pyarrow.parquet as pq
 
-    with fsspec.open(f.url, "rb") as fh:
+    with fsspec.open(f.open_url, "rb") as fh:
         meta = pq.ParquetFile(fh).metadata
     splits: list[Split] = []
     start, rows_before, acc, first_row = 0, 0, 0, 0
@@ -263,10 +335,11 @@ def _parquet_splits(file_index: int, f: InputFile, stream_bytes: int) -> list[Sp
         acc += g.total_byte_size
         rows_before += g.num_rows
         if acc >= stream_bytes or rg == meta.num_row_groups - 1:
-            splits.append(Split(file_index, len(splits), f.url, PARQUET, None, start, rg + 1, first_row, acc))
+            splits.append(Split(file_index, len(splits), f.url, PARQUET, None, start, rg + 1, first_row, acc,
+                                f.path))
             start, acc, first_row = rg + 1, 0, rows_before
     if not splits:  # no row groups: an empty file, still read (and counted as zero records)
-        splits.append(Split(file_index, 0, f.url, PARQUET, None, 0, 0, 0, 0))
+        splits.append(Split(file_index, 0, f.url, PARQUET, None, 0, 0, 0, 0, f.path))
     return splits
 
 
