@@ -274,7 +274,7 @@ class FastEngine:
             elif stage.name == "fineweb_quality" and words is not None:
                 self.stages.append((stage.name, FineWebQuality(stage.params, words, terminal)))
             else:
-                self.stages.append((stage.name, DatatroveRule(stage)))
+                self.stages.append((stage.name, DatatroveRule(stage, recipe.stage_timeout)))
 
     def apply(self, texts: list[str], ids: list[str]) -> list[Decision]:
         """One Decision per document, in order (no rule uses the ids)."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from schemas.documents import META_LANG, META_LANG_SCORE
 from transforms.recipes import DATATROVE, FAST, Recipe, RecipeError, Stage
+from transforms.stage_limits import DEFAULT_STAGE_TIMEOUT, TIMEOUT, StageClock, StageTimeout, compile_search
 
 
 @dataclass(frozen=True)
@@ -183,11 +184,16 @@ STAGE_CLASSES = _stage_classes()
 class DatatroveRule:
     """One stage as datatrove's own filter object, in the chain's rule protocol."""
 
-    def __init__(self, stage: Stage) -> None:
+    def __init__(self, stage: Stage, limit: float = DEFAULT_STAGE_TIMEOUT) -> None:
         from datatrove.data import Document
 
         self._filter = _datatrove_filter(stage)
         self._document = Document
+        self.regex_engine = None
+        if stage.name == "regex":  # datatrove's RegexFilter tests `self.regex.search(text)`: RE2 where it can
+            self.regex_engine, self._filter.regex = compile_search(stage.params["regex_exp"], limit)
+        # re's search runs in a helper process that enforces the limit itself (the clock cannot stop a C call)
+        self.own_limit = self.regex_engine == "re"
 
     wants_meta = True
 
@@ -204,11 +210,12 @@ class DatatroveRule:
 
 
 def run_chain(stages: list[tuple[str, object]], texts: list[str],
-              metas: list[dict | None] | None = None) -> list[Decision]:
+              metas: list[dict | None] | None = None, clock: StageClock | None = None) -> list[Decision]:
     """One Decision per text: each (name, rule) in order, ``rule.run(text) -> (keep, reason, text[, meta])``; the
     first drop ends the chain, a changed text is passed on and reported as modified by that stage, and the signals
     a rule measured (``meta``) are kept. Rules with ``wants_meta`` get ``run(text, meta)``: the document's input
-    fields (``metas``) with what earlier stages measured."""
+    fields (``metas``) with what earlier stages measured. With a ``clock``, a stage that runs past its limit on a
+    document drops it with reason ``timeout``."""
     out: list[Decision] = []
     for i, text in enumerate(texts):
         decision = None
@@ -216,10 +223,13 @@ def run_chain(stages: list[tuple[str, object]], texts: list[str],
         meta: dict | None = None
         given = metas[i] if metas else None
         for name, rule in stages:
-            if getattr(rule, "wants_meta", False):
-                result = rule.run(text, {**(given or {}), **(meta or {})})
-            else:
-                result = rule.run(text)
+            args = (text, {**(given or {}), **(meta or {})}) if getattr(rule, "wants_meta", False) else (text,)
+            try:
+                timed = clock is not None and not getattr(rule, "own_limit", False)
+                result = clock.call(rule.run, *args) if timed else rule.run(*args)
+            except StageTimeout:
+                decision = Decision(False, text, name, TIMEOUT, tuple(modified), meta)
+                break
             keep, reason, new_text = result[:3]
             if len(result) > 3:
                 meta = {**(meta or {}), **result[3]}
@@ -240,7 +250,7 @@ class DatatroveEngine:
 
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
-        self.stages = [(stage.name, DatatroveRule(stage)) for stage in recipe.filters]
+        self.stages = [(stage.name, DatatroveRule(stage, recipe.stage_timeout)) for stage in recipe.filters]
 
     def apply(self, texts: list[str], ids: list[str]) -> list[Decision]:
         """One Decision per document, in order (no filter uses the ids)."""

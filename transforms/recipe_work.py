@@ -23,6 +23,7 @@ from schemas.documents import META_SCORES
 from schemas.manifest import BELOW_SELECTION_THRESHOLD, STAGE_SELECT
 from transforms.filtering import Decision, make_engine, run_chain
 from transforms.recipes import Recipe
+from transforms.stage_limits import StageClock
 
 DocKeys = tuple[bytes | None, list[bytes]]  # (exact key or None, MinHash band keys)
 
@@ -32,6 +33,7 @@ class RecipeWork:
 
     def __init__(self, recipe: Recipe, keys: bool, fitted: dict | None = None) -> None:
         self.engine = make_engine(recipe) if recipe.filters else None
+        self.clock = StageClock(recipe.stage_timeout) if recipe.filters else None
         self.scoring = Scoring(recipe.selection, fitted) if recipe.scores else None
         self.exact = keys and recipe.dedup.exact
         self.hasher = None
@@ -44,7 +46,7 @@ class RecipeWork:
         """One Decision per text (``metas``: the documents' input fields, for stages that read them), and per text
         its keys (None for dropped texts or without dedup)."""
         if self.engine is not None:
-            decisions = run_chain(self.engine.stages, texts, metas)
+            decisions = run_chain(self.engine.stages, texts, metas, self.clock)
         else:
             decisions = [Decision(True, t) for t in texts]
         if self.scoring is not None:
@@ -108,7 +110,7 @@ def _work_in_process(texts: list[str], metas: list | None) -> tuple[list[Decisio
 
 
 @contextmanager
-def _children_skip_main() -> Iterator[None]:
+def children_skip_main() -> Iterator[None]:
     """Processes spawned meanwhile import only what they unpickle, never the parent's ``__main__``: a script that
     runs tokenmill without a main guard (a notebook, a scheduler's file) would otherwise run again in each child."""
     main = sys.modules["__main__"]
@@ -215,7 +217,7 @@ class RecipeRunner:
         depth = 2 * self.processes
         for batch in batches:
             work = []
-            with _children_skip_main():  # a submit may start a worker process
+            with children_skip_main():  # a submit may start a worker process
                 for start, stop in _parts(batch.texts, PART_CHARS):
                     metas = batch.metas[start:stop] if batch.metas else None
                     work.append(pool.submit(_work_in_process, batch.texts[start:stop], metas))
@@ -242,7 +244,7 @@ class RecipeRunner:
 
         if self.processes > 1 and (self.fitted is not None or not needs_fitting(self.recipe.selection)):
             pool = self._start_pool()
-            with _children_skip_main():
+            with children_skip_main():
                 for _ in range(self.processes):  # one task per process: each submit may start one
                     pool.submit(_ready)
 

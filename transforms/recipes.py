@@ -23,6 +23,8 @@ from typing import Any
 
 import fsspec
 
+from transforms.stage_limits import DEFAULT_STAGE_TIMEOUT
+
 FAST = "fast"
 DATATROVE = "datatrove"
 ENGINES = (FAST, DATATROVE)
@@ -183,7 +185,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 MINHASH_DEFAULTS = {"ngram": 5, "bands": 14, "rows": 8, "seed": 1}
-SECTIONS = ("filters", "dedup", "engine", "scorers", "ensemble", "select", "upsample")
+SECTIONS = ("filters", "dedup", "engine", "scorers", "ensemble", "select", "upsample", "stage_timeout")
 
 
 class RecipeError(ValueError):
@@ -235,6 +237,7 @@ class Recipe:
     dedup: Dedup = Dedup()
     engine: str = FAST
     selection: Any = None  # transforms.scoring.Selection: scorers, ensemble, select, upsample (None: no scoring)
+    stage_timeout: float = DEFAULT_STAGE_TIMEOUT  # seconds a stage may spend on one document (then <stage>/timeout)
 
     @property
     def scores(self) -> bool:
@@ -260,6 +263,8 @@ class Recipe:
         }
         if self.selection is not None:
             out.update(self.selection.to_dict())
+        if self.stage_timeout != DEFAULT_STAGE_TIMEOUT:  # the default is left out: earlier results keep their identity
+            out["stage_timeout"] = self.stage_timeout
         return out
 
 
@@ -314,7 +319,12 @@ def parse_recipe(config: Any, name: str) -> Recipe:
         from transforms.scoring import parse_selection
 
         selection = parse_selection(config, where)
-    return Recipe(str(config.get("name", name)), filters, _dedup(config.get("dedup"), where), engine, selection)
+    timeout = config.get("stage_timeout", DEFAULT_STAGE_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 86400:
+        raise RecipeError(f"{where}: 'stage_timeout' must be a number of seconds above 0 (the time one stage may "
+                          f"spend on one document), got {timeout!r}")
+    return Recipe(str(config.get("name", name)), filters, _dedup(config.get("dedup"), where), engine, selection,
+                  float(timeout))
 
 
 def _stage(item: Any, where: str) -> Stage:
