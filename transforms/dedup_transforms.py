@@ -204,7 +204,11 @@ class FindDuplicates(beam.PTransform):
 
 
 def duplicates_from_key_files(files: list[KeyFile]) -> Iterator[tuple[int, list[tuple[int, str, str]]]]:
-    """``duplicates_in_files`` with the duplicates counted in the job's metrics."""
+    """``duplicates_in_files`` with the duplicates counted in the job's metrics (every stream's first pass is done
+    by now: this process's recipe processes are stopped first)."""
+    from transforms.recipe_work import release_processes
+
+    release_processes()
     counted: dict[str, int] = {}
     for stream, found in duplicates_in_files(files):
         for _, reason, _ in found:

@@ -13,6 +13,7 @@ import multiprocessing
 import sys
 import time
 import types
+import weakref
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -124,6 +125,14 @@ def children_skip_main() -> Iterator[None]:
 
 
 _WARM: dict[tuple, "RecipeRunner"] = {}
+_RUNNERS: "weakref.WeakSet[RecipeRunner]" = weakref.WeakSet()  # every runner of this process
+
+
+def release_processes() -> None:
+    """Stop the worker processes of every runner in this process (a runner used again starts them anew): the
+    local dedup step calls it once every stream's first pass is done, so their memory is free for the rest."""
+    for runner in list(_RUNNERS):
+        runner.close()
 
 
 def _warm_key(recipe: Recipe, processes: int, keys: bool) -> tuple:
@@ -185,6 +194,7 @@ class RecipeRunner:
         return runner
 
     def __init__(self, recipe: Recipe, processes: int = 1, keys: bool = False) -> None:
+        _RUNNERS.add(self)
         self.recipe = recipe
         self.processes = processes
         self.keys = keys
