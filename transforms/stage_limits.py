@@ -15,6 +15,7 @@ import multiprocessing
 import re
 import threading
 import time
+import weakref
 from typing import Any, Callable
 
 DEFAULT_STAGE_TIMEOUT = 10.0  # seconds one stage may spend on one document
@@ -30,18 +31,16 @@ def _settle() -> None:
 
 
 class StageClock:
-    """Runs stage calls under a per-call time limit (one watchdog thread per clock, started on first use)."""
+    """Runs stage calls under a per-call time limit, watched by the process's one watchdog thread."""
 
     def __init__(self, limit: float) -> None:
         self.limit = limit
         self._lock = threading.Lock()
         self._active: tuple[object, float, int] | None = None  # (token, started, thread id)
-        self._watchdog: threading.Thread | None = None
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)``, or StageTimeout if it ran past the limit."""
-        if self._watchdog is None:
-            self._start()
+        _watch(self)
         token = object()
         done = False
         result = None
@@ -63,20 +62,36 @@ class StageClock:
         with self._lock:
             self._active = None
 
-    def _start(self) -> None:
-        self._watchdog = threading.Thread(target=self._watch, name="tokenmill-stage-clock", daemon=True)
-        self._watchdog.start()
+    def check(self, now: float) -> None:
+        """Raise StageTimeout in the thread of a call that has run past the limit (once per call)."""
+        with self._lock:
+            active = self._active
+            if active is not None and now - active[1] > self.limit:
+                self._active = None
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(active[2]), ctypes.py_object(StageTimeout))
 
-    def _watch(self) -> None:
-        tick = min(0.1, self.limit / 4)
-        while True:
-            time.sleep(tick)
-            with self._lock:
-                active = self._active
-                if active is not None and time.monotonic() - active[1] > self.limit:
-                    self._active = None  # one exception per call
-                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(active[2]),
-                                                               ctypes.py_object(StageTimeout))
+
+_CLOCKS: "weakref.WeakSet[StageClock]" = weakref.WeakSet()
+_WATCHDOG: list[threading.Thread] = []
+WATCH_TICK = 0.2  # seconds between the watchdog's looks (a timeout lands within this of its limit)
+
+
+def _watch(clock: StageClock) -> None:
+    if clock in _CLOCKS and _WATCHDOG:
+        return
+    _CLOCKS.add(clock)
+    if not _WATCHDOG:
+        thread = threading.Thread(target=_watchdog, name="tokenmill-stage-clock", daemon=True)
+        _WATCHDOG.append(thread)
+        thread.start()
+
+
+def _watchdog() -> None:
+    while True:
+        time.sleep(WATCH_TICK)
+        now = time.monotonic()
+        for clock in list(_CLOCKS):
+            clock.check(now)
 
 
 # --------------------------------------------------------------------------------------------- regular expressions
