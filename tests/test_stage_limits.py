@@ -29,19 +29,19 @@ def _recipe(pattern: str, timeout: float = 1.0):
 
 @pytest.mark.parametrize("pattern", [
     r"abc", r"^abc", r"abc$", r"a.c", r"[a-c]+x", r"[^ ]{3,}", r"(?:ab)+c", r"colou?r", r"x{2}", r"\.", r"[]a]",
-    r"^$", r"\n$", r"a|b$", r"[$]", r"\$", "機器人", r"[а-я]+",
+    r"^$", r"\n$", r"a|b$", r"[$]", r"\$", "機器人", r"[а-я]+", r"x{,3}", r"ax{,3}b", r"x{,}", r"x{2,}",
 ])
 def test_re2_patterns_match_exactly_where_re_does(pattern):
     engine, compiled = compile_search(pattern, 1.0)
     assert engine == "re2", pattern
     texts = ["abc", "xabc\n", "abc\n\n", "a-c", "color colour", "xx", "a.c", "]", "", "\n", "$ sign",
-             "机器人 機器人", "привет мир", "ab abab abc", "   aaax"]
+             "机器人 機器人", "привет мир", "ab abab abc", "   aaax", "ab", "axxb", "axxxxb"]
     for text in texts:
         assert bool(compiled.search(text)) == bool(re.search(pattern, text)), (pattern, text)
 
 
 @pytest.mark.parametrize("pattern", [r"\w+", r"\d", r"\bword\b", r"(a)\1", r"(?i)abc", r"(?=a)", r"(?P<x>a)",
-                                     r"\Aabc", r"[[:alpha:]]", r"a{,x}"])
+                                     r"\Aabc", r"[[:alpha:]]", r"a{,x}", r"a{}"])
 def test_patterns_whose_meaning_differs_in_re2_stay_on_re(pattern):
     assert re2_pattern(pattern) is None
     engine, searcher = compile_search(pattern, 1.0)

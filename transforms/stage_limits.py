@@ -134,8 +134,13 @@ def re2_pattern(pattern: str) -> str | None:
             return None  # flags, lookarounds, named groups: keep re's own reading
         elif c == "$":
             out.append(r"(?:\n?\z)")
-        elif c == "{" and not re.match(r"\{\d*(,\d*)?\}", pattern[i:]):
-            return None  # a literal brace in re, an error or a repeat in RE2
+        elif c == "{":
+            repeat = re.match(r"\{(\d*)(,\d*)?\}", pattern[i:])
+            if repeat is None or (not repeat.group(1) and repeat.group(2) is None):
+                return None  # a literal brace in re, an error or a repeat in RE2
+            out.append("{" + (repeat.group(1) or "0") + (repeat.group(2) or "") + "}")  # re reads {,n} as {0,n}
+            i += len(repeat.group(0))
+            continue
         else:
             out.append(c)
         i += 1
