@@ -273,3 +273,25 @@ def test_verify_names_every_file_the_manifest_does_not_list(done, capsys):
     report = capsys.readouterr().out
     for rel in ("stray.txt", f"{TEMP_DIR}/s00000-p-0123456789ab-rejected.jsonl", "shards/extra/x.parquet"):
         assert rel in report, report
+
+
+def test_a_store_without_exclusive_create_still_refuses_a_live_holder(memfs, monkeypatch):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    real_open = type(fs)._open
+
+    def no_exclusive(self, path, mode="rb", **kwargs):
+        if "x" in mode:
+            raise NotImplementedError("no exclusive create here")
+        return real_open(self, path, mode, **kwargs)
+
+    monkeypatch.setattr(type(fs), "_open", no_exclusive)
+    out = f"memory://{memfs}/plain"
+    fs.makedirs(f"{memfs}/plain", exist_ok=True)
+    first = acquire_lock(out, ["tokenmill", "prepare", "--first"])
+    with pytest.raises(OutputError, match="--first"):
+        acquire_lock(out)  # the holder is this (live) process
+    first.release()
+    assert not fs.exists(f"{memfs}/plain/{LOCK_FILE}")
+    acquire_lock(out).release()
