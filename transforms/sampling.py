@@ -11,7 +11,6 @@ exceeds the budget and is the same on any runner for the same inputs and seed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any, Iterator
 
@@ -19,6 +18,7 @@ import apache_beam as beam
 import fsspec
 from apache_beam.pvalue import AsSingleton
 
+from transforms.hashing import stable_hash64
 from transforms.quantiles import Search, Weight
 from transforms.readers import read_split
 from transforms.selection_transforms import RadixSearch
@@ -30,8 +30,7 @@ ALL = "all"
 
 def doc_hash(seed: int, source: str, line: int | None, row: int | None, doc_id: str) -> int:
     """A document's 64-bit sampling hash: the same for the same seed and place, on any machine."""
-    key = f"{seed}\0{source}\0{line}\0{row}\0{doc_id}".encode("utf-8", "surrogatepass")
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
+    return stable_hash64(seed, source, line, row, doc_id)
 
 
 def shares(group_bytes: dict[str, int], budget: int) -> dict[str, int]:

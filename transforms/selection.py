@@ -16,11 +16,11 @@ the combined ``meta.bucket``, and keep or drop.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from transforms.hashing import stable_hash64
 from transforms.quantiles import Beyond, Fraction, Search, Weight, float_key, key_float
 from transforms.scoring import BUCKET, BUDGETS, Selection, bucket_of, combine_buckets
 
@@ -45,8 +45,7 @@ class Candidate:
 
 def tie_break(doc_id: str, ref: int, seed: int = 0) -> int:
     """A 64-bit hash of the document's id and position: deterministic on any runner and worker count."""
-    digest = hashlib.blake2b(f"{seed}\0{ref}\0{doc_id}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
+    return stable_hash64(seed, ref, doc_id)
 
 
 def in_sample(tie: int, fraction: float) -> bool:

@@ -1,0 +1,29 @@
+"""Seeded, stable hashing: the same value for the same input on any machine, runner or Python (never ``hash()``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+
+def utf8(text: str) -> bytes:
+    """A text's UTF-8 bytes, lone surrogates (from JSON ``\\ud800`` escapes) kept rather than raising."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def stable_hash64(*parts: object) -> int:
+    """A 64-bit hash of the parts joined by NUL (BLAKE2b, big-endian): e.g. ``(seed, source, line, doc_id)``."""
+    key = "\0".join(str(p) for p in parts)
+    return int.from_bytes(hashlib.blake2b(utf8(key), digest_size=8).digest(), "big")
+
+
+def unit_hash(text: str, seed: int) -> float:
+    """A stable number in [0, 1) for a text under a seed (BLAKE2b keyed by the seed)."""
+    digest = hashlib.blake2b(utf8(text), digest_size=8, key=seed.to_bytes(8, "little"))
+    return int.from_bytes(digest.digest(), "little") / 2**64
+
+
+def fingerprint(identity: Any) -> str:
+    """sha256 hex of a JSON-able value in canonical form (sorted keys): what a result's inputs and settings are."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
