@@ -75,7 +75,7 @@ SCALE_CORPUS_VERSION = 1  # bump when a scale corpus generator changes (cached c
 
 def edited_copy(text: str, rng: random.Random) -> str | None:
     """A copy of ``text`` with about 1% of its words replaced and Jaccard >= 0.9 with it (None if too short)."""
-    from transforms.dedup import jaccard
+    from transforms.dedup.keys import jaccard
 
     words = text.split(" ")
     if len(words) < 100:

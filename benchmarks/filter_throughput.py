@@ -4,7 +4,7 @@ What it measures, in one run, on the same JSONL files and the same cores (every 
 
 * tokenmill filter CLI, ``--recipe fineweb`` with ``--filter-engine fast`` and with ``--filter-engine datatrove``
   (the whole command, interpreter start and imports included; its defaults use every core): the headline numbers.
-* the engine core: ``transforms.filtering.make_engine(recipe).apply(texts, ids)`` in as many processes as cores,
+* the engine core: ``transforms.filter.chain.make_engine(recipe).apply(texts, ids)`` in as many processes as cores,
   each reading and parsing its share of the JSONL files (files dealt round-robin, as datatrove deals them to its
   tasks) and applying the engine in batches of 1,000 documents; timed from the start of the pool to the last
   result (process start-up, engine construction, reading and JSON parsing included), for both engines.
@@ -94,7 +94,7 @@ DATATROVE_CHAIN = (
 
 def prose_corpus_records(size_bytes: int) -> Iterator[dict[str, str]]:
     """Records {id, text, source}: docstring prose and multilingual dialogues with 15% code, in variant rounds."""
-    from transforms.demo_corpus import demo_records
+    from transforms.read.demo_corpus import demo_records
 
     stdlib = list(demo_records())
     prose = [r for r in stdlib if r["source"] == "stdlib-docstrings"]
@@ -156,8 +156,8 @@ def text_digest(text: str) -> str:
 
 def engine_share(spec: dict[str, Any], rank: int) -> list[list[str]]:
     """One pool process: its files (round-robin), read, parsed and filtered; [id, stage or 'kept', reason, digest]."""
-    from transforms.filtering import make_engine
-    from transforms.recipes import load_recipe
+    from transforms.filter.chain import make_engine
+    from transforms.recipe.recipes import load_recipe
 
     engine = make_engine(load_recipe(RECIPE, engine=spec["engine"]))
     out: list[list[str]] = []

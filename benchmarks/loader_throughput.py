@@ -91,8 +91,8 @@ def token_documents(workdir: Path) -> tuple[np.ndarray, np.ndarray]:
     if cache.exists():
         data = np.load(cache)
         return data["ids"], data["lengths"]
-    from transforms.demo_corpus import demo_records
-    from transforms.tokenizer_training import END_OF_TEXT, train_byte_level_bpe
+    from transforms.read.demo_corpus import demo_records
+    from transforms.tokenize.training import END_OF_TEXT, train_byte_level_bpe
 
     log("tokenizing this Python's standard-library docstrings and sources and the chatterbot conversations ...")
     records = list(demo_records())

@@ -50,7 +50,7 @@ DECOMPOSE_RANGE = "8:11"
 
 def stdlib_corpus(workdir: Path) -> list[str]:
     """The standard library as JSONL documents (sources and docstrings), written once into the workdir."""
-    from transforms.demo_corpus import demo_records
+    from transforms.read.demo_corpus import demo_records
 
     return cached_corpus(workdir / "stdlib-corpus", {"corpus": "stdlib"}, "the standard-library corpus",
                          lambda: ({"id": r["id"], "text": r["text"]} for r in demo_records()), n_files=4)

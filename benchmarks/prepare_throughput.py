@@ -24,7 +24,7 @@ under another name with other ids, written as plain JSONL) and the peak process-
 reported.
 
 The default corpus is generated (about --size-mb MB of text, no download): this Python's standard library (module
-sources and docstrings, via ``transforms.demo_corpus``) mixed with the multilingual conversations of the
+sources and docstrings, via ``transforms.read.demo_corpus``) mixed with the multilingual conversations of the
 ``chatterbot_corpus`` package (~10% of the bytes), in several variants whose paragraphs are reordered and whose
 words are respelled (about 1 in 4 distinct words per variant, consistently within the variant) so
 that the corpus is not the same documents repeated (tokenizer caches make exact repeats unrealistically fast),
@@ -151,7 +151,7 @@ def multilingual_documents(conversations: list[str], variant: int) -> Iterator[t
 
 def corpus_records(size_bytes: int) -> Iterator[dict[str, str]]:
     """Records {id, text, source} of about ``size_bytes`` of UTF-8 text, deterministic, in shuffled order."""
-    from transforms.demo_corpus import demo_records
+    from transforms.read.demo_corpus import demo_records
 
     stdlib = [(r["id"], r["text"], r["source"]) for r in demo_records()]
     conversations = chatterbot_conversations()
@@ -307,7 +307,7 @@ def training_tokenizer(workdir: Path, files: list[str], text_field: str) -> str:
         log(f"reusing the tokenizer {path}")
         return str(path)
     log(f"training a {TOKENIZER_VOCAB // 1000}k byte-level BPE tokenizer on ~{TOKENIZER_SAMPLE_BYTES / MB:g} MB ...")
-    from transforms.tokenizer_training import train_byte_level_bpe
+    from transforms.tokenize.training import train_byte_level_bpe
 
     t0 = time.perf_counter()
     texts = read_texts(files, text_field)
@@ -802,7 +802,7 @@ def eos_token(tokenizer: str) -> str:
     """The end-of-text token tokenmill appends (as it resolves it), as text, for datatrove to append too."""
     from tokenizers import Tokenizer
 
-    from transforms.tokenizer import resolve_tokenizer
+    from transforms.tokenize.tokenizer import resolve_tokenizer
 
     spec = resolve_tokenizer(tokenizer)
     return Tokenizer.from_file(tokenizer).id_to_token(spec.eos_id)

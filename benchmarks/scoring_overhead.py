@@ -106,7 +106,7 @@ def classifier_inputs(directory: Path, per_class: int) -> tuple[str, str, int, i
     """
     import orjson
 
-    from transforms.demo_corpus import prose_and_code
+    from transforms.read.demo_corpus import prose_and_code
 
     prose, code = prose_and_code(per_class, spread=True)
     directory.mkdir(parents=True, exist_ok=True)
@@ -147,7 +147,7 @@ def train_classifier(workdir: Path, per_class: int, runs: Path) -> dict[str, Any
 
 def recipes(model: str) -> dict[str, dict[str, Any] | None]:
     """The recipe of each system (None: prepare without --recipe)."""
-    from transforms.recipes import PRESETS
+    from transforms.recipe.recipes import PRESETS
 
     filters = json.loads(json.dumps(PRESETS["fineweb"]["filters"]))  # the fineweb preset's filters, as YAML data
     scorers = [{"name": "fasttext", "params": {"model": model, "label": POSITIVE_LABEL}}]
@@ -224,8 +224,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def child_inference(spec: dict[str, Any]) -> dict[str, Any]:
     """fastText inference on one core: the model's load and ``positive_probability`` (normalisation and predict,
     as the scorer calls it) over about ``sample_bytes`` of the corpus (read first, untimed), timed separately."""
-    from transforms.classifier import positive_probability
-    from transforms.scoring import load_fasttext
+    from transforms.select.classifier import positive_probability
+    from transforms.select.scoring import load_fasttext
 
     texts: list[str] = []
     size = 0

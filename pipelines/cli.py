@@ -24,13 +24,13 @@ The default runner is Beam's local FnApiRunner; --workers N runs N local worker 
 
 def recipe_epilog() -> str:
     """The recipe stages and presets, from the recipe module (the one place they are defined)."""
-    from transforms.recipes import PRESETS, STAGES
+    from transforms.recipe.recipes import PRESETS, STAGES
 
     lines = ["Recipe stages (YAML: filters: [{name: STAGE, params: {...}}, ...]; dedup: {exact: true, minhash: "
              "{ngram: 5, bands: 14, rows: 8}}):"]
     lines += [f"  {name:<18} {spec.doc}" for name, spec in STAGES.items()]
     lines.append(f"Presets: {', '.join(PRESETS)}.")
-    from transforms.scoring import CRITERIA, SCORERS
+    from transforms.select.scoring import CRITERIA, SCORERS
 
     lines.append("Scorers (scorers: [{name: SCORER, key: NAME, params: {...}}]; scores go to meta.scores):")
     lines += [f"  {name:<18} {spec.doc}" for name, spec in SCORERS.items()]
@@ -45,7 +45,7 @@ _positive = whole_number(1)
 
 def _add_format_and_text_field(ap: argparse.ArgumentParser) -> None:
     """--input-format and --text-field (eval-tokenizer, stats)."""
-    from transforms.sources import FORMATS
+    from transforms.read.sources import FORMATS
 
     ap.add_argument("--input-format", choices=FORMATS, default=None,
                     help="read every input as this format instead of deciding by file name")
@@ -54,7 +54,7 @@ def _add_format_and_text_field(ap: argparse.ArgumentParser) -> None:
 
 def add_input_arguments(ap: argparse.ArgumentParser) -> None:
     """Inputs and the output directory (prepare and filter)."""
-    from transforms.sources import FORMATS
+    from transforms.read.sources import FORMATS
 
     io = ap.add_argument_group("input and output")
     io.add_argument("--input", "-i", action="append", required=True, metavar="PATH",
@@ -97,7 +97,7 @@ def add_recipe_arguments(ap: argparse.ArgumentParser, required: bool) -> None:
 
 def add_running_arguments(ap: argparse.ArgumentParser) -> None:
     """How the job runs (prepare and filter)."""
-    from transforms.sources import DEFAULT_STREAM_BYTES
+    from transforms.read.sources import DEFAULT_STREAM_BYTES
 
     run = ap.add_argument_group("running")
     run.add_argument("--stream-mb", type=_positive, default=DEFAULT_STREAM_BYTES >> 20,
@@ -114,8 +114,8 @@ def add_running_arguments(ap: argparse.ArgumentParser) -> None:
 
 def add_prepare_arguments(ap: argparse.ArgumentParser) -> None:
     """The options of ``prepare``."""
-    from transforms.pack import LOSS_MASKS, PACKINGS
-    from transforms.tokenizer import BACKENDS, TIKTOKEN_SCHEMES
+    from transforms.pack.packers import LOSS_MASKS, PACKINGS
+    from transforms.tokenize.tokenizer import BACKENDS, TIKTOKEN_SCHEMES
 
     add_input_arguments(ap)
     ap.add_argument_group("input and output").add_argument(
@@ -183,10 +183,10 @@ def _bytes(text: str) -> int:
 
 def add_train_tokenizer_arguments(ap: argparse.ArgumentParser) -> None:
     """The options of ``train-tokenizer``."""
-    from transforms.sampling import BALANCES
-    from transforms.sources import FORMATS
-    from transforms.superbpe import BOUNDARIES
-    from transforms.tokenizer_training import DIGITS, NORMALIZATIONS, PRETOKENIZERS
+    from transforms.tokenize.sampling import BALANCES
+    from transforms.read.sources import FORMATS
+    from transforms.tokenize.superbpe import BOUNDARIES
+    from transforms.tokenize.training import DIGITS, NORMALIZATIONS, PRETOKENIZERS
 
     ap.add_argument("--input", "-i", action="append", required=True, metavar="PATH",
                     help="file, glob, directory or fsspec URL (repeatable)")
@@ -291,8 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=_positive, default=1, help="local worker processes (default: 1)")
     demo.add_argument("--no-progress", action="store_true", help="no live progress line")
     demo.add_argument("--verbose", "-v", action="store_true", help="show Beam's own log messages")
-    from transforms.classifier import DEFAULT_NEGATIVE_LABEL, DEFAULT_POSITIVE_LABEL
-    from transforms.sources import FORMATS
+    from transforms.select.classifier import DEFAULT_NEGATIVE_LABEL, DEFAULT_POSITIVE_LABEL
+    from transforms.read.sources import FORMATS
 
     clf = sub.add_parser(
         "train-classifier",
@@ -468,13 +468,13 @@ def _run_prepare(cfg, beam_args: list[str], show_progress: bool) -> dict:
 def _run_with_progress(run, cfg, beam_args: list[str], show_progress: bool) -> dict:
     """``run(cfg, beam_args)``, with a live progress line on a terminal for local runs."""
     from pipelines.prepare import is_local
-    from transforms.progress import ProgressDisplay
+    from transforms.report.progress import ProgressDisplay
 
     if not (show_progress and sys.stderr.isatty() and is_local(beam_args)):
         return run(cfg, beam_args)
     progress_dir = tempfile.mkdtemp(prefix="tokenmill-progress-")
     try:
-        from transforms.sources import expand_inputs
+        from transforms.read.sources import expand_inputs
 
         total = sum(f.size for f in expand_inputs(cfg.inputs, cfg.input_format))
         with ProgressDisplay(progress_dir, total, None):
@@ -496,14 +496,14 @@ def _user_error(exc: BaseException) -> str | None:
     from pipelines.prepare import ConfigError
     from pipelines.stats import StatsError
     from pipelines.train_tokenizer import TokenizerTrainingError
-    from transforms.classifier import ClassifierError
-    from transforms.commit import IncompleteResultError
-    from transforms.output_guard import OutputError
-    from transforms.megatron import ExportError
-    from transforms.readers import BadRecordError
-    from transforms.recipes import RecipeError
-    from transforms.sources import InputError
-    from transforms.tokenizer import TokenizerError
+    from transforms.select.classifier import ClassifierError
+    from transforms.output.commit import IncompleteResultError
+    from transforms.output.guard import OutputError
+    from transforms.export.megatron import ExportError
+    from transforms.read.readers import BadRecordError
+    from transforms.recipe.recipes import RecipeError
+    from transforms.read.sources import InputError
+    from transforms.tokenize.tokenizer import TokenizerError
 
     if isinstance(exc, (InputError, OutputError, TokenizerError, ConfigError, RecipeError, ClassifierError,
                         ExportError, TokenizerTrainingError, StatsError)):
@@ -561,7 +561,7 @@ def _main(argv: list[str]) -> int:
     try:
         if args.command == "prepare":
             from pipelines.prepare import PrepareConfig
-            from transforms.report import summary_table
+            from transforms.report.summary import summary_table
 
             cfg = PrepareConfig(
                 inputs=args.input, output=args.output, tokenizer=args.tokenizer, seq_len=args.seq_len,
@@ -581,7 +581,7 @@ def _main(argv: list[str]) -> int:
             return 0
         if args.command == "filter":
             from pipelines import filter as filter_job
-            from transforms.report import summary_table
+            from transforms.report.summary import summary_table
 
             cfg = filter_job.FilterConfig(
                 inputs=args.input, output=args.output, recipe=args.recipe, text_field=args.text_field,
@@ -635,7 +635,7 @@ def _main(argv: list[str]) -> int:
         if args.command == "train-classifier":
             from pipelines.train_classifier import TrainClassifierConfig
             from pipelines.train_classifier import run as train_classifier
-            from transforms.classifier import summary_table as classifier_summary
+            from transforms.select.classifier import summary_table as classifier_summary
 
             if beam_args:  # no Beam here: an unknown option is a typo, not a pipeline option
                 parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
@@ -652,7 +652,7 @@ def _main(argv: list[str]) -> int:
         if args.command == "export-megatron":
             from pipelines.export_megatron import ExportConfig
             from pipelines.export_megatron import run as export_megatron
-            from transforms.megatron import summary_table as export_summary
+            from transforms.export.megatron import summary_table as export_summary
 
             if beam_args:  # no Beam here: an unknown option is a typo, not a pipeline option
                 parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
@@ -662,7 +662,7 @@ def _main(argv: list[str]) -> int:
         if args.command == "eval-tokenizer":
             from pipelines.eval_tokenizer import EvalConfig
             from pipelines.eval_tokenizer import run as eval_tokenizer
-            from transforms.tokenizer_eval import summary_table as eval_summary
+            from transforms.tokenize.evaluation import summary_table as eval_summary
 
             cfg = EvalConfig(
                 tokenizers=args.tokenizer, inputs=args.input, output=args.output, text_field=args.text_field,

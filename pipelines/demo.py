@@ -12,8 +12,8 @@ from typing import Callable
 
 import orjson
 
-from transforms.demo_corpus import demo_records, stdlib_root
-from transforms.tokenizer_training import train_byte_level_bpe
+from transforms.read.demo_corpus import demo_records, stdlib_root
+from transforms.tokenize.training import train_byte_level_bpe
 
 _FILES = 4
 _TRAIN_SAMPLE_CHARS = 6_000_000
@@ -53,7 +53,7 @@ def _training_texts(paths: list[str]) -> list[str]:
 def run_demo(args: argparse.Namespace, beam_args: list[str], run_prepare: Callable) -> int:
     """Build the corpus and tokenizer (once), run prepare, print where everything is."""
     from pipelines.prepare import PrepareConfig
-    from transforms.report import summary_table
+    from transforms.report.summary import summary_table
 
     out = args.output
     corpus_dir = os.path.join(out, "corpus")

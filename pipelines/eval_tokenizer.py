@@ -3,7 +3,7 @@
 The corpus pass is a Beam pipeline: each input split is read, languages identified and every tokenizer run over
 each batch (batch encoding); a split emits small fixed-size arrays (per group stats, one bincount per tokenizer)
 which are summed per key. Texts are never collected. The tokenizer-only checks and the parallel set run in this
-process. Writes ``report.json`` (schema: ``transforms.tokenizer_eval``) and a self-contained ``report.html``.
+process. Writes ``report.json`` (schema: ``transforms.tokenize.evaluation``) and a self-contained ``report.html``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import numpy as np
 
 from pipelines.prepare import beam_options, local_runner
 from transforms.gather import read_pickle, write_pickle
-from transforms.sources import expand_inputs, plan_splits
-from transforms.tokenizer_eval import (
+from transforms.read.sources import expand_inputs, plan_splits
+from transforms.tokenize.evaluation import (
     STAT_FIELDS,
     TokenizerEvalError,
     TokenizerInfo,
@@ -35,7 +35,7 @@ from transforms.tokenizer_eval import (
     tokenizer_names,
     vocabulary_section,
 )
-from transforms.tokenizer_report import render_html
+from transforms.tokenize.eval_report import render_html
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
@@ -66,8 +66,8 @@ class _EvalSplit(beam.DoFn):
 
     def setup(self) -> None:
         """Load the tokenizers and the language model once per worker."""
-        from transforms.langid import LanguageIdentifier
-        from transforms.progress import ProgressWriter
+        from transforms.filter.langid import LanguageIdentifier
+        from transforms.report.progress import ProgressWriter
 
         self.infos = [load_tokenizer(n, n, j) for n, j in zip(self.names, self.jsons)]
         self.langid = LanguageIdentifier()
@@ -75,7 +75,7 @@ class _EvalSplit(beam.DoFn):
 
     def process(self, split: Any) -> Iterator[tuple[tuple[Any, int], np.ndarray]]:
         """Read, identify and tokenize the split's documents; emit its sums."""
-        from transforms.readers import read_split
+        from transforms.read.readers import read_split
 
         stats: dict[tuple[str, int], np.ndarray] = {}
         counts = [np.zeros(info.vocab_size, dtype=np.int64) for info in self.infos]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from transforms.megatron import (
+from transforms.export.megatron import (
     ExportSummary,
     IndexedDatasetWriter,
     check_output_prefix,

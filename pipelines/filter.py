@@ -14,11 +14,11 @@ from typing import Any
 
 from pipelines.prepare import execute, manifest_header, meta_fields, recipe_processes, selection_unit
 from schemas import manifest as m
-from transforms.output_guard import claim_output
-from transforms.recipe_files import check_recipe_files
-from transforms.prepare_stream import StreamConfig
-from transforms.recipes import Recipe, load_recipe
-from transforms.sources import DEFAULT_STREAM_BYTES, expand_inputs
+from transforms.output.guard import claim_output
+from transforms.recipe.files import check_recipe_files
+from transforms.stream.stream import StreamConfig
+from transforms.recipe.recipes import Recipe, load_recipe
+from transforms.read.sources import DEFAULT_STREAM_BYTES, expand_inputs
 
 
 @dataclass

@@ -10,7 +10,7 @@ import sys
 
 from pipelines import whole_number
 from schemas import manifest as m
-from transforms.inspect_output import (
+from transforms.inspection.output import (
     DEFAULT_MAX_CHARS,
     DOC_MARK,
     InspectError,

@@ -33,19 +33,19 @@ from apache_beam.transforms.environments import SubprocessSDKEnvironment
 from pipelines import tokenmill_version
 from pipelines.beam_tuning import shorten_state_sampling
 from schemas import manifest as m
-from transforms.commit import commit, stream_plan
-from transforms.output_guard import claim_output, read_manifest, remove_temp
-from transforms.dedup_transforms import FindDuplicates, FindDuplicatesInFiles
-from transforms.scoring import needs_fitting
-from transforms.selection_transforms import FitScorers, SelectionPlan, selection_report
-from transforms.shuffle_transforms import ShuffleRows
+from transforms.output.commit import commit, stream_plan
+from transforms.output.guard import claim_output, read_manifest, remove_temp
+from transforms.dedup.steps import FindDuplicates, FindDuplicatesInFiles
+from transforms.select.scoring import needs_fitting
+from transforms.select.steps import FitScorers, SelectionPlan, selection_report
+from transforms.pack.shuffle_steps import ShuffleRows
 from transforms.gather import GatherAll
-from transforms.prepare_stream import FinishStaged, ProcessStream, StageStream, StreamConfig
-from transforms.pack import PackingSpec
-from transforms.recipe_work import cool_down, warm_up
-from transforms.recipe_files import check_recipe_files
-from transforms.recipes import Recipe, load_recipe
-from transforms.sources import (
+from transforms.stream.stream import FinishStaged, ProcessStream, StageStream, StreamConfig
+from transforms.pack.packers import PackingSpec
+from transforms.recipe.work import cool_down, warm_up
+from transforms.recipe.files import check_recipe_files
+from transforms.recipe.recipes import Recipe, load_recipe
+from transforms.read.sources import (
     DEFAULT_STREAM_BYTES,
     InputFile,
     escaped_names,
@@ -54,7 +54,7 @@ from transforms.sources import (
     plan_splits,
     plan_streams,
 )
-from transforms.tokenizer import AUTO, resolve_tokenizer
+from transforms.tokenize.tokenizer import AUTO, resolve_tokenizer
 
 LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
 

@@ -24,9 +24,9 @@ from schemas import manifest as mf
 from schemas import stats as s
 from schemas.shards import MANIFEST_FILE, read_output_manifest
 from transforms.gather import read_pickle, write_pickle
-from transforms.sources import escaped_names, expand_inputs, plan_splits
-from transforms.stats import capped_groups, duplicate_summary
-from transforms.stats_transforms import CorpusStats, StatsSpec
+from transforms.read.sources import escaped_names, expand_inputs, plan_splits
+from transforms.stats.measures import capped_groups, duplicate_summary
+from transforms.stats.steps import CorpusStats, StatsSpec
 
 
 class StatsError(ValueError):
@@ -73,7 +73,7 @@ def _run_output(inputs: list[str]) -> tuple[list[str], str | None, dict[str, Any
 def run(cfg: StatsConfig, beam_args: list[str] | None = None, progress_dir: str | None = None) -> dict[str, Any]:
     """Measure the inputs; writes ``stats.json`` and ``report.html`` under ``cfg.output``; returns the stats."""
     from pipelines.prepare import beam_options, local_runner
-    from transforms.sampling import common_root
+    from transforms.tokenize.sampling import common_root
 
     started = time.time()
     if cfg.top_lines < 0 or cfg.max_groups < 1:
@@ -86,7 +86,7 @@ def run(cfg: StatsConfig, beam_args: list[str] | None = None, progress_dir: str 
     files = expand_inputs(inputs, forced or cfg.input_format)
     tok_spec = None
     if cfg.tokenizer:
-        from transforms.tokenizer import resolve_tokenizer
+        from transforms.tokenize.tokenizer import resolve_tokenizer
 
         tok_spec = resolve_tokenizer(cfg.tokenizer)
     by = tuple(dict.fromkeys(b.strip() for b in cfg.by if b.strip()))
@@ -115,7 +115,7 @@ def run(cfg: StatsConfig, beam_args: list[str] | None = None, progress_dir: str 
     stats = build_stats(cfg, files, part, distinct, manifest, seconds)
     with fsspec.open(posixpath.join(cfg.output.rstrip("/"), s.STATS_JSON), "w", encoding="utf-8") as fh:
         json.dump(stats, fh, indent=1, ensure_ascii=False)
-    from transforms.stats_report import render_stats_html
+    from transforms.stats.html_report import render_stats_html
 
     with fsspec.open(posixpath.join(cfg.output.rstrip("/"), s.REPORT_HTML), "w", encoding="utf-8") as fh:
         fh.write(render_stats_html(stats))
@@ -144,7 +144,7 @@ def build_stats(cfg: StatsConfig, files: list[Any], part: Any, distinct: int, ma
                         "lines": [{"line": line, "count": n} for line, n in part.lines.top(cfg.top_lines)]},
     }
     if manifest is not None:
-        from transforms.run_report import funnel
+        from transforms.report.run_report import funnel
 
         out[s.K_FUNNEL] = [{"stage": stage, "documents": n} for stage, n in funnel(manifest)]
     return out

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from pipelines import tokenmill_version
-from transforms.classifier import (
+from transforms.select.classifier import (
     CARD_FORMAT,
     DEFAULT_NEGATIVE_LABEL,
     DEFAULT_POSITIVE_LABEL,

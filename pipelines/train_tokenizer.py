@@ -4,7 +4,7 @@
              their group's threshold) ─► sample parts
     sample parts (in input order) ─► BpeTrainer (preset pretokenizer, digit rule, normalisation) ─► tokenizer.json
     [--superbpe-transition T: BpeTrainer to T tokens ─► sample parts ─► CountChunks (stage-2 chunks as stage-1
-     token sequences, summed per distinct chunk) ─► chunk counts ─► stage-2 merges (transforms.superbpe) to the
+     token sequences, summed per distinct chunk) ─► chunk counts ─► stage-2 merges (transforms.tokenize.superbpe) to the
      full size]
 
 The card (``<output>.card.json``: inputs, sample per group, shares, recipe, vocabulary size, timings) is written
@@ -23,10 +23,10 @@ import apache_beam as beam
 import fsspec
 
 from pipelines import tokenmill_version
-from transforms.sampling import BALANCES, SampleCorpus
-from transforms.sources import expand_inputs
-from transforms.superbpe import BOUNDARIES, CountChunks, read_chunk_counts, sample_texts, spanning_tokens, superbpe
-from transforms.tokenizer_training import END_OF_TEXT, PAD, TokenizerRecipe, train_tokenizer
+from transforms.tokenize.sampling import BALANCES, SampleCorpus
+from transforms.read.sources import expand_inputs
+from transforms.tokenize.superbpe import BOUNDARIES, CountChunks, read_chunk_counts, sample_texts, spanning_tokens, superbpe
+from transforms.tokenize.training import END_OF_TEXT, PAD, TokenizerRecipe, train_tokenizer
 
 CARD_FORMAT = "tokenmill.tokenizer-card/1"
 

@@ -36,7 +36,7 @@ REJECTED_DIR = "rejected"
 MODIFIED_DIR = "modified"
 MANIFEST_FILE = "manifest.json"
 TEMP_DIR = "_tokenmill_tmp"
-LOCK_FILE = ".tokenmill.lock"  # held by the run writing the output (see transforms.output_guard)
+LOCK_FILE = ".tokenmill.lock"  # held by the run writing the output (see transforms.output.guard)
 SHARD_NAME = "part-{index:05d}.parquet"
 REJECTED_NAME = "part-{index:05d}.jsonl"
 

@@ -14,8 +14,8 @@ import pytest
 
 from pipelines.prepare import PrepareConfig, run
 from schemas.shards import iter_packed_rows
-from transforms.demo_corpus import demo_records
-from transforms.tokenizer_training import END_OF_TEXT, train_byte_level_bpe
+from transforms.read.demo_corpus import demo_records
+from transforms.tokenize.training import END_OF_TEXT, train_byte_level_bpe
 
 # derived spaCy rule tables go to a cache of this test run, not the user's (worker processes inherit it)
 os.environ.setdefault("TOKENMILL_CACHE_DIR", tempfile.mkdtemp(prefix="tokenmill-test-cache-"))

@@ -520,7 +520,7 @@ def test_repairs_are_counted_only_for_kept_documents(tmp_path, tokenizer_path):
 
 
 def _bpe_without_specials(path) -> str:
-    from transforms.tokenizer_training import train_byte_level_bpe
+    from transforms.tokenize.training import train_byte_level_bpe
 
     train_byte_level_bpe(["hello world, a tokenizer without specials"] * 10, 300, special_tokens=()).save(str(path))
     return str(path)

@@ -11,7 +11,7 @@ import pytest
 from pipelines import cli, demo
 from schemas import manifest as m
 from tests.conftest import write_jsonl
-from transforms.progress import ProgressDisplay, ProgressWriter, read_progress
+from transforms.report.progress import ProgressDisplay, ProgressWriter, read_progress
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -12,8 +12,8 @@ import os
 import pytest
 import zstandard
 
-from transforms.compressed import CompressedDataError, iter_decoded
-from transforms.sources import InputError, detect_format
+from transforms.read.compressed import CompressedDataError, iter_decoded
+from transforms.read.sources import InputError, detect_format
 
 DATA = b"".join(f"line {i} {hashlib.sha256(str(i).encode()).hexdigest()}\n".encode() for i in range(20000))
 

@@ -7,8 +7,8 @@ import random
 import numpy as np
 
 from schemas.manifest import EXACT_DUPLICATE, NEAR_DUPLICATE
-from transforms.dedup import MinHasher, clusters, exact_key, jaccard, make_ref, resolve_duplicates, split_ref
-from transforms.recipes import MinHash
+from transforms.dedup.keys import MinHasher, clusters, exact_key, jaccard, make_ref, resolve_duplicates, split_ref
+from transforms.recipe.recipes import MinHash
 
 
 def test_exact_key_normalises_unicode_and_whitespace_only():
@@ -80,7 +80,7 @@ def test_clusters_join_chains_and_pick_the_smallest_id():
 
 
 def test_signature_is_the_same_whatever_the_block_size(ml_texts, monkeypatch):
-    import transforms.dedup as dedup
+    import transforms.dedup.keys as dedup
 
     text = " ".join(ml_texts[:1500])  # thousands of shingles: more than one block
     hasher = MinHasher(MinHash())
@@ -109,7 +109,7 @@ def test_resolution_keeps_the_first_read_and_names_it():
 
 
 def test_word_hashes_are_the_simplified_words(ml_texts, code_texts):
-    from transforms.dedup import simplified_words, word_hashes
+    from transforms.dedup.keys import simplified_words, word_hashes
 
     seen: dict[int, str] = {}
     for text in ml_texts[:3000] + code_texts[:20] + ["", "!!! ...", "ǅungla ﬁne Straße İstanbul 𝔘𝔫𝔦 x_y 12"]:
@@ -122,7 +122,7 @@ def test_word_hashes_are_the_simplified_words(ml_texts, code_texts):
 
 def test_exact_groups_resolved_in_place_equal_the_global_resolution():
     """Exact-only dedup resolves each group where it is; the result equals resolve_duplicates on all groups."""
-    from transforms.dedup_transforms import exact_group_duplicates
+    from transforms.dedup.steps import exact_group_duplicates
 
     rng = random.Random(5)
     groups = []
@@ -147,7 +147,7 @@ def test_spread_clusters_equal_the_one_place_resolution():
     import apache_beam as beam
     from apache_beam.testing.util import assert_that, equal_to
 
-    from transforms.dedup_transforms import LABEL_ROUNDS, SpreadClusters, duplicates_by_stream
+    from transforms.dedup.steps import LABEL_ROUNDS, SpreadClusters, duplicates_by_stream
 
     rng = random.Random(9)
     ref = lambda i: make_ref(i % 3, i)  # noqa: E731

@@ -10,14 +10,14 @@ import random
 import numpy as np
 import pytest
 
-import transforms.dedup_arrays as dedup_arrays
+import transforms.dedup.arrays as dedup_arrays
 from pipelines.filter import FilterConfig
 from pipelines.filter import run as run_filter
 from schemas import manifest as m
 from tests.conftest import write_jsonl
 from tests.test_dedup import _edit
-from transforms.dedup import jaccard, make_ref, resolve_duplicates
-from transforms.dedup_arrays import KeyFileWriter, compress, duplicates_in_files, join, shared_key_runs
+from transforms.dedup.keys import jaccard, make_ref, resolve_duplicates
+from transforms.dedup.arrays import KeyFileWriter, compress, duplicates_in_files, join, shared_key_runs
 
 
 def _key(size: int, *parts: object) -> bytes:
@@ -142,7 +142,7 @@ def _filter(files, recipe, out):
 @pytest.mark.parametrize("spread", [False, True])
 def test_key_files_and_the_shuffle_give_identical_outputs_on_chains(chained, tmp_path, monkeypatch, spread):
     import pipelines.prepare as prepare_module
-    from transforms.dedup_transforms import FindDuplicates
+    from transforms.dedup.steps import FindDuplicates
 
     files, recipe, records = chained
     local, local_tree = _filter(files, recipe, tmp_path / "local")
@@ -175,7 +175,7 @@ def test_key_files_and_the_shuffle_give_identical_outputs_on_chains(chained, tmp
 
 def _reference_band_keys(text: str, hasher) -> list[bytes]:
     """MinHasher.band_keys spelled out in Python integers, one word and one shingle at a time."""
-    from transforms.dedup import simplified_words
+    from transforms.dedup.keys import simplified_words
 
     mask, base = (1 << 64) - 1, 0x9E3779B97F4A7C15
 
@@ -207,9 +207,9 @@ def _reference_band_keys(text: str, hasher) -> list[bytes]:
 
 @pytest.mark.parametrize("window", [None, 7])
 def test_band_keys_are_the_spelled_out_minhash(ml_texts, monkeypatch, window):
-    import transforms.dedup as dedup
-    from transforms.dedup import MinHasher
-    from transforms.recipes import MinHash
+    import transforms.dedup.keys as dedup
+    from transforms.dedup.keys import MinHasher
+    from transforms.recipe.recipes import MinHash
 
     if window is not None:  # long texts are hashed a window at a time, cut between words
         monkeypatch.setattr(dedup, "_WORD_WINDOW", window)
@@ -226,7 +226,7 @@ def test_band_keys_are_the_spelled_out_minhash(ml_texts, monkeypatch, window):
 def test_long_texts_get_the_exact_key_of_the_word_join(monkeypatch):
     import unicodedata
 
-    import transforms.dedup as dedup
+    import transforms.dedup.keys as dedup
 
     texts = ["", " ", "  a \x1c b\u3000c\u2028\n", "Cafe\u0301  au\n lait ", "\ud800 lone\t\t"]
     want = [hashlib.blake2b(" ".join(unicodedata.normalize("NFC", t).split()).encode("utf-8", "surrogatepass"),

@@ -16,9 +16,9 @@ from schemas.documents import iter_documents
 from schemas.manifest import Counts
 from tests.conftest import documents_from_shards, eos_of, hf_ids, prepare, shard_bytes, write_jsonl
 from tests.test_dedup import _edit
-from transforms.commit import dedup_summary
-from transforms.dedup import jaccard
-from transforms.inspect_output import open_output, verify_output
+from transforms.output.commit import dedup_summary
+from transforms.dedup.keys import jaccard
+from transforms.inspection.output import open_output, verify_output
 
 RECIPE = "dedup: {exact: true, minhash: {ngram: 5, bands: 14, rows: 8}}\n"
 
@@ -112,7 +112,7 @@ def test_clusters_joined_over_the_workers_give_identical_bytes(planted, deduped,
                                                                 monkeypatch):
     """On remote runners MinHash clusters are joined by SpreadClusters, not in one place: the same output."""
     import pipelines.prepare as prepare_module
-    from transforms.dedup_transforms import FindDuplicates
+    from transforms.dedup.steps import FindDuplicates
 
     files, recipe, _, _ = planted
     out, manifest = deduped

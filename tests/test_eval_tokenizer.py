@@ -13,9 +13,9 @@ import pytest
 from pipelines.cli import main
 from pipelines.eval_tokenizer import EvalConfig, run
 from tests.conftest import write_jsonl
-from transforms.langid import LanguageIdentifier
-from transforms.tokenizer_eval import load_tokenizer, magikarp, qtok, tokenizer_names
-from transforms.tokenizer_training import train_byte_level_bpe
+from transforms.filter.langid import LanguageIdentifier
+from transforms.tokenize.evaluation import load_tokenizer, magikarp, qtok, tokenizer_names
+from transforms.tokenize.training import train_byte_level_bpe
 
 # a small aligned set written for this test: the same sentences in English, German, French and Russian
 PARALLEL = [
@@ -215,7 +215,7 @@ def test_cli_writes_report_and_refuses_to_overwrite(setup, tmp_path, capsys):
 def test_workers_report_progress_for_the_live_display(tmp_path, tokenizer_path, ml_texts):
     """eval-tokenizer's workers write the progress side channel the terminal display sums."""
     from pipelines.eval_tokenizer import EvalConfig, run
-    from transforms.progress import read_progress
+    from transforms.report.progress import read_progress
 
     texts = ml_texts[:300]
     path = write_jsonl(tmp_path / "a.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(texts)])

@@ -16,7 +16,7 @@ from pipelines import cli
 from schemas import manifest as m
 from schemas.shards import SHARD_SCHEMA
 from tests.conftest import eos_of, hf_ids, prepare, write_jsonl
-from transforms.megatron import (
+from transforms.export.megatron import (
     DTYPE_CODES,
     ExportError,
     choose_dtype,
@@ -275,7 +275,7 @@ def test_damaged_shard_is_named(tmp_path, capsys):
 
 
 def test_batches_of_any_size_give_the_same_bytes(packed, tmp_path):
-    from transforms.megatron import IndexedDatasetWriter, iter_token_blocks, load_packed_source
+    from transforms.export.megatron import IndexedDatasetWriter, iter_token_blocks, load_packed_source
 
     assert export(packed, tmp_path / "whole") == 0
     source = load_packed_source(str(packed))

@@ -2,7 +2,7 @@
 result) leaves an output that the rerun turns into the same bytes as an undisturbed run; two runs started together
 into one output give exactly one result and one clean refusal; Ctrl-C is one line, rc 130, no temp files.
 
-Kills are SIGKILLs at named points (``transforms.faults``) of a real ``tokenmill`` process."""
+Kills are SIGKILLs at named points (``transforms.output.faults``) of a real ``tokenmill`` process."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pipelines import cli
 from schemas import manifest as m
 from schemas.shards import LOCK_FILE, TEMP_DIR
 from tests.conftest import write_jsonl
-from transforms.faults import ENV as FAULT_ENV
+from transforms.output.faults import ENV as FAULT_ENV
 
 REPO = Path(__file__).resolve().parent.parent
 VOLATILE = (m.K_WALL_TIME, m.K_STAGE_SECONDS, m.K_JOB)  # timings, and the job's argv (its output path)

@@ -13,7 +13,7 @@ from schemas import manifest as m
 from schemas.documents import iter_documents
 from tests.conftest import write_jsonl
 from tests.test_filtering import _datatrove_directly, varied_corpus  # noqa: F401  (a fixture)
-from transforms.recipes import load_recipe
+from transforms.recipe.recipes import load_recipe
 
 LANGUAGE_AND_FINEWEB = """\
 filters:

@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from transforms.demo_corpus import demo_records
-from transforms.filtering import DatatroveEngine
-from transforms.recipes import load_recipe, parse_recipe
+from transforms.read.demo_corpus import demo_records
+from transforms.filter.chain import DatatroveEngine
+from transforms.recipe.recipes import load_recipe, parse_recipe
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def _datatrove_directly(recipe, texts):
     """datatrove's own pipeline steps chained on the documents (not our wrapper): the kept documents."""
     from datatrove.data import Document
 
-    from transforms.filtering import _datatrove_filter
+    from transforms.filter.chain import _datatrove_filter
 
     data = (Document(text=t, id=str(i)) for i, t in enumerate(texts))
     for stage in recipe.filters:
@@ -70,7 +70,7 @@ def test_first_dropping_stage_ends_the_chain():
 
 @pytest.mark.parametrize("preset", ["fineweb", "gopher", "c4"])
 def test_fast_engine_makes_the_same_decisions_and_text_as_datatrove(preset, varied_corpus):
-    from transforms.fast_filters import FastEngine
+    from transforms.filter.fast import FastEngine
 
     recipe = load_recipe(preset)
     ids = [str(i) for i in range(len(varied_corpus))]
@@ -86,8 +86,8 @@ def test_fast_engine_agrees_for_other_languages(varied_corpus, language):
     """Stages set to another language use that language's fast word splitter: still datatrove's decisions."""
     from dataclasses import replace
 
-    from transforms.fast_filters import FastEngine
-    from transforms.words import WordSplitter
+    from transforms.filter.fast import FastEngine
+    from transforms.filter.words import WordSplitter
 
     recipe = load_recipe("fineweb")
     recipe = replace(recipe, filters=tuple(replace(s, params={**s.params, "language": language})
@@ -99,7 +99,7 @@ def test_fast_engine_agrees_for_other_languages(varied_corpus, language):
 
 
 def test_fast_engine_with_changed_parameters_agrees_too(varied_corpus):
-    from transforms.fast_filters import FastEngine
+    from transforms.filter.fast import FastEngine
 
     recipe = parse_recipe({"filters": [
         {"name": "gopher_repetition", "params": {"top_n_grams": [[2, 0.1]], "dup_n_grams": [[3, 0.05]],
@@ -121,7 +121,7 @@ def test_ngram_counts_match_datatrove_in_c_and_python():
     import numpy as np
     from datatrove.pipeline.filters.gopher_repetition_filter import find_all_duplicate, find_top_duplicate, get_n_grams
 
-    from transforms import ngrams
+    from transforms.filter import ngrams
 
     rng = random.Random(5)
     alphabets = (["a", "ab", "b", "ba", "abb"], ["é", "éa", "a", "ß"], ["€", "a€", "😀", "😀€", "x"])
@@ -151,11 +151,11 @@ def test_ngram_counts_match_datatrove_in_c_and_python():
 
 
 def test_ngram_core_is_compiled_where_a_compiler_is():
-    """The package build compiles transforms/_ngrams.c; only a machine without a C compiler runs the Python."""
+    """The package build compiles transforms/filter/_ngrams.c; only a machine without a C compiler runs the Python."""
     import shutil
     import sysconfig
 
-    from transforms import ngrams
+    from transforms.filter import ngrams
 
     if not (shutil.which("cc") or shutil.which("gcc")) or not sysconfig.get_paths().get("include"):
         pytest.skip("no C compiler here: the Python definitions are used")
@@ -165,7 +165,7 @@ def test_ngram_core_is_compiled_where_a_compiler_is():
 def test_ngram_core_rejects_wrong_buffers():
     import numpy as np
 
-    from transforms import ngrams
+    from transforms.filter import ngrams
 
     if not ngrams.COMPILED:
         pytest.skip("the C module is not built here")
@@ -182,7 +182,7 @@ def test_ngram_core_rejects_wrong_buffers():
 
 
 def test_language_stage_keeps_wanted_languages_in_both_engines(ml_texts):
-    from transforms.fast_filters import FastEngine
+    from transforms.filter.fast import FastEngine
 
     german = "Das ist ein deutscher Text über das Wetter, die Berge und die Menschen in der Stadt. " * 3
     french = "Ceci est un texte français sur le temps, les montagnes et les gens de la ville. " * 3
@@ -202,10 +202,10 @@ def test_fast_gopher_repetition_agrees_on_random_repetitive_texts(monkeypatch):
     from datatrove.data import Document
     from datatrove.pipeline.filters import GopherRepetitionFilter
 
-    from transforms import ngrams
-    from transforms.fast_filters import GopherRepetition
-    from transforms.recipes import STAGES
-    from transforms.words import WordSplitter
+    from transforms.filter import ngrams
+    from transforms.filter.fast import GopherRepetition
+    from transforms.recipe.recipes import STAGES
+    from transforms.filter.words import WordSplitter
 
     rng = random.Random(11)
     vocab = ["a", "ab", "b", "ba", "the", "cat", "sat", "on", "mat", "of", "and"]
@@ -240,9 +240,9 @@ def test_fast_engine_never_imports_spacy():
 
     code = (
         "import sys\n"
-        "from transforms.recipes import load_recipe\n"
-        "from transforms.filtering import make_engine\n"
-        "from transforms.demo_corpus import demo_records\n"
+        "from transforms.recipe.recipes import load_recipe\n"
+        "from transforms.filter.chain import make_engine\n"
+        "from transforms.read.demo_corpus import demo_records\n"
         "texts = [r['text'] for r, _ in zip(demo_records(), range(200))] + ['foo:] (:-) e.g.: x)= :]:]']\n"
         "make_engine(load_recipe('fineweb')).apply(texts, [str(i) for i in range(len(texts))])\n"
         "print('spacy' in sys.modules)\n"
@@ -250,7 +250,7 @@ def test_fast_engine_never_imports_spacy():
     import importlib.metadata
     import json
 
-    from transforms.words import RULES_DIR
+    from transforms.filter.words import RULES_DIR
 
     if json.loads((RULES_DIR / "en.json").read_text())["spacy"] != importlib.metadata.version("spacy"):
         pytest.skip("the shipped table is for another spaCy: spaCy is read here")

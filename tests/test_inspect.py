@@ -14,7 +14,7 @@ from pipelines import cli
 from pipelines.inspect_output import add_inspect_arguments, run_inspect
 from schemas import manifest as m
 from tests.conftest import write_jsonl
-from transforms.inspect_output import (
+from transforms.inspection.output import (
     DOC_MARK,
     decoded_rows,
     load_decoder,

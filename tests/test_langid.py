@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from transforms.langid import LanguageIdentifier
+from transforms.filter.langid import LanguageIdentifier
 
 # corpus directory -> expected code (the corpus's "swedish" files are mostly untranslated English, and its
 # telugu, thai and urdu files hold too little text for documents of 300 characters: left out)

@@ -11,8 +11,8 @@ from pipelines.filter import FilterConfig, run
 from schemas import manifest as m
 from schemas.documents import iter_documents
 from tests.conftest import write_jsonl
-from transforms.filtering import DatatroveEngine, run_chain
-from transforms.recipes import RecipeError, parse_recipe
+from transforms.filter.chain import DatatroveEngine, run_chain
+from transforms.recipe.recipes import RecipeError, parse_recipe
 
 PAGE = "\n".join(f"This is line {i} of a perfectly ordinary page about gardening and tomatoes." for i in range(8))
 
@@ -38,7 +38,7 @@ def test_c4_badwords_reads_local_lists_by_language(tmp_path):
              "Das ist schlimm, sagte der Mann in der Stadt, und die Leute hörten ihm zu.",
              "Dieser Text über Gärten ist ganz harmlos und enthält kein böses Wort."]
     for engine in ("fast", "datatrove"):
-        from transforms.filtering import make_engine
+        from transforms.filter.chain import make_engine
 
         r = parse_recipe({**recipe.to_dict(), "engine": engine, "name": "bad"}, "bad")
         got = [(d.keep, d.reason) for d in make_engine(r).apply(texts, ["a", "b", "c", "d"])]

@@ -17,9 +17,9 @@ from pipelines import cli
 from schemas import manifest as m
 from schemas.shards import LOCK_FILE, TEMP_DIR
 from tests.test_bad_input import good_jsonl, manifest_of, run_main
-from transforms.commit import IncompleteResultError, check_complete, commit, stream_plan
-from transforms.output_guard import OutputError, acquire_lock, claim_output
-from transforms.sources import InputFile, plan_streams
+from transforms.output.commit import IncompleteResultError, check_complete, commit, stream_plan
+from transforms.output.guard import OutputError, acquire_lock, claim_output
+from transforms.read.sources import InputFile, plan_streams
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -220,7 +220,7 @@ def test_the_commit_refuses_a_plan_that_leaves_part_of_an_input_unread(tmp_path)
 
 
 def test_an_incomplete_run_is_one_line_rc_1_and_no_manifest(tmp_path, tokenizer_path, monkeypatch, capsys):
-    import transforms.commit as commit_module
+    import transforms.output.commit as commit_module
 
     data = good_jsonl(tmp_path / "in.jsonl", ["one document", "two documents"])
     real = commit_module.check_complete

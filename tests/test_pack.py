@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.pack import ConcatPacker, PackedRows
+from transforms.pack.packers import ConcatPacker, PackedRows
 
 EOS = 0
 PAD = 1
@@ -109,7 +109,7 @@ def test_bad_arguments():
 
 
 def _bestfit(docs: list[np.ndarray], seq_len: int, calls: list[int], buffer: int) -> tuple[PackedRows, int]:
-    from transforms.pack import BestFitPacker
+    from transforms.pack.packers import BestFitPacker
 
     packer = BestFitPacker(seq_len, PAD, buffer=buffer)
     out, i, k = [], 0, 0
@@ -160,7 +160,7 @@ def test_best_fit_packs_a_long_tail_almost_without_padding():
 
 
 def test_best_fit_is_deterministic_and_rejects_bad_arguments():
-    from transforms.pack import BestFitPacker
+    from transforms.pack.packers import BestFitPacker
 
     docs = _docs([5, 9, 3, 9, 5, 40, 1], seed=3)
     a, _ = _bestfit(docs, 16, [2], 4)
@@ -184,7 +184,7 @@ def test_concat_counts_documents_cut_at_row_boundaries():
 @given(lengths=st.lists(st.integers(1, 3000), min_size=1, max_size=60), low=st.integers(0, 6),
        span=st.integers(0, 5), pad=st.booleans())
 def test_decompose_cuts_documents_into_power_of_two_pieces(lengths, low, span, pad):
-    from transforms.pack import DecomposePacker
+    from transforms.pack.packers import DecomposePacker
 
     high = low + span
     packer = DecomposePacker(low, high, PAD, pad=pad)
@@ -224,7 +224,7 @@ def test_decompose_cuts_documents_into_power_of_two_pieces(lengths, low, span, p
 @given(lengths=st.lists(st.integers(1, 3000), min_size=1, max_size=30), low=st.integers(0, 6),
        span=st.integers(0, 5), pad=st.booleans())
 def test_decompose_remainder_is_what_add_drops_of_each_document(lengths, low, span, pad):
-    from transforms.pack import DecomposePacker
+    from transforms.pack.packers import DecomposePacker
 
     packer = DecomposePacker(low, low + span, PAD, pad=pad)
     expected = []
@@ -236,7 +236,7 @@ def test_decompose_remainder_is_what_add_drops_of_each_document(lengths, low, sp
 
 
 def test_decompose_curriculum_keeps_tokens_per_batch_constant():
-    from transforms.pack import DecomposePacker
+    from transforms.pack.packers import DecomposePacker
 
     curriculum = DecomposePacker(8, 13, PAD).curriculum()["batch_multipliers"]
     assert curriculum == {"256": 32, "512": 16, "1024": 8, "2048": 4, "4096": 2, "8192": 1}

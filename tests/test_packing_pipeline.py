@@ -142,7 +142,7 @@ def test_shuffle_through_the_runner_writes_the_same_bytes_as_through_part_files(
                                                                                  monkeypatch):
     """Remote runners send the shuffle's parts through the runner's shuffle (no part files): same shards."""
     import pipelines.prepare as prepare_module
-    from transforms.shuffle_transforms import ShuffleRows
+    from transforms.pack.shuffle_steps import ShuffleRows
 
     base = ["--seq-len", "128", "--shard-rows", "50", "--shuffle-seed", "7", "--loss-mask", "boundaries"]
     files, files_manifest = _run(tmp_path, corpus, tokenizer_path, "files", *base)

@@ -11,8 +11,8 @@ import pytest
 
 from schemas import manifest as m
 from tests.conftest import documents_from_shards, eos_of, hf_ids, prepare, shard_bytes, write_jsonl
-from transforms.filtering import DatatroveEngine
-from transforms.recipes import load_recipe
+from transforms.filter.chain import DatatroveEngine
+from transforms.recipe.recipes import load_recipe
 
 
 @pytest.fixture(scope="module")

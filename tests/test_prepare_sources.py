@@ -20,8 +20,8 @@ from schemas import manifest as m
 from schemas.documents import iter_documents
 from tests.conftest import hf_ids, prepare, write_jsonl
 from tests.test_run_report import FILTER_RECIPE, PREPARE_RECIPE
-from transforms.demo_corpus import prose_and_code
-from transforms.pack import DecomposePacker
+from transforms.read.demo_corpus import prose_and_code
+from transforms.pack.packers import DecomposePacker
 
 LOW, HIGH = 8, 9  # decompose: pieces of 256 and 512 tokens; shorter documents are rejected by packing
 

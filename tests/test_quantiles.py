@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from transforms.quantiles import Fraction, Weight, float_key, float_keys, key_float, select_keys
+from transforms.select.quantiles import Fraction, Weight, float_key, float_keys, key_float, select_keys
 
 
 def test_float_keys_order_like_the_floats():

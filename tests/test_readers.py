@@ -1,4 +1,4 @@
-"""Streaming readers (transforms/readers.py): one split → DocBatch objects, for every input format.
+"""Streaming readers (transforms/read/readers.py): one split → DocBatch objects, for every input format.
 
 Pure-core tests call ``read_split`` directly (no Beam); the last ones run the whole prepare pipeline on a mixed
 corpus and on memory:// input.
@@ -19,9 +19,9 @@ import zstandard
 
 from schemas import manifest as m
 from tests.conftest import documents_from_shards, eos_of, hf_ids, prepare, write_jsonl
-from transforms import readers
-from transforms.readers import DocBatch, read_split
-from transforms.sources import ARROW, JSONL, PARQUET, TEXT, Split, expand_inputs, plan_splits
+from transforms.read import readers
+from transforms.read.readers import DocBatch, read_split
+from transforms.read.sources import ARROW, JSONL, PARQUET, TEXT, Split, expand_inputs, plan_splits
 
 BIG = 10**12  # stream_bytes that never cuts a file
 

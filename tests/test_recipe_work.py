@@ -8,9 +8,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from transforms.readers import DocBatch
-from transforms.recipe_work import RecipeRunner
-from transforms.recipes import parse_recipe
+from transforms.read.readers import DocBatch
+from transforms.recipe.work import RecipeRunner
+from transforms.recipe.recipes import parse_recipe
 
 RECIPE = {"filters": [{"name": "c4_quality", "params": {"filter_no_terminal_punct": False}},
                       {"name": "language", "params": {"min_score": 0.0}}],
@@ -18,7 +18,7 @@ RECIPE = {"filters": [{"name": "c4_quality", "params": {"filter_no_terminal_punc
 
 
 def test_pool_gives_the_same_decisions_and_keys_in_order(ml_texts, monkeypatch):
-    import transforms.recipe_work as recipe_work
+    import transforms.recipe.work as recipe_work
 
     monkeypatch.setattr(recipe_work, "PART_CHARS", 5_000)  # batches travel in several parts, put back in order
     recipe = parse_recipe(RECIPE, "r")
@@ -44,9 +44,9 @@ def test_a_script_without_main_guard_runs_once(tmp_path):
     script.write_text(textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
-        from transforms.readers import DocBatch
-        from transforms.recipe_work import RecipeRunner
-        from transforms.recipes import load_recipe
+        from transforms.read.readers import DocBatch
+        from transforms.recipe.work import RecipeRunner
+        from transforms.recipe.recipes import load_recipe
         with open({str(marker)!r}, "a") as fh:
             fh.write("run\\n")
         runner = RecipeRunner(load_recipe("c4"), 2)
@@ -60,7 +60,7 @@ def test_a_script_without_main_guard_runs_once(tmp_path):
 
 
 def test_parts_cover_every_text_once():
-    from transforms.recipe_work import _parts
+    from transforms.recipe.work import _parts
 
     texts = ["a" * n for n in (3, 9, 1, 1, 1, 20, 2)]
     parts = _parts(texts, 10)
@@ -69,7 +69,7 @@ def test_parts_cover_every_text_once():
 
 
 def test_warmed_up_processes_are_taken_once_and_the_rest_stopped():
-    from transforms.recipe_work import _WARM, cool_down, warm_up
+    from transforms.recipe.work import _WARM, cool_down, warm_up
 
     recipe = parse_recipe(RECIPE, "r")
     warm_up(recipe, 2, keys=True)

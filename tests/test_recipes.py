@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from transforms.recipes import DATATROVE, FAST, PRESETS, STAGES, MinHash, RecipeError, load_recipe, parse_recipe
+from transforms.recipe.recipes import DATATROVE, FAST, PRESETS, STAGES, MinHash, RecipeError, load_recipe, parse_recipe
 
 
 @pytest.mark.parametrize("name", sorted(n for n, spec in STAGES.items() if spec.datatrove_class))

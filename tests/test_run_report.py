@@ -15,9 +15,9 @@ from pipelines.filter import FilterConfig
 from pipelines.filter import run as run_filter
 from schemas import manifest as m
 from tests.conftest import prepare, write_jsonl
-from transforms.charts import COLORS, funnel_chart, hbar_chart, histogram_chart, table
-from transforms.demo_corpus import prose_and_code
-from transforms.run_report import render_run_html
+from transforms.report.charts import COLORS, funnel_chart, hbar_chart, histogram_chart, table
+from transforms.read.demo_corpus import prose_and_code
+from transforms.report.run_report import render_run_html
 
 FILTERS = """\
 filters:

@@ -11,7 +11,7 @@ from pipelines import cli
 from schemas import manifest as m
 from schemas.documents import iter_documents
 from tests.conftest import write_jsonl
-from transforms.recipes import RecipeError, parse_recipe
+from transforms.recipe.recipes import RecipeError, parse_recipe
 
 
 def _recipe(**sections):
@@ -159,7 +159,7 @@ def test_token_budget_without_a_tokenizer_is_a_clear_error(tmp_path):
 @pytest.fixture(scope="module")
 def quality_model(tmp_path_factory):
     """A fastText classifier trained on stdlib docstring paragraphs (positive) vs stdlib code (negative)."""
-    from transforms.demo_corpus import prose_and_code
+    from transforms.read.demo_corpus import prose_and_code
 
     prose, code = prose_and_code(1200)
     d = tmp_path_factory.mktemp("quality")
@@ -204,9 +204,9 @@ def test_fasttext_scores_drive_a_token_budget_in_prepare(tmp_path, quality_model
 def test_a_token_budget_tokenizes_each_document_once(tmp_path, ml_texts, tokenizer_path, monkeypatch):
     """Pass 1 counts tokens for the budget and stages the ids; pass 2 packs them without tokenizing again. The
     shards are the bytes a run that tokenizes twice writes."""
-    import transforms.document_writer as document_writer
+    import transforms.output.document_writer as document_writer
     from tests.conftest import shard_bytes
-    from transforms.tokenizer import GigatokenEncoder, HFEncoder
+    from transforms.tokenize.tokenizer import GigatokenEncoder, HFEncoder
 
     texts = ["\n".join(ml_texts[i:i + 1 + i % 7]) for i in range(0, 900, 3)]
     path = write_jsonl(tmp_path / "in.jsonl", [{"id": f"d{i}", "text": t} for i, t in enumerate(texts)])
@@ -228,7 +228,7 @@ def test_a_token_budget_tokenizes_each_document_once(tmp_path, ml_texts, tokeniz
     once = run("once")
     read = document_writer.read_documents
     monkeypatch.setattr(document_writer, "read_documents", lambda url: ((b, None) for b, _ in read(url)))
-    monkeypatch.setattr("transforms.prepare_stream.read_documents", document_writer.read_documents)
+    monkeypatch.setattr("transforms.stream.stream.read_documents", document_writer.read_documents)
     twice = run("twice")
     kept = json.loads((tmp_path / "once" / "manifest.json").read_text())[m.K_COUNTS]["docs_written"]
     assert once == len(texts) and twice == len(texts) + kept  # pass 2 re-encoded the kept documents only when told
@@ -270,7 +270,7 @@ def test_upsampled_buckets_are_packed_again_apart_and_counted(tmp_path, ml_texts
 def test_dsir_scores_favour_the_target_and_match_a_direct_fit(tmp_path, ml_texts, code_texts):
     import numpy as np
 
-    from transforms.dsir import DsirFeatures, dsir_weights
+    from transforms.select.dsir import DsirFeatures, dsir_weights
 
     prose = ["\n".join(ml_texts[i:i + 6]) for i in range(0, 1200, 6)]
     code = [t for t in code_texts[:200] if t.strip()]

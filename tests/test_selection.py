@@ -9,9 +9,9 @@ import random
 import numpy as np
 import pytest
 
-from transforms.quantiles import Histograms, Search, Weight, run_searches
-from transforms.recipes import parse_recipe
-from transforms.selection import (
+from transforms.select.quantiles import Histograms, Search, Weight, run_searches
+from transforms.recipe.recipes import parse_recipe
+from transforms.select.selection import (
     Candidate, cut_searches, finish_plan, plan_after_round_one, round_one_pairs, round_two_pair, select_search,
     selection_key, tie_break,
 )
@@ -63,7 +63,7 @@ def test_cut_points_are_byte_weighted_percentiles_and_buckets_follow_them():
 def test_sampled_cut_points_use_only_the_sample():
     cands = _candidates(4000, seed=1)
     plan = _plan({"ensemble": {"buckets": 10, "sample_fraction": 0.25, "weight": "documents"}}, cands)
-    from transforms.selection import in_sample
+    from transforms.select.selection import in_sample
 
     sample = [c for c in cands if in_sample(c.tie, 0.25)]
     assert 800 < len(sample) < 1200 and plan.report["sampled_weight"]["q"] == len(sample)
@@ -107,14 +107,14 @@ def test_beam_plan_equals_the_in_memory_plan_and_skips_duplicates(tmp_path):
     import apache_beam as beam
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-    from transforms.dedup import make_ref
-    from transforms.selection_transforms import SelectionPlan
+    from transforms.dedup.keys import make_ref
+    from transforms.select.steps import SelectionPlan
 
     sections = {"ensemble": {"buckets": 8, "weight": "tokens"}, "select": {"tokens": 40_000}}
     raw = _candidates(2500, seed=4)
     cands = [Candidate(make_ref(i % 3, i // 3), c.scores, c.bytes, c.tokens, c.tie) for i, c in enumerate(raw)]
     duplicated = cands[::7]  # every 7th candidate is a duplicate found by dedup: not part of the population
-    from transforms.dedup import split_ref
+    from transforms.dedup.keys import split_ref
 
     dup_by_stream: dict[int, list] = {}
     for c in duplicated:

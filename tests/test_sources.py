@@ -1,4 +1,4 @@
-"""Input discovery and split planning (transforms/sources.py), tested directly without Beam.
+"""Input discovery and split planning (transforms/read/sources.py), tested directly without Beam.
 
 detect_format → expand_inputs (paths, globs, directories, file:// and memory:// URLs, saved HF datasets) →
 plan_splits (line-aligned JSONL ranges, Parquet row-group runs) → group_into_streams. The plan must depend only on
@@ -20,8 +20,8 @@ import pytest
 import zstandard
 
 from tests.conftest import write_jsonl
-from transforms import sources
-from transforms.sources import (
+from transforms.read import sources
+from transforms.read.sources import (
     ARROW,
     JSONL,
     PARQUET,

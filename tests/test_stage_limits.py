@@ -12,10 +12,10 @@ import pytest
 
 from pipelines import cli
 from tests.conftest import write_jsonl
-from transforms.filtering import run_chain
-from transforms.recipe_work import RecipeRunner, RecipeWork
-from transforms.recipes import RecipeError, parse_recipe
-from transforms.stage_limits import StageClock, compile_search, re2_pattern
+from transforms.filter.chain import run_chain
+from transforms.recipe.work import RecipeRunner, RecipeWork
+from transforms.recipe.recipes import RecipeError, parse_recipe
+from transforms.recipe.limits import StageClock, compile_search, re2_pattern
 
 CATASTROPHIC = r"^(a+)+$"  # exponential backtracking in re on 'a'*40 + 'b'
 BACKREFERENCE = r"^(\w+)+\1$"  # needs re (RE2 has no backreferences), and backtracks as badly

@@ -15,8 +15,8 @@ import pytest
 from pipelines import cli
 from schemas import stats as s
 from tests.conftest import write_jsonl
-from transforms.charts import COLORS
-from transforms.stats import TERMINAL_PUNCTUATION, Dist, HeavyHitters, HyperLogLog, measure, merge_all, Partial
+from transforms.report.charts import COLORS
+from transforms.stats.measures import TERMINAL_PUNCTUATION, Dist, HeavyHitters, HyperLogLog, measure, merge_all, Partial
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import pytest
 
 from schemas import manifest as m
 from tests.conftest import documents_from_shards, prepare, shard_bytes, write_jsonl
-from transforms import tokenizer as tk
-from transforms.prepare_stream import Encoders
+from transforms.tokenize import tokenizer as tk
+from transforms.stream.stream import Encoders
 
 
 def test_eos_is_found_and_options_resolve(tokenizer_path, hf_tokenizer):
@@ -92,7 +92,7 @@ def test_pipeline_fallback_is_recorded_and_output_identical(tmp_path, tokenizer_
 
 def _to_tiktoken_file(hf_tokenizer, path) -> dict[bytes, int]:
     """Export the byte-level BPE fixture as a tiktoken rank file (rank = id; ids follow merge order)."""
-    from transforms.tokenizer_eval import bytes_to_unicode
+    from transforms.tokenize.evaluation import bytes_to_unicode
 
     unmap = {c: b for b, c in bytes_to_unicode().items()}
     ranks = {}

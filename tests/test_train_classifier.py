@@ -13,7 +13,7 @@ import pytest
 
 from pipelines import cli
 from tests.conftest import write_jsonl
-from transforms.classifier import (
+from transforms.select.classifier import (
     binary_metrics,
     normalize_for_fasttext,
     positive_probability,
@@ -22,7 +22,7 @@ from transforms.classifier import (
     roc_auc,
     training_lines,
 )
-from transforms.demo_corpus import prose_and_code
+from transforms.read.demo_corpus import prose_and_code
 
 N_PER_CLASS = 800
 SMALL = ["--bucket", "20000"]  # fastText's 2M buckets make an 800 MB model; the tests need no more than this

@@ -10,7 +10,7 @@ from tokenizers import Tokenizer
 
 from pipelines import cli
 from tests.conftest import write_jsonl
-from transforms.sampling import shares
+from transforms.tokenize.sampling import shares
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +169,7 @@ def _reference_merges(counts: dict[str, int], base: int, wanted: int, min_freque
     the smallest pair of symbol ids (the alphabet's ids, then new symbols' in merge order)."""
     from collections import Counter
 
-    from transforms.superbpe import SYMBOL_BASE
+    from transforms.tokenize.superbpe import SYMBOL_BASE
 
     ids = {chr(SYMBOL_BASE + i): i for i in range(base)}
     words = [([ids[c] for c in w], n) for w, n in counts.items()]
@@ -207,8 +207,8 @@ def test_stage2_merges_are_plain_bpe_over_the_chunk_counts(ml_texts):
     over the same chunk counts, and the tokenizer holds them after stage 1's."""
     from collections import Counter
 
-    from transforms.superbpe import SYMBOL_BASE, chunk_symbols, chunk_tokenizer, superbpe
-    from transforms.tokenizer_training import TokenizerRecipe, train_tokenizer
+    from transforms.tokenize.superbpe import SYMBOL_BASE, chunk_symbols, chunk_tokenizer, superbpe
+    from transforms.tokenize.training import TokenizerRecipe, train_tokenizer
 
     texts = ml_texts[:600]
     stage1 = train_tokenizer(iter(texts), TokenizerRecipe(vocab_size=700, pretokenizer="gpt4", digits="r2l3"))
@@ -233,7 +233,7 @@ def test_stage2_merges_are_plain_bpe_over_the_chunk_counts(ml_texts):
 ])
 def test_chunks_are_cut_at_digits_punctuation_newlines_and_special_tokens_not_spaces(tokenizer_path, boundaries,
                                                                                      expected):
-    from transforms.superbpe import SYMBOL_BASE, chunk_symbols, chunk_tokenizer
+    from transforms.tokenize.superbpe import SYMBOL_BASE, chunk_symbols, chunk_tokenizer
 
     stage1 = Tokenizer.from_file(tokenizer_path)
     tok = chunk_tokenizer(stage1.to_str(), "r2l3", boundaries)

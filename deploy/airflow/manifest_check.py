@@ -12,7 +12,7 @@ from typing import Any
 
 from schemas import manifest as m
 from schemas.shards import MANIFEST_FILE
-from transforms.inspect_output import E_PATH, E_ROWS  # keys of a shard entry, as the commit step writes them
+from transforms.inspection.output import E_PATH, E_ROWS  # keys of a shard entry, as the commit step writes them
 
 
 def check_manifest(manifest: dict[str, Any]) -> list[str]:

@@ -1,0 +1,1 @@
+"""Deduplication: exact and MinHash keys, duplicate resolution on arrays or by shuffle, and its Beam steps."""

@@ -1,0 +1,1 @@
+"""Exports of finished outputs into other trainers' formats (Megatron-LM indexed datasets)."""

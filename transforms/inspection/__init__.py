@@ -1,0 +1,1 @@
+"""Looking inside a finished output: manifest summary, decoded rows and verification."""

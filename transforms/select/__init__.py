@@ -1,0 +1,1 @@
+"""Selection: scorers, the classifier, ensembles, quantiles and the budgeted two-pass plan with its Beam steps."""

@@ -1,0 +1,371 @@
+"""Selection scoring: the recipe's ``scorers``, ``ensemble``, ``select`` and ``upsample`` sections, and the scorers.
+
+::
+
+    scorers:
+      - {name: fasttext, params: {model: quality.bin, label: __label__hq}}
+      - {name: dsir, params: {target: 'wiki/*.jsonl', buckets: 10000}}
+      - {name: length}                      # any per-document signal can be a score
+    ensemble: {method: percentile_buckets, buckets: 20, sample_fraction: 0.01, weight: bytes, combine: max}
+    select:   {tokens: 2_000_000_000}       # or {bytes: N}, {top_fraction: 0.3}, {min_score: x}, {min_bucket: 12}
+    upsample: {19: 3, 18: 2}                # repeat documents of high buckets
+
+A scorer is a small class (``score(texts) -> list[float]``) registered in ``SCORERS`` with its parameters and their
+defaults; each document's scores go to ``meta.scores`` under the scorer's ``key`` (its name unless given). The
+sections are validated when the recipe is loaded: a mistake is a ``RecipeError`` that names the valid choices.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from transforms.recipe.recipes import RecipeError
+
+PERCENTILE_BUCKETS = "percentile_buckets"
+ENSEMBLE_DEFAULTS = {"method": PERCENTILE_BUCKETS, "buckets": 20, "sample_fraction": 1.0, "weight": "bytes",
+                     "combine": "max", "seed": 0, "partition": False}
+WEIGHTS = ("bytes", "tokens", "documents")
+COMBINES = ("max", "mean")
+BUDGETS = ("tokens", "bytes")  # keep the best documents until this much
+MIN_SCORE = "min_score"  # the one criterion decided per document as it is scored (pass 1, before dedup)
+CRITERIA = BUDGETS + ("top_fraction", MIN_SCORE, "min_bucket")
+BUCKET = "bucket"  # select.score: the ensemble bucket
+
+
+@dataclass(frozen=True)
+class ScorerSpec:
+    """A scorer tokenmill knows: its parameters with defaults (None: required) and what it measures."""
+
+    name: str
+    params: dict[str, Any]
+    doc: str
+    required: tuple[str, ...] = ()
+    choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+SCORERS: dict[str, ScorerSpec] = {
+    s.name: s
+    for s in (
+        ScorerSpec("fasttext", {"model": None, "label": "__label__hq"},
+                   "probability of a label under a fastText classifier (see train-classifier)", ("model",)),
+        ScorerSpec("dsir", {"target": None, "buckets": 10000, "text_field": "text", "input_format": None},
+                   "DSIR log importance weight: hashed unigram+bigram bag-of-words of a target corpus vs the raw "
+                   "input, fitted in the same run", ("target",)),
+        ScorerSpec("length", {"unit": "bytes"}, "document length", choices={"unit": ("bytes", "chars", "words")}),
+    )
+}
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    """One configured scorer: where its score goes (``key``), which scorer, every parameter."""
+
+    key: str
+    name: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """Per scorer, byte-weighted (by default) percentile cut-points over the corpus or a deterministic sample;
+    each score becomes a bucket 0..buckets-1 and the buckets combine by max or mean into ``meta.bucket``."""
+
+    method: str = PERCENTILE_BUCKETS
+    buckets: int = 20
+    sample_fraction: float = 1.0
+    weight: str = "bytes"
+    combine: str = "max"
+    seed: int = 0
+    partition: bool = False  # prepare: each bucket's documents packed into shards of their own (shards/bucket=NN/)
+
+    def fractions(self) -> list[float]:
+        """The cumulative fractions of the cut-points: 1/B, 2/B, ..., (B-1)/B."""
+        return [b / self.buckets for b in range(1, self.buckets)]
+
+
+@dataclass(frozen=True)
+class Select:
+    """Which documents are kept: one criterion (see ``CRITERIA``) on ``score`` (a scorer key or ``bucket``)."""
+
+    criterion: str
+    value: float
+    score: str
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The recipe's scoring and selection sections (all empty: no scoring)."""
+
+    scorers: tuple[ScorerConfig, ...] = ()
+    ensemble: Ensemble | None = None
+    select: Select | None = None
+    upsample: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def global_pass(self) -> bool:
+        """Whether decisions need the whole corpus first (cut-points or a budget): a second pass."""
+        return self.ensemble is not None or (self.select is not None and self.select.criterion in
+                                             BUDGETS + ("top_fraction",))
+
+    def to_dict(self) -> dict[str, Any]:
+        """As recorded in a manifest (every parameter explicit); empty when nothing is scored."""
+        out: dict[str, Any] = {}
+        if self.scorers:
+            out["scorers"] = [{"key": s.key, "name": s.name, "params": dict(s.params)} for s in self.scorers]
+        if self.ensemble is not None:
+            e = self.ensemble
+            out["ensemble"] = {"method": e.method, "buckets": e.buckets, "sample_fraction": e.sample_fraction,
+                               "weight": e.weight, "combine": e.combine, "seed": e.seed, "partition": e.partition}
+        if self.select is not None:
+            value = self.select.value
+            out["select"] = {self.select.criterion: int(value) if float(value).is_integer() else value,
+                             "score": self.select.score}
+        if self.upsample:
+            out["upsample"] = {str(b): f for b, f in self.upsample}
+        return out
+
+
+def parse_selection(config: dict[str, Any], where: str) -> Selection:
+    """The scoring sections of a recipe's data (``scorers``, ``ensemble``, ``select``, ``upsample``)."""
+    scorers = tuple(_scorer(item, f"{where}, scorer {i + 1}")
+                    for i, item in enumerate(_list(config.get("scorers"), f"{where}: 'scorers'")))
+    keys = [s.key for s in scorers]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise RecipeError(f"{where}: scorer key(s) {', '.join(map(repr, repeated))} used twice; give each a "
+                          "distinct 'key'")
+    ensemble = _ensemble(config.get("ensemble"), where) if config.get("ensemble") is not None else None
+    if ensemble is not None and not scorers:
+        raise RecipeError(f"{where}: 'ensemble' needs at least one scorer under 'scorers'")
+    select = _select(config.get("select"), where, keys, ensemble) if config.get("select") is not None else None
+    upsample = _upsample(config.get("upsample"), where, ensemble) if config.get("upsample") is not None else ()
+    return Selection(scorers, ensemble, select, upsample)
+
+
+def _list(value: Any, what: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise RecipeError(f"{what} must be a list of {{name: ..., params: {{...}}}}")
+    return value
+
+
+def _scorer(item: Any, where: str) -> ScorerConfig:
+    if isinstance(item, str):
+        item = {"name": item}
+    if not isinstance(item, dict) or "name" not in item:
+        raise RecipeError(f"{where}: expected {{name: <scorer>, params: {{...}}}}, got {item!r}")
+    extra = sorted(set(item) - {"name", "params", "key"})
+    if extra:
+        raise RecipeError(f"{where}: unknown key(s) {', '.join(map(repr, extra))}; valid: name, key, params")
+    spec = SCORERS.get(item["name"])
+    if spec is None:
+        raise RecipeError(f"{where}: unknown scorer {item['name']!r}; valid scorers: {', '.join(sorted(SCORERS))}")
+    key = item.get("key", spec.name)
+    if not isinstance(key, str) or not key or key == BUCKET:
+        raise RecipeError(f"{where} ({spec.name}): 'key' must be a non-empty name other than {BUCKET!r}")
+    given = item.get("params") or {}
+    if not isinstance(given, dict):
+        raise RecipeError(f"{where} ({spec.name}): 'params' must be a mapping")
+    unknown = sorted(set(given) - set(spec.params))
+    if unknown:
+        raise RecipeError(f"{where} ({spec.name}): unknown parameter(s) {', '.join(map(repr, unknown))}; "
+                          f"valid: {', '.join(sorted(spec.params))}")
+    params = {**spec.params, **given}
+    for name in spec.required:
+        if not isinstance(params[name], str) or not params[name]:
+            raise RecipeError(f"{where} ({spec.name}): '{name}' is required (a path or glob)")
+    for name, default in spec.params.items():
+        value = params[name]
+        if isinstance(default, int) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise RecipeError(f"{where} ({spec.name}.{name}): expected a positive integer, got {value!r}")
+        elif value is not None and not isinstance(value, str):
+            raise RecipeError(f"{where} ({spec.name}.{name}): expected a string, got {value!r}")
+        if name in spec.choices and value not in spec.choices[name]:
+            raise RecipeError(f"{where} ({spec.name}.{name}): {value!r} is not one of "
+                              f"{', '.join(spec.choices[name])}")
+    return ScorerConfig(key, spec.name, params)
+
+
+def _ensemble(config: Any, where: str) -> Ensemble:
+    if not isinstance(config, dict):
+        raise RecipeError(f"{where}: 'ensemble' must be a mapping of {', '.join(ENSEMBLE_DEFAULTS)}")
+    unknown = sorted(set(config) - set(ENSEMBLE_DEFAULTS))
+    if unknown:
+        raise RecipeError(f"{where}: ensemble has unknown key(s) {', '.join(map(repr, unknown))}; "
+                          f"valid: {', '.join(ENSEMBLE_DEFAULTS)}")
+    values = {**ENSEMBLE_DEFAULTS, **config}
+    if values["method"] != PERCENTILE_BUCKETS:
+        raise RecipeError(f"{where}: ensemble.method {values['method']!r} is not known; valid: {PERCENTILE_BUCKETS}")
+    b = values["buckets"]
+    if isinstance(b, bool) or not isinstance(b, int) or not 2 <= b <= 1000:
+        raise RecipeError(f"{where}: ensemble.buckets must be an integer from 2 to 1000, got {b!r}")
+    f = values["sample_fraction"]
+    if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1:
+        raise RecipeError(f"{where}: ensemble.sample_fraction must be a number in (0, 1], got {f!r}")
+    if values["weight"] not in WEIGHTS:
+        raise RecipeError(f"{where}: ensemble.weight {values['weight']!r} is not one of {', '.join(WEIGHTS)}")
+    if values["combine"] not in COMBINES:
+        raise RecipeError(f"{where}: ensemble.combine {values['combine']!r} is not one of {', '.join(COMBINES)}")
+    seed = values["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise RecipeError(f"{where}: ensemble.seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(values["partition"], bool):
+        raise RecipeError(f"{where}: ensemble.partition must be true or false, got {values['partition']!r}")
+    return Ensemble(PERCENTILE_BUCKETS, b, float(f), values["weight"], values["combine"], seed, values["partition"])
+
+
+def _select(config: Any, where: str, keys: list[str], ensemble: Ensemble | None) -> Select:
+    if not isinstance(config, dict):
+        raise RecipeError(f"{where}: 'select' must be a mapping with one of {', '.join(CRITERIA)} (and 'score')")
+    unknown = sorted(set(config) - set(CRITERIA) - {"score"})
+    if unknown:
+        raise RecipeError(f"{where}: select has unknown key(s) {', '.join(map(repr, unknown))}; "
+                          f"valid: {', '.join(CRITERIA)}, score")
+    given = [c for c in CRITERIA if c in config]
+    if len(given) != 1:
+        raise RecipeError(f"{where}: select needs exactly one of {', '.join(CRITERIA)}; got "
+                          f"{', '.join(given) or 'none'}")
+    criterion = given[0]
+    value = config[criterion]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise RecipeError(f"{where}: select.{criterion} must be a number, got {value!r}")
+    if criterion in BUDGETS and (not float(value).is_integer() or value < 0):
+        raise RecipeError(f"{where}: select.{criterion} must be a non-negative whole number, got {value!r}")
+    if criterion == "top_fraction" and not 0 < value <= 1:
+        raise RecipeError(f"{where}: select.top_fraction must be in (0, 1], got {value!r}")
+    if not keys:
+        raise RecipeError(f"{where}: 'select' needs at least one scorer under 'scorers'")
+    score = config.get("score")
+    if score is None:
+        if ensemble is not None:
+            score = BUCKET
+        elif len(keys) == 1:
+            score = keys[0]
+        else:
+            raise RecipeError(f"{where}: select.score must name the score to select on ({', '.join(keys)}) when "
+                              "several scorers run without an ensemble")
+    if score != BUCKET and score not in keys:
+        raise RecipeError(f"{where}: select.score {score!r} is not a scorer key; valid: {', '.join(keys + [BUCKET])}")
+    if (score == BUCKET or criterion == "min_bucket") and ensemble is None:
+        raise RecipeError(f"{where}: selecting on buckets needs an 'ensemble' section")
+    if criterion == "min_bucket":
+        if not float(value).is_integer() or not 0 <= value < ensemble.buckets:
+            raise RecipeError(f"{where}: select.min_bucket must be a bucket from 0 to {ensemble.buckets - 1}")
+        score = BUCKET
+    if criterion in BUDGETS:
+        value = int(value)
+    return Select(criterion, value, score)
+
+
+def _upsample(config: Any, where: str, ensemble: Ensemble | None) -> tuple[tuple[int, int], ...]:
+    if ensemble is None:
+        raise RecipeError(f"{where}: 'upsample' repeats buckets: it needs an 'ensemble' section")
+    if not isinstance(config, dict):
+        raise RecipeError(f"{where}: 'upsample' must map buckets to repeat factors, e.g. {{19: 3, 18: 2}}")
+    out = []
+    for bucket, factor in config.items():
+        try:
+            b = int(bucket)
+        except (TypeError, ValueError):
+            b = -1
+        if str(b) != str(bucket).strip() or not 0 <= b < ensemble.buckets:
+            raise RecipeError(f"{where}: upsample bucket {bucket!r} is not a bucket from 0 to {ensemble.buckets - 1}")
+        if isinstance(factor, bool) or not isinstance(factor, int) or not 1 <= factor <= 100:
+            raise RecipeError(f"{where}: upsample factor of bucket {b} must be an integer from 1 to 100, "
+                              f"got {factor!r}")
+        out.append((b, factor))
+    return tuple(sorted(out))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# scorers
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class LengthScorer:
+    """Document length in bytes (UTF-8), characters or whitespace-separated words."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.unit = params["unit"]
+
+    def score(self, texts: list[str]) -> list[float]:
+        """One score per text."""
+        if self.unit == "bytes":
+            return [float(len(t.encode("utf-8", "surrogatepass"))) for t in texts]
+        if self.unit == "chars":
+            return [float(len(t)) for t in texts]
+        return [float(len(t.split())) for t in texts]
+
+
+class FastTextScorer:
+    """The probability of ``label`` under a fastText model (texts normalised as for training)."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.label = params["label"]
+        self.model = load_fasttext(params["model"])
+
+    def score(self, texts: list[str]) -> list[float]:
+        """One probability per text."""
+        from transforms.select.classifier import positive_probability
+
+        return positive_probability(self.model, texts, self.label).tolist()
+
+
+def load_fasttext(path: str):
+    """A fastText model from a local path or any fsspec URL (copied to a temporary file first)."""
+    import os
+    import tempfile
+
+    import fasttext
+    import fsspec
+
+    fs, local = fsspec.core.url_to_fs(path)
+    if getattr(fs, "protocol", None) in ("file", ("file", "local")) or "file" in getattr(fs, "protocol", ()):
+        return fasttext.load_model(local)
+    with tempfile.TemporaryDirectory(prefix="tokenmill-fasttext-") as tmp:
+        target = os.path.join(tmp, "model.bin")
+        fs.get(local, target)
+        return fasttext.load_model(target)
+
+
+def make_scorers(selection: Selection, fitted: dict[str, Any] | None = None) -> list[tuple[str, Any]]:
+    """(key, scorer) for each configured scorer; ``fitted``: the state of scorers fitted on the corpus (dsir)."""
+    out: list[tuple[str, Any]] = []
+    for s in selection.scorers:
+        if s.name == "length":
+            out.append((s.key, LengthScorer(s.params)))
+        elif s.name == "fasttext":
+            out.append((s.key, FastTextScorer(s.params)))
+        else:
+            from transforms.select.dsir import DsirScorer
+
+            if not fitted or s.key not in fitted:
+                raise RuntimeError(f"scorer {s.key!r} (dsir) has not been fitted")  # the pipeline fits it first
+            out.append((s.key, DsirScorer(s.params, fitted[s.key])))
+    return out
+
+
+def needs_fitting(selection: Selection | None) -> bool:
+    """Whether some scorer learns from the corpus before scoring (dsir)."""
+    return selection is not None and any(s.name == "dsir" for s in selection.scorers)
+
+
+def bucket_of(score: float, cuts: list[float]) -> int:
+    """The bucket of a score: how many cut-points lie strictly below it (a score equal to a cut-point is in the
+    lower bucket, so bucket 0 holds at least 1/B of the weight)."""
+    import bisect
+
+    return bisect.bisect_left(cuts, score)
+
+
+def combine_buckets(buckets: list[int], how: str) -> int:
+    """The document's bucket from its buckets per scorer: the max, or the mean rounded down."""
+    if how == "max":
+        return max(buckets)
+    return int(np.floor(sum(buckets) / len(buckets)))

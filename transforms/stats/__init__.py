@@ -1,0 +1,1 @@
+"""Corpus statistics: mergeable measures, their Beam steps and the stats report."""
