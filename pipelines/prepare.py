@@ -55,11 +55,12 @@ from transforms.read.sources import (
     plan_streams,
 )
 from transforms.tokenize.tokenizer import AUTO, resolve_tokenizer
+from transforms.errors import TokenmillError
 
 LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
 
 
-class ConfigError(ValueError):
+class ConfigError(TokenmillError, ValueError):
     """An option value that cannot work, found before any work starts."""
 
 

@@ -27,9 +27,10 @@ from transforms.gather import read_pickle, write_pickle
 from transforms.read.sources import escaped_names, expand_inputs, plan_splits
 from transforms.stats.measures import capped_groups, duplicate_summary
 from transforms.stats.steps import CorpusStats, StatsSpec
+from transforms.errors import TokenmillError
 
 
-class StatsError(ValueError):
+class StatsError(TokenmillError, ValueError):
     """A stats option or input that cannot be used."""
 
 

@@ -27,11 +27,12 @@ from transforms.tokenize.sampling import BALANCES, SampleCorpus
 from transforms.read.sources import expand_inputs
 from transforms.tokenize.superbpe import BOUNDARIES, CountChunks, read_chunk_counts, sample_texts, spanning_tokens, superbpe
 from transforms.tokenize.training import END_OF_TEXT, PAD, TokenizerRecipe, train_tokenizer
+from transforms.errors import TokenmillError
 
 CARD_FORMAT = "tokenmill.tokenizer-card/1"
 
 
-class TokenizerTrainingError(ValueError):
+class TokenizerTrainingError(TokenmillError, ValueError):
     """A train-tokenizer option or input that cannot be used."""
 
 

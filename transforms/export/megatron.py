@@ -36,6 +36,7 @@ import numpy as np
 
 from schemas import manifest as m
 from schemas.shards import CU_SEQLENS, INPUT_IDS, MANIFEST_FILE, NUM_PAD, read_output_manifest
+from transforms.errors import TokenmillError
 
 INDEX_HEADER = b"MMIDIDX\x00\x00"
 INDEX_VERSION = 1
@@ -51,7 +52,7 @@ _PREFIX_BYTES = len(INDEX_HEADER) + 8 + 1 + 8 + 8  # 34: header, version, dtype 
 _INT32_MAX = 2**31 - 1
 
 
-class ExportError(ValueError):
+class ExportError(TokenmillError, ValueError):
     """A problem with the export's OUT_DIR, --output or --dtype, or with a Megatron dataset being read."""
 
 

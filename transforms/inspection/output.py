@@ -38,6 +38,7 @@ from schemas.shards import (
 )
 from transforms.output.guard import walk
 from transforms.report.summary import summary_table
+from transforms.errors import TokenmillError
 
 # Keys of a file entry in the manifest, as the commit step writes them.
 E_PATH, E_ROWS, E_BYTES, E_SHA256 = "path", "rows", "bytes", "sha256"
@@ -50,7 +51,7 @@ DEFAULT_MAX_CHARS = 400
 DOC_MARK = "⟦doc {n}⟧"  # printed before each segment of a decoded row
 
 
-class InspectError(ValueError):
+class InspectError(TokenmillError, ValueError):
     """A problem with OUTPUT_DIR, --tokenizer, --rows or --seed that stops the inspection."""
 
 

@@ -31,12 +31,13 @@ from transforms.output.faults import fault_point
 from transforms.output.guard import COMMIT_JOURNAL, RESULT_DIRS, output_fs, remove_temp, write_json
 from transforms.select.scoring import MIN_SCORE
 from transforms.read.sources import Stream
+from transforms.errors import TokenmillError
 
 _NAMES = {SHARDS_DIR: SHARD_NAME, DOCUMENTS_DIR: DOCUMENT_NAME, REJECTED_DIR: REJECTED_NAME,
           MODIFIED_DIR: REJECTED_NAME}
 
 
-class IncompleteResultError(RuntimeError):
+class IncompleteResultError(TokenmillError, RuntimeError):
     """The streams' results do not prove that every planned input range was read exactly once."""
 
     PREFIX = "tokenmill: incomplete run: "

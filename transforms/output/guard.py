@@ -35,6 +35,7 @@ from schemas import manifest as m
 from schemas.documents import DOCUMENTS_DIR
 from schemas.shards import LOCK_FILE, MANIFEST_FILE, MODIFIED_DIR, REJECTED_DIR, SHARDS_DIR, TEMP_DIR
 from transforms.output.faults import fault_point
+from transforms.errors import TokenmillError
 
 RESULT_DIRS = (SHARDS_DIR, DOCUMENTS_DIR, REJECTED_DIR, MODIFIED_DIR)
 OWNED_JOURNAL = "owned.json"  # in TEMP_DIR: every file of earlier results a run is about to remove
@@ -49,7 +50,7 @@ _TEMP_NAME = re.compile(
 )
 
 
-class OutputError(ValueError):
+class OutputError(TokenmillError, ValueError):
     """A problem with --output found before any work starts."""
 
 

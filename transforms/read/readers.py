@@ -15,6 +15,7 @@ from schemas import manifest as m
 from transforms.read.compressed import iter_decoded
 from transforms.read.records import Rejection, Repairs, id_of, parse_json_line, raw_record, text_of
 from transforms.read.sources import ARROW, JSONL, PARQUET, TEXT, Split
+from transforms.errors import TokenmillError
 
 DEFAULT_BATCH_BYTES = 2 << 20
 _READ_CHUNK = 4 << 20
@@ -22,7 +23,7 @@ _PARQUET_BATCH_ROWS = 1024
 _RAW_BYTES = 4 * m.REJECTED_RECORD_CHARS  # enough UTF-8 bytes for the characters a rejected/ record shows
 
 
-class BadRecordError(RuntimeError):
+class BadRecordError(TokenmillError, RuntimeError):
     """--strict: the first bad record, naming its file and line."""
 
     PREFIX = "tokenmill: bad record: "

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import fsspec
+from transforms.errors import TokenmillError
 
 JSONL = "jsonl"
 PARQUET = "parquet"
@@ -37,7 +38,7 @@ DEFAULT_STREAM_BYTES = 32 * 1024 * 1024
 _SCAN_CHUNK = 8 * 1024 * 1024
 
 
-class InputError(ValueError):
+class InputError(TokenmillError, ValueError):
     """A problem with --input found before any work starts."""
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import fsspec
 
 from transforms.recipe.limits import DEFAULT_STAGE_TIMEOUT
+from transforms.errors import TokenmillError
 
 FAST = "fast"
 DATATROVE = "datatrove"
@@ -188,7 +189,7 @@ MINHASH_DEFAULTS = {"ngram": 5, "bands": 14, "rows": 8, "seed": 1}
 SECTIONS = ("filters", "dedup", "engine", "scorers", "ensemble", "select", "upsample", "stage_timeout")
 
 
-class RecipeError(ValueError):
+class RecipeError(TokenmillError, ValueError):
     """A recipe that cannot be used, with what would be valid."""
 
 

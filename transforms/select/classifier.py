@@ -25,6 +25,7 @@ from schemas import manifest as m
 from transforms.filter.chain import _unit_hash
 from transforms.read.readers import DEFAULT_BATCH_BYTES, read_split
 from transforms.read.sources import InputError, InputFile, expand_inputs, plan_splits
+from transforms.errors import TokenmillError
 
 CARD_FORMAT = "tokenmill.classifier/1"
 CARD_SUFFIX = ".json"
@@ -39,7 +40,7 @@ _M_PERTURB = -6  # glibc mallopt: fill new allocations with (value ^ 0xff)
 _LABEL_WORD = re.compile(r"(?<!\S)" + LABEL_PREFIX)
 
 
-class ClassifierError(ValueError):
+class ClassifierError(TokenmillError, ValueError):
     """A train-classifier problem the user can fix: an option, an input, the output, or a diverging training."""
 
 

@@ -18,6 +18,7 @@ from typing import Protocol
 import fsspec
 import numpy as np
 import tokenizers
+from transforms.errors import TokenmillError
 
 try:  # imported here, once per process, rather than inside the first run
     import awkward  # noqa: F401  (gigatoken returns awkward arrays; it would import it at the first encode)
@@ -42,7 +43,7 @@ VERIFY_CHARS = 1000
 VERIFY_TOTAL_CHARS = 64_000
 
 
-class TokenizerError(ValueError):
+class TokenizerError(TokenmillError, ValueError):
     """A tokenizer problem found before any work starts."""
 
 
