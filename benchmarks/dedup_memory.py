@@ -64,6 +64,7 @@ from prepare_throughput import (  # noqa: E402  (a sibling script)
     tail,
     verdict,
 )
+from schemas.shards import read_manifest  # noqa: E402
 
 RECIPE = "dedup: {exact: true, minhash: {ngram: 5, bands: 14, rows: 8}}\n"
 TARGET_RSS_BYTES = 4 * GB
@@ -197,7 +198,7 @@ def scale_run(label: str, files: list[str], workdir: Path, recipe_text: str, cod
     if code_ != 0:
         print(tail(workdir / f"{label}.log"), file=sys.stderr)
         raise SystemExit(f"{label} failed")
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = read_manifest(str(out))
     return {"seconds": seconds, "peak": peak, "records": manifest["counts"]["records"],
             "dedup": manifest.get("dedup") or {}}
 
@@ -269,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     if code != 0:
         print(tail(workdir / "filter.log"), file=sys.stderr)
         return 1
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = read_manifest(str(out))
     c = manifest["counts"]
     kept_as: dict[str, str] = {}  # every rejected duplicate -> the kept document it names
     for path in sorted((out / "rejected").glob("*.jsonl")):

@@ -62,7 +62,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from schemas.manifest import MANIFEST_FORMAT  # noqa: E402
-from schemas.shards import INPUT_IDS, INPUT_IDS_LEAF, MANIFEST_FILE, SHARD_SCHEMA  # noqa: E402
+from schemas.shards import INPUT_IDS, INPUT_IDS_LEAF, MANIFEST_FILE, SHARD_SCHEMA, read_manifest  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prepare_throughput import chatterbot_conversations, log  # noqa: E402  (a sibling script)
@@ -215,7 +215,7 @@ def child_loader(rank: int, path: str, options: dict[str, Any], batch_size: int,
 
 def child_anchor(rank: int, path: str, options: dict[str, Any], batch_size: int, barrier: Any, out: Any) -> None:
     """Raw pyarrow read_table of every other shard file."""
-    manifest = json.loads((Path(path) / MANIFEST_FILE).read_text())
+    manifest = read_manifest(path)
     files = [str(Path(path) / s["path"]) for s in manifest["shards"]][rank::WORLD]
     tokens = 0
     barrier.wait()
@@ -248,7 +248,7 @@ def measure(target: Any, path: str, options: dict[str, Any], batch_size: int) ->
 
 def warm(path: str) -> int:
     """Read every shard once (page cache) and return the bytes on disk."""
-    manifest = json.loads((Path(path) / MANIFEST_FILE).read_text())
+    manifest = read_manifest(path)
     total = 0
     for s in manifest["shards"]:
         with open(Path(path) / s["path"], "rb") as fh:
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         path = str(directory)
     try:
         on_disk = warm(path)
-        manifest = json.loads((Path(path) / MANIFEST_FILE).read_text())
+        manifest = read_manifest(path)
         rows = sum(s["rows"] for s in manifest["shards"])
         seq_len = manifest.get("seq_len")
         log(f"{len(manifest['shards'])} shards, {rows:,} rows of {seq_len}, {on_disk / GB:.2f} GB on disk")

@@ -32,6 +32,9 @@ VOLATILE_EXACT = {"wall_time_s", "stage_seconds", "started", "finished", "starte
                   "pid", "host", "hostname"}
 
 
+TEXT_SUFFIXES = {".jsonl", ".txt", ".csv"}
+
+
 def _volatile(key: str) -> bool:
     """A key whose value is a wall-clock measure (or the run's process), not a result."""
     k = key.lower()
@@ -60,12 +63,18 @@ def digest_file(path: Path, replace: dict[str, str]) -> str:
             pass
         else:
             data = json.dumps(_scrub(obj, replace), sort_keys=True).encode()
+    elif path.suffix in TEXT_SUFFIXES:  # rejected records name their input files: the same file at another root
+        text = data.decode("utf-8", "surrogateescape")
+        for old, new in replace.items():
+            text = text.replace(old, new)
+        data = text.encode("utf-8", "surrogateescape")
     return hashlib.sha256(data).hexdigest()
 
 
 def digest_results(root: Path, replace: dict[str, str]) -> dict[str, str]:
     """{relative path: digest} of every file of every result directory (one holding manifest.json) under root."""
     out: dict[str, str] = {}
+    replace = {**replace, str(Path(__file__).resolve().parent.parent): "<repo>"}  # the tree the run imported
     results = sorted({p.parent for p in root.rglob("manifest.json") if p.is_file()})
     for res in results:
         for path in sorted(res.rglob("*")):
@@ -124,8 +133,8 @@ def _jobs(corpus: list[str], ml: str, tok: str, work: Path) -> list[tuple[str, l
     both = [*one, "--input", ml]
     return [
         ("concat", ["prepare", *both, *base]),
-        ("best_fit", ["prepare", *both, *base, "--packing", "best_fit", "--loss-mask", "document"]),
-        ("decompose", ["prepare", *one, *base, "--packing", "decompose", "--shuffle-seed", "7"]),
+        ("best_fit", ["prepare", *both, *base, "--packing", "best-fit", "--loss-mask", "boundaries"]),
+        ("decompose", ["prepare", *one, *base, "--seq-len", "8192", "--packing", "decompose", "--shuffle-seed", "7"]),
         ("fineweb", ["prepare", *both, *base, "--recipe", "fineweb", "--emit-documents"]),
         ("filters", ["prepare", *both, *base, "--recipe", str(work / "filters.yaml")]),
         ("dedup", ["prepare", *both, *base, "--recipe", str(work / "dedup.yaml")]),

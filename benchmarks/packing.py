@@ -68,22 +68,21 @@ def run_prepare(files: list[str], tokenizer: str, out: Path, args: argparse.Name
     code, seconds, _, _ = run_measured(cmd, log_path)
     if code != 0:
         raise RuntimeError(f"tokenmill prepare failed (exit {code}); see {log_path}:\n{tail(log_path)}")
-    return {"seconds": seconds, "manifest": json.loads((out / "manifest.json").read_text())}
+    from schemas.shards import read_manifest
+
+    return {"seconds": seconds, "manifest": read_manifest(str(out))}
 
 
 def short_documents_cut(out: Path, manifest: dict[str, Any]) -> int:
     """Segments shorter than their row that do not end with EOS: pieces of documents shorter than a row."""
-    import pyarrow.parquet as pq
-
-    from schemas.shards import CU_SEQLENS, INPUT_IDS
+    from schemas.shards import iter_packed_rows
 
     eos = manifest["tokenizer"]["eos_id"]
     cut = 0
-    for shard in manifest["shards"]:
-        table = pq.read_table(out / shard["path"], columns=[INPUT_IDS, CU_SEQLENS])
-        for ids, cu in zip(table[INPUT_IDS].to_pylist(), table[CU_SEQLENS].to_pylist()):
-            for a, b in zip(cu[:-1], cu[1:]):
-                cut += (b - a) < len(ids) and ids[b - 1] != eos
+    for row in iter_packed_rows(str(out)):  # the manifest's shards, in order
+        ids, cu = row.input_ids.tolist(), row.cu_seqlens.tolist()
+        for a, b in zip(cu[:-1], cu[1:]):
+            cut += (b - a) < len(ids) and ids[b - 1] != eos
     return cut
 
 

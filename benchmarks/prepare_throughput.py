@@ -554,7 +554,9 @@ def run_cli(files: list[str], tokenizer: str, output: Path, args: argparse.Names
     manifest_path = output / "manifest.json"
     if code != 0 or not manifest_path.exists():
         raise RuntimeError(f"tokenmill CLI failed (exit {code}); its output is in {log_path}:\n{tail(log_path)}")
-    manifest = json.loads(manifest_path.read_text())
+    from schemas.shards import read_manifest
+
+    manifest = read_manifest(str(output))
     counts = manifest["counts"]
     result = {"seconds": seconds, "tokens": counts["tokens"] - counts["docs_written"], "docs": counts["docs_written"],
               "manifest_wall_time_s": manifest.get("wall_time_s"), "backend": manifest["tokenizer"].get("backend")}

@@ -196,7 +196,9 @@ def run_prepare(files: list[str], tokenizer: str, recipe: str | None, output: Pa
     manifest_path = output / "manifest.json"
     if code != 0 or not manifest_path.exists():
         raise RuntimeError(f"tokenmill prepare failed (exit {code}); see {log_path}:\n{tail(log_path)}")
-    return {"seconds": seconds, "peak_rss": peak, "manifest": json.loads(manifest_path.read_text())}
+    from schemas.shards import read_manifest
+
+    return {"seconds": seconds, "peak_rss": peak, "manifest": read_manifest(str(output))}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -8,15 +8,51 @@ import os
 import shlex
 import sys
 import time
-from typing import Callable
+from dataclasses import dataclass
 
 import orjson
 
+from pipelines import prepare
+from pipelines.arguments import EPILOG_BEAM, positive
+from pipelines.runner import run_with_progress
 from transforms.read.demo_corpus import demo_records, stdlib_root
+from transforms.report.summary import summary_table
 from transforms.tokenize.training import train_byte_level_bpe
+
+HELP = "build a corpus from this Python's standard library, train a small tokenizer, run prepare on it"
+DESCRIPTION = ("The quick start: writes a JSONL corpus made of the running Python's standard library (module sources "
+               "and their docstrings), trains a byte-level BPE tokenizer on it, runs prepare and prints where the "
+               "shards and the manifest are. Needs no download.")
+EPILOG = EPILOG_BEAM
+BEAM = True
 
 _FILES = 4
 _TRAIN_SAMPLE_CHARS = 6_000_000
+
+
+@dataclass
+class DemoConfig:
+    """Where the demo writes and the size of what it builds."""
+
+    output: str
+    seq_len: int
+    vocab_size: int
+    workers: int
+
+
+def add_arguments(demo: argparse.ArgumentParser) -> None:
+    """The options of ``demo``."""
+    demo.add_argument("--output", "-o", default="demo-output", help="directory for corpus, tokenizer and result")
+    demo.add_argument("--seq-len", type=positive, default=2048, help="tokens per packed row (default: 2048)")
+    demo.add_argument("--vocab-size", type=positive, default=16384, help="tokenizer vocabulary (default: 16384)")
+    demo.add_argument("--workers", type=positive, default=1, help="local worker processes (default: 1)")
+    demo.add_argument("--no-progress", action="store_true", help="no live progress line")
+    demo.add_argument("--verbose", "-v", action="store_true", help="show Beam's own log messages")
+
+
+def config_from_args(args: argparse.Namespace, command_line: list[str]) -> DemoConfig:
+    """The config the parsed options describe."""
+    return DemoConfig(output=args.output, seq_len=args.seq_len, vocab_size=args.vocab_size, workers=args.workers)
 
 
 def write_corpus(directory: str) -> list[str]:
@@ -50,27 +86,24 @@ def _training_texts(paths: list[str]) -> list[str]:
     return texts
 
 
-def run_demo(args: argparse.Namespace, beam_args: list[str], run_prepare: Callable) -> int:
-    """Build the corpus and tokenizer (once), run prepare, print where everything is."""
-    from pipelines.prepare import PrepareConfig
-    from transforms.report.summary import summary_table
-
-    out = args.output
+def launch(cfg: DemoConfig, beam_args: list[str], show_progress: bool) -> int:
+    """Build the corpus and tokenizer (once), run prepare, print where everything is; the exit code."""
+    out = cfg.output
     corpus_dir = os.path.join(out, "corpus")
-    tok_path = os.path.join(out, f"tokenizer-{args.vocab_size}.json")
+    tok_path = os.path.join(out, f"tokenizer-{cfg.vocab_size}.json")
     result = os.path.join(out, "result")
     t0 = time.time()
     print(f"tokenmill demo: corpus from {stdlib_root()} -> {corpus_dir}", file=sys.stderr)
     paths = write_corpus(corpus_dir)
     if not os.path.exists(tok_path):
-        print(f"tokenmill demo: training a {args.vocab_size}-token byte-level BPE -> {tok_path}", file=sys.stderr)
-        train_byte_level_bpe(_training_texts(paths), args.vocab_size).save(tok_path)
+        print(f"tokenmill demo: training a {cfg.vocab_size}-token byte-level BPE -> {tok_path}", file=sys.stderr)
+        train_byte_level_bpe(_training_texts(paths), cfg.vocab_size).save(tok_path)
     print(f"tokenmill demo: ready in {time.time() - t0:.1f}s; running prepare", file=sys.stderr)
     argv = ["tokenmill", "prepare", "--input", f"{corpus_dir}/*.jsonl*", "--tokenizer", tok_path,
-            "--seq-len", str(args.seq_len), "--output", result, "--overwrite"]
-    cfg = PrepareConfig(inputs=[f"{corpus_dir}/*.jsonl*"], output=result, tokenizer=tok_path, seq_len=args.seq_len,
-                        workers=args.workers, overwrite=True, argv=argv)
-    manifest = run_prepare(cfg, beam_args, not args.no_progress)
+            "--seq-len", str(cfg.seq_len), "--output", result, "--overwrite"]
+    prepare_cfg = prepare.PrepareConfig(inputs=[f"{corpus_dir}/*.jsonl*"], output=result, tokenizer=tok_path,
+                                        seq_len=cfg.seq_len, workers=cfg.workers, overwrite=True, argv=argv)
+    manifest = run_with_progress(prepare.run, prepare_cfg, beam_args, show_progress)
     print(summary_table(manifest, result), file=sys.stderr)
     print(f"shards:   {os.path.abspath(result)}/shards/")
     print(f"manifest: {os.path.abspath(result)}/manifest.json")

@@ -8,35 +8,44 @@ process. Writes ``report.json`` (schema: ``transforms.tokenize.evaluation``) and
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
-import apache_beam as beam
 import fsspec
 import numpy as np
 
-from pipelines.prepare import beam_options, local_runner
-from transforms.gather import read_pickle, write_pickle
+from pipelines.arguments import EPILOG_BEAM, add_format_and_text_field, positive
+from pipelines.runner import pipeline, run_with_progress
 from transforms.read.sources import expand_inputs, plan_splits
 from transforms.tokenize.evaluation import (
     STAT_FIELDS,
     TokenizerEvalError,
     TokenizerInfo,
     corpus_section,
-    group_keys,
     load_tokenizer,
     magikarp,
     parity,
     qtok,
     read_parallel,
-    text_stats,
+    summary_table,
     tokenizer_names,
     vocabulary_section,
 )
 from transforms.tokenize.eval_report import render_html
 
+HELP = "compare tokenizers: compression per language and source, parity premium, vocabulary checks"
+DESCRIPTION = ("Run every tokenizer over the inputs (a Beam pipeline; language identified per document) and report "
+               "bytes/token, chars/token, fertility, NSL (vs the first tokenizer), vocabulary utilisation and token "
+               "lengths, overall, per source file and per language; the parity premium per language on aligned "
+               "--parallel records; Magikarp-style checks (round-trip failures, partial-UTF-8 and unreachable "
+               "tokens) and Qtok-style vocabulary classes. Writes report.json and a self-contained report.html "
+               "under --output.")
+EPILOG = EPILOG_BEAM
+BEAM = True
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
 
@@ -56,71 +65,36 @@ class EvalConfig:
     overwrite: bool = False
 
 
-class _EvalSplit(beam.DoFn):
-    """One split → ((group, tokenizer index), stats array) and (("counts", tokenizer index), bincount)."""
-
-    def __init__(self, names: list[str], jsons: list[str], text_field: str, split_budget: int | None,
-                 progress_dir: str | None = None) -> None:
-        self.names, self.jsons, self.text_field, self.split_budget = names, jsons, text_field, split_budget
-        self.progress_dir = progress_dir
-
-    def setup(self) -> None:
-        """Load the tokenizers and the language model once per worker."""
-        from transforms.filter.langid import LanguageIdentifier
-        from transforms.report.progress import ProgressWriter
-
-        self.infos = [load_tokenizer(n, n, j) for n, j in zip(self.names, self.jsons)]
-        self.langid = LanguageIdentifier()
-        self.progress = ProgressWriter(self.progress_dir)
-
-    def process(self, split: Any) -> Iterator[tuple[tuple[Any, int], np.ndarray]]:
-        """Read, identify and tokenize the split's documents; emit its sums."""
-        from transforms.read.readers import read_split
-
-        stats: dict[tuple[str, int], np.ndarray] = {}
-        counts = [np.zeros(info.vocab_size, dtype=np.int64) for info in self.infos]
-        used = 0
-        for batch in read_split(split, text_field=self.text_field, id_field="id"):
-            texts = batch.texts
-            self.progress.add(records=batch.records, bytes=batch.bytes_read, docs=len(texts))
-            if self.split_budget is not None:
-                keep = []
-                for t in texts:
-                    n = len(t.encode("utf-8"))
-                    if used + n > self.split_budget:
-                        break
-                    used += n
-                    keep.append(t)
-                texts = keep
-            if not texts:
-                break
-            base = text_stats(texts)
-            groups = [group_keys(split.url, lang) for lang, _ in self.langid.identify_batch(texts)]
-            for k, info in enumerate(self.infos):
-                encs = info.tokenizer.encode_batch(list(texts), add_special_tokens=False)
-                for j, (e, gs) in enumerate(zip(encs, groups)):
-                    row = np.append(base[j], len(e.ids))
-                    for g in gs:
-                        acc = stats.get((g, k))
-                        if acc is None:
-                            stats[(g, k)] = row.copy()
-                        else:
-                            acc += row
-                ids = np.fromiter((i for e in encs for i in e.ids), dtype=np.int64)
-                counts[k] += np.bincount(ids, minlength=info.vocab_size)[: info.vocab_size]
-            if self.split_budget is not None and len(texts) < len(batch.texts):
-                break
-        yield from stats.items()
-        for k, c in enumerate(counts):
-            yield ("counts", k), c
+def add_arguments(ev: argparse.ArgumentParser) -> None:
+    """The options of ``eval-tokenizer``."""
+    ev.add_argument("--tokenizer", "-t", action="append", required=True, metavar="PATH",
+                    help="HF tokenizer.json (local path or fsspec URL); repeat for more; named by file stem; the "
+                         "first is the NSL baseline")
+    ev.add_argument("--input", "-i", action="append", required=True, metavar="PATH",
+                    help="file, glob, directory or fsspec URL; repeat for more. Same formats as prepare's --input")
+    add_format_and_text_field(ev)
+    ev.add_argument("--parallel", action="append", default=[], metavar="GLOB",
+                    help='JSONL of aligned texts, one record a line: {"id": ..., "texts": {"en": "...", '
+                         '"de": "..."}}; repeat for more')
+    ev.add_argument("--reference-lang", default="en",
+                    help="language the parity premium is relative to (default: en)")
+    ev.add_argument("--output", "-o", required=True, metavar="DIR",
+                    help="directory for report.json and report.html (local or fsspec URL)")
+    ev.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    ev.add_argument("--max-bytes", type=positive, default=None, metavar="N",
+                    help="read at most about N bytes of document text, shared equally among the input splits "
+                         "(default: all)")
+    ev.add_argument("--no-progress", action="store_true", help="no live progress line, even on a terminal")
+    ev.add_argument("--verbose", "-v", action="store_true", help="show Beam's own log messages")
 
 
-def _sum_arrays(values: Any) -> np.ndarray:
-    """Sum of equally shaped int64 arrays (a CombineFn-compatible callable)."""
-    total = None
-    for v in values:
-        total = np.array(v, dtype=np.int64) if total is None else total + v
-    return total
+def config_from_args(args: argparse.Namespace, command_line: list[str]) -> EvalConfig:
+    """The config the parsed options describe."""
+    return EvalConfig(
+        tokenizers=args.tokenizer, inputs=args.input, output=args.output, text_field=args.text_field,
+        input_format=args.input_format, parallel=args.parallel, reference_lang=args.reference_lang,
+        max_bytes=args.max_bytes, overwrite=args.overwrite,
+    )
 
 
 def check_output(output: str, overwrite: bool) -> None:
@@ -133,17 +107,22 @@ def check_output(output: str, overwrite: bool) -> None:
 def corpus_pass(cfg: EvalConfig, infos: list[TokenizerInfo], beam_args: list[str],
                 progress_dir: str | None = None) -> dict[tuple[Any, int], Any]:
     """Run the Beam corpus pass; returns the summed arrays keyed by (group or "counts", tokenizer index)."""
+    import apache_beam as beam  # for a run, not for --help
+
+    from pipelines.eval_corpus import EvalSplit, sum_arrays
+    from transforms.gather import read_pickle, write_pickle
+
     files = expand_inputs(cfg.inputs, cfg.input_format)
     splits = [s for i, f in enumerate(files) for s in plan_splits(i, f)]
     budget = None if cfg.max_bytes is None else max(1, cfg.max_bytes // max(1, len(splits)))
     fs, root = fsspec.core.url_to_fs(cfg.output)
     fs.makedirs(root, exist_ok=True)
     parts_url = f"{cfg.output.rstrip('/')}/_eval_parts_{uuid.uuid4().hex}.pkl"
-    fn = _EvalSplit([i.name for i in infos], [i.json_text for i in infos], cfg.text_field, budget, progress_dir)
+    fn = EvalSplit([i.name for i in infos], [i.json_text for i in infos], cfg.text_field, budget, progress_dir)
     try:
-        with beam.Pipeline(runner=local_runner(beam_args, 1), options=beam_options(beam_args, 1)) as p:
+        with pipeline(beam_args, 1) as p:
             _ = (p | "Splits" >> beam.Create(splits) | "Reshuffle" >> beam.Reshuffle()
-                 | "Evaluate" >> beam.ParDo(fn) | "Sum" >> beam.CombinePerKey(_sum_arrays)
+                 | "Evaluate" >> beam.ParDo(fn) | "Sum" >> beam.CombinePerKey(sum_arrays)
                  | "Gather" >> beam.combiners.ToList() | "Write" >> beam.Map(write_pickle, parts_url))
         parts = read_pickle(parts_url)
     finally:
@@ -183,3 +162,10 @@ def run(cfg: EvalConfig, beam_args: list[str] | None = None, progress_dir: str |
     with fsspec.open(f"{out}/{REPORT_JSON}", "w", encoding="utf-8") as fh:  # last: its presence means done
         fh.write(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
     return report
+
+
+def launch(cfg: EvalConfig, beam_args: list[str], show_progress: bool) -> int:
+    """Run as ``tokenmill eval-tokenizer`` does (a progress line on a terminal, the summary on stderr); the exit
+    code."""
+    print(summary_table(run_with_progress(run, cfg, beam_args, show_progress), cfg.output), file=sys.stderr)
+    return 0

@@ -6,7 +6,9 @@ writing one file, so it streams in one process. Memory holds one batch of rows p
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 from dataclasses import dataclass
 
 from transforms.export.megatron import (
@@ -14,9 +16,19 @@ from transforms.export.megatron import (
     IndexedDatasetWriter,
     check_output_prefix,
     choose_dtype,
-    iter_token_blocks,
-    load_packed_source,
+    summary_table,
 )
+from transforms.export.packed_source import iter_token_blocks, load_packed_source
+
+HELP = "write a prepare output as a Megatron-LM indexed dataset (PREFIX.bin + PREFIX.idx)"
+DESCRIPTION = ("Rebuild the documents of a finished prepare output (shards in manifest order, padding dropped, each "
+               "document ending with its EOS, BOS kept if configured) and write them as Megatron-LM's "
+               "MMapIndexedDataset, one sequence and one document each, as preprocess_data.py --append-eod writes "
+               "them. Streams: .bin is written as the shards are read. Both files are written under temporary names "
+               "and renamed into place at the end. Real tokens after the last EOS are exported as one more document "
+               "and reported as incomplete.")
+EPILOG = None
+BEAM = False  # no Beam here: an unknown option is a typo, not a pipeline option
 
 
 @dataclass
@@ -27,6 +39,24 @@ class ExportConfig:
     output: str
     dtype: str = "auto"
     overwrite: bool = False
+
+
+def add_arguments(exp: argparse.ArgumentParser) -> None:
+    """The options of ``export-megatron``."""
+    exp.add_argument("out_dir", metavar="OUT_DIR", help="a finished tokenmill prepare output directory "
+                                                        "(with manifest.json; local or fsspec URL)")
+    exp.add_argument("--output", "-o", required=True, metavar="PREFIX",
+                     help="local path prefix of the dataset: writes PREFIX.bin and PREFIX.idx (Megatron's "
+                          "--data-path PREFIX)")
+    exp.add_argument("--dtype", choices=("auto", "uint16", "int32"), default="auto",
+                     help="token dtype in PREFIX.bin; auto (default): Megatron's rule, uint16 if the tokenizer has "
+                          "fewer than 65500 ids, else int32")
+    exp.add_argument("--overwrite", action="store_true", help="replace an existing PREFIX.bin / PREFIX.idx")
+
+
+def config_from_args(args: argparse.Namespace, command_line: list[str]) -> ExportConfig:
+    """The config the parsed options describe."""
+    return ExportConfig(out_dir=args.out_dir, output=args.output, dtype=args.dtype, overwrite=args.overwrite)
 
 
 def run(cfg: ExportConfig) -> ExportSummary:
@@ -45,3 +75,9 @@ def run(cfg: ExportConfig) -> ExportSummary:
         bin_path=writer.bin_path, idx_path=writer.idx_path, bin_bytes=os.path.getsize(writer.bin_path),
         source=cfg.out_dir, shards=len(source.shards),
     )
+
+
+def launch(cfg: ExportConfig, beam_args: list[str], show_progress: bool) -> int:
+    """Run as ``tokenmill export-megatron`` does (the summary on stderr); the exit code."""
+    print(summary_table(run(cfg)), file=sys.stderr)
+    return 0

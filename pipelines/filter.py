@@ -1,45 +1,62 @@
 """``tokenmill filter``: read → recipe (filters, language, dedup) → kept documents as Parquet → commit manifest.
 
-The same graph as ``prepare`` without tokenizing: every kept document lands in ``documents/`` (id, text as the
-filters left it, source, line/row, meta), every dropped one in ``rejected/`` with its stage and reason.
+The same graph as ``prepare`` (``pipelines.stream_graph``) without tokenizing: every kept document lands in
+``documents/`` (id, text as the filters left it, source, line/row, meta), every dropped one in ``rejected/`` with its
+stage and reason.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import argparse
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from pipelines.prepare import execute, manifest_header, meta_fields, recipe_processes, selection_unit
+from pipelines.arguments import EPILOG_BEAM
+from pipelines.runner import run_with_progress
+from pipelines.stream_job import (
+    JobConfig,
+    add_input_arguments,
+    add_recipe_arguments,
+    add_running_arguments,
+    job_fields,
+    job_summary,
+    recipe_epilog,
+)
 from schemas import manifest as m
+from transforms import hashing
 from transforms.output.guard import claim_output
+from transforms.read.sources import expand_inputs
 from transforms.recipe.files import check_recipe_files
-from transforms.stream.stream import StreamConfig
 from transforms.recipe.recipes import Recipe, load_recipe
-from transforms.read.sources import DEFAULT_STREAM_BYTES, expand_inputs
+
+HELP = "filter and deduplicate a corpus by a recipe: kept documents as Parquet, dropped ones with reasons"
+DESCRIPTION = ("Read every input, apply the recipe (quality filters, language identification, exact and MinHash "
+               "deduplication) and write the kept documents as Parquet under documents/ (id, text as the filters "
+               "left it, source, line/row, meta such as lang), every dropped document under rejected/ with its "
+               "stage and reason, and a manifest (written last). No tokenizer needed.")
+EPILOG = recipe_epilog() + EPILOG_BEAM
+BEAM = True
 
 
-@dataclass
-class FilterConfig:
+@dataclass(kw_only=True)
+class FilterConfig(JobConfig):
     """The filter job as the user configured it."""
 
-    inputs: list[str]
-    output: str
     recipe: str  # a preset name or a recipe YAML file
-    text_field: str = "text"
-    id_field: str = "id"
-    input_format: str | None = None
-    filter_engine: str | None = None  # overrides the recipe's engine
-    emit_modified: bool = False  # write the original text of documents a recipe stage changed under modified/
-    stream_bytes: int = DEFAULT_STREAM_BYTES
-    strict: bool = False
-    overwrite: bool = False
-    workers: int = 1
-    meta_fields: list[str] = field(default_factory=list)  # input fields kept in each document's meta
-    recipe_processes: int | None = None  # processes per worker for the recipe (None: automatic)
-    argv: list[str] = field(default_factory=list)
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of ``filter``."""
+    add_input_arguments(ap)
+    add_recipe_arguments(ap, required=True)
+    add_running_arguments(ap)
+
+
+def config_from_args(args: argparse.Namespace, command_line: list[str]) -> FilterConfig:
+    """The config the parsed options describe (``command_line``: recorded in the manifest)."""
+    return FilterConfig(**job_fields(args, command_line))
 
 
 def fingerprint(cfg: FilterConfig, recipe: Recipe) -> str:
@@ -48,13 +65,15 @@ def fingerprint(cfg: FilterConfig, recipe: Recipe) -> str:
     ident = {k: getattr(cfg, k) for k in keys}
     ident["command"] = "filter"
     ident["recipe"] = recipe.identity()
-    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+    return hashing.fingerprint(ident)
 
 
 def run(cfg: FilterConfig, beam_args: list[str] | None = None,
         progress_dir: str | None = None) -> dict[str, Any] | None:
     """Check everything that can be checked up front, run the pipeline, return the manifest (None for a Dataflow
     template launch)."""
+    from pipelines.stream_graph import execute, manifest_header, selection_unit, stream_config  # Beam: for a run
+
     beam_args = list(beam_args or [])
     started = time.time()
     files = expand_inputs(cfg.inputs, cfg.input_format)
@@ -64,18 +83,13 @@ def run(cfg: FilterConfig, beam_args: list[str] | None = None,
     fp = fingerprint(cfg, recipe)
     check_recipe_files(recipe)
     with claim_output(cfg.output, fp, cfg.overwrite, cfg.argv):
-        return _run_claimed(cfg, beam_args, started, files, recipe, fp, progress_dir)
+        stream_cfg = stream_config(cfg, files, recipe, beam_args, progress_dir, tokenizer=None, seq_len=0,
+                                   shard_rows=0, emit_documents=True)
+        manifest_base = manifest_header(m.DOCUMENTS_FORMAT, "filter", cfg, fp, files, beam_args, stream_cfg)
+        return execute(cfg, files, stream_cfg, manifest_base, fp, beam_args, started)
 
 
-def _run_claimed(cfg: FilterConfig, beam_args: list[str], started: float, files: list, recipe: Recipe, fp: str,
-                 progress_dir: str | None) -> dict[str, Any] | None:
-    """The filter job once its output is claimed."""
-    stream_cfg = StreamConfig(
-        output=cfg.output, tokenizer=None, seq_len=0, shard_rows=0, text_field=cfg.text_field,
-        id_field=cfg.id_field, strict=cfg.strict, progress_dir=progress_dir, recipe=recipe, emit_documents=True,
-        emit_modified=cfg.emit_modified,
-        recipe_processes=recipe_processes(cfg.recipe_processes, recipe, files, beam_args, cfg.workers),
-        meta_fields=meta_fields(cfg.meta_fields, recipe),
-    )
-    manifest_base = manifest_header(m.DOCUMENTS_FORMAT, "filter", cfg, fp, files, beam_args, stream_cfg)
-    return execute(cfg, files, stream_cfg, manifest_base, fp, beam_args, started)
+def launch(cfg: FilterConfig, beam_args: list[str], show_progress: bool) -> int:
+    """Run as ``tokenmill filter`` does (a progress line on a terminal, the summary on stderr); the exit code."""
+    print(job_summary(run_with_progress(run, cfg, beam_args, show_progress), cfg.output), file=sys.stderr)
+    return 0

@@ -8,25 +8,22 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipelines import whole_number
+from pipelines.arguments import whole_number
 from schemas import manifest as m
-from transforms.inspection.output import (
+from transforms.inspection.output import InspectError, OutputDir, open_output
+from transforms.inspection.rows import (
     DEFAULT_MAX_CHARS,
     DOC_MARK,
-    InspectError,
-    OutputDir,
     decoded_rows,
     format_document,
     format_row,
     load_decoder,
-    open_output,
     pick_rows,
-    plural,
     read_rows,
-    summary_text,
     total_rows,
-    verify_output,
 )
+from transforms.inspection.summary import plural, summary_text
+from transforms.inspection.verify import verify_output
 
 DESCRIPTION = (
     "Print a summary of a finished tokenmill prepare or filter output (job, inputs, tokenizer, packing, counts, "
@@ -35,12 +32,14 @@ DESCRIPTION = (
     "documents), and optionally verify every file against the manifest. Exit code: 0, or 1 when --verify finds a "
     "mismatch, 2 when OUTPUT_DIR or an option cannot be used."
 )
-
+HELP = "summarise a prepare/filter output, decode rows, verify checksums and counts"
+EPILOG = None
+BEAM = False  # no Beam here: an unknown option is a typo
 
 _count = whole_number(0)
 
 
-def add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``tokenmill inspect`` (OUTPUT_DIR, --rows, --seed, --tokenizer, --max-chars, --verify)."""
     if parser.description is None:
         parser.description = DESCRIPTION
@@ -64,6 +63,16 @@ def add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
                              "cu_seqlens and padding, and their tokens; rejected/ and modified/ files: their "
                              "records), check the manifest's totals against them, and report files the manifest "
                              "does not list; exit code 1 on any mismatch (default: off)")
+
+
+def config_from_args(args: argparse.Namespace, command_line: list[str]) -> argparse.Namespace:
+    """The parsed options themselves: inspect reads them as they are."""
+    return args
+
+
+def launch(args: argparse.Namespace, beam_args: list[str], show_progress: bool) -> int:
+    """Run as ``tokenmill inspect`` does: the summary, rows and verification on stdout; the exit code."""
+    return run_inspect(args)
 
 
 def run_inspect(args: argparse.Namespace) -> int:

@@ -10,24 +10,37 @@ measured (``documents/``), a prepare output's inputs (from its manifest), and th
 
 from __future__ import annotations
 
+import argparse
 import json
 import posixpath
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import apache_beam as beam
 import fsspec
 
 from pipelines import tokenmill_version
+from pipelines.arguments import EPILOG_BEAM, add_format_and_text_field, positive
+from pipelines.runner import pipeline, run_with_progress
 from schemas import manifest as mf
 from schemas import stats as s
 from schemas.shards import MANIFEST_FILE, read_output_manifest
-from transforms.gather import read_pickle, write_pickle
-from transforms.read.sources import escaped_names, expand_inputs, plan_splits
-from transforms.stats.measures import capped_groups, duplicate_summary
-from transforms.stats.steps import CorpusStats, StatsSpec
 from transforms.errors import TokenmillError
+from transforms.read.sources import escaped_names, expand_inputs, plan_splits
+from transforms.report.summary import key_value_table
+from transforms.stats.measures import capped_groups, duplicate_summary
+
+HELP = "corpus statistics: sizes, length distributions, quality signals, duplicates, frequent lines"
+DESCRIPTION = ("Measure every input in one Beam pass with combinable sketches only (no document leaves its worker): "
+               "documents, bytes, characters, words, lines (and tokens with --tokenizer); distributions of document "
+               "length (count, mean, exact min/max, quantiles within 1%, log-binned histograms) and of the quality "
+               "signals the filters use; breakdowns by metadata fields; the exact-duplicate rate and a HyperLogLog "
+               "distinct count; the most frequent lines. The input may also be a prepare/filter output directory "
+               "(its funnel is added). Writes stats.json (schema: schemas/stats.py) and a self-contained "
+               "report.html under --output.")
+EPILOG = EPILOG_BEAM
+BEAM = True
 
 
 class StatsError(TokenmillError, ValueError):
@@ -49,6 +62,40 @@ class StatsConfig:
     max_groups: int = 100
     workers: int = 1
     overwrite: bool = False
+
+
+def add_arguments(st: argparse.ArgumentParser) -> None:
+    """The options of ``stats``."""
+    st.add_argument("--input", "-i", action="append", required=True, metavar="PATH",
+                    help="file, glob, directory or fsspec URL (repeatable), or one prepare/filter output directory")
+    st.add_argument("--output", "-o", required=True, metavar="DIR",
+                    help="directory for stats.json and report.html (local or fsspec URL)")
+    st.add_argument("--by", action="append", default=[], metavar="FIELDS",
+                    help="break the counts down by these metadata fields, comma-separated (repeatable), e.g. "
+                         "source,lang; 'source' falls back to the input file and 'lang'/'language' to the offline "
+                         "language identifier when the records have no such field")
+    st.add_argument("--tokenizer", default=None, metavar="PATH",
+                    help="also count tokens with this tokenizer (HF tokenizer.json or tiktoken file; default: none)")
+    add_format_and_text_field(st)
+    st.add_argument("--id-field", default="id", help="field/column with the document id (default: id)")
+    st.add_argument("--top-lines", type=int, default=50, metavar="N",
+                    help="report the N most frequent lines (default: 50; 0: none)")
+    st.add_argument("--max-groups", type=positive, default=100, metavar="N",
+                    help="per --by field, keep the N largest values, the rest as (other) (default: 100)")
+    st.add_argument("--workers", type=positive, default=1, help="local worker processes (default: 1)")
+    st.add_argument("--overwrite", action="store_true", help="replace an existing stats.json")
+    st.add_argument("--no-progress", action="store_true", help="no live progress line, even on a terminal")
+    st.add_argument("--verbose", "-v", action="store_true", help="show Beam's own log messages")
+
+
+def config_from_args(args: argparse.Namespace, command_line: list[str]) -> StatsConfig:
+    """The config the parsed options describe."""
+    return StatsConfig(
+        inputs=args.input, output=args.output, by=[b for arg in args.by for b in arg.split(",")],
+        tokenizer=args.tokenizer, text_field=args.text_field, id_field=args.id_field,
+        input_format=args.input_format, top_lines=args.top_lines, max_groups=args.max_groups,
+        workers=args.workers, overwrite=args.overwrite,
+    )
 
 
 def _run_output(inputs: list[str]) -> tuple[list[str], str | None, dict[str, Any] | None]:
@@ -73,7 +120,10 @@ def _run_output(inputs: list[str]) -> tuple[list[str], str | None, dict[str, Any
 
 def run(cfg: StatsConfig, beam_args: list[str] | None = None, progress_dir: str | None = None) -> dict[str, Any]:
     """Measure the inputs; writes ``stats.json`` and ``report.html`` under ``cfg.output``; returns the stats."""
-    from pipelines.prepare import beam_options, local_runner
+    import apache_beam as beam  # for a run, not for --help
+
+    from transforms.gather import read_pickle, write_pickle
+    from transforms.stats.steps import CorpusStats, StatsSpec
     from transforms.tokenize.sampling import common_root
 
     started = time.time()
@@ -100,8 +150,7 @@ def run(cfg: StatsConfig, beam_args: list[str] | None = None, progress_dir: str 
         fs.rm(temp, recursive=True)
     result_url = posixpath.join(temp, "result.pickle")
     try:
-        with beam.Pipeline(runner=local_runner(beam_args, cfg.workers),
-                           options=beam_options(beam_args, cfg.workers)) as p:
+        with pipeline(beam_args, cfg.workers) as p:
             (p
              | "Files" >> beam.Create(list(enumerate(files)))
              | "Splits" >> beam.FlatMapTuple(plan_splits)
@@ -183,7 +232,11 @@ def summary_table(stats: dict[str, Any]) -> str:
         rows.append(("most frequent lines", " | ".join(f"{x['count']:,}× {x['line'][:40]!r}" for x in lines)))
     rows.append(("time", f"{stats[s.K_SECONDS]:.1f} s ({stats[s.K_MB_PER_SECOND] or 0:,.1f} MB/s)"))
     rows.append(("output", f"{stats[s.K_CONFIG]['output'].rstrip('/')}/{s.STATS_JSON}, {s.REPORT_HTML}"))
-    width = max(len(k) for k, _ in rows)
-    line = "-" * min(120, width + 2 + max(len(v) for _, v in rows))
-    return "\n".join([line] + [f"{k:<{width}}  {v}" for k, v in rows] + [line])
+    return key_value_table(rows, max_rule=120)
+
+
+def launch(cfg: StatsConfig, beam_args: list[str], show_progress: bool) -> int:
+    """Run as ``tokenmill stats`` does (a progress line on a terminal, the summary on stderr); the exit code."""
+    print(summary_table(run_with_progress(run, cfg, beam_args, show_progress)), file=sys.stderr)
+    return 0
 

@@ -13,22 +13,43 @@ after the tokenizer.
 
 from __future__ import annotations
 
+import argparse
 import json
 import posixpath
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-import apache_beam as beam
 import fsspec
 
 from pipelines import tokenmill_version
-from transforms.tokenize.sampling import BALANCES, SampleCorpus
-from transforms.read.sources import expand_inputs
-from transforms.tokenize.superbpe import BOUNDARIES, CountChunks, read_chunk_counts, sample_texts, spanning_tokens, superbpe
-from transforms.tokenize.training import END_OF_TEXT, PAD, TokenizerRecipe, train_tokenizer
+from pipelines.arguments import EPILOG_BEAM, byte_size, positive
+from pipelines.runner import pipeline
 from transforms.errors import TokenmillError
+from transforms.read.sources import FORMATS, expand_inputs
+from transforms.report.summary import key_value_table
+from transforms.tokenize.training import (
+    BALANCES,
+    BOUNDARIES,
+    DIGITS,
+    END_OF_TEXT,
+    NORMALIZATIONS,
+    PAD,
+    PRETOKENIZERS,
+    TokenizerRecipe,
+    train_tokenizer,
+)
 
+HELP = "train a byte-level BPE tokenizer on a deterministic sample of a corpus"
+DESCRIPTION = ("Sample the inputs deterministically up to --sample-bytes (a Beam pipeline: bytes per group, then each "
+               "document kept when its seeded hash is under its group's rate; --balance shares the budget equally "
+               "among sources or languages), train a byte-level BPE tokenizer with the chosen pretokenizer, digit "
+               "rule and normalisation, and write a standard tokenizer.json (exactly --vocab-size tokens; special "
+               "tokens first: <|endoftext|> = 0, <|pad|> = 1, then yours) and a card (<output>.card.json) with the "
+               "sample and settings.")
+EPILOG = EPILOG_BEAM
+BEAM = True
 CARD_FORMAT = "tokenmill.tokenizer-card/1"
 
 
@@ -60,6 +81,60 @@ class TrainTokenizerConfig:
     overwrite: bool = False
 
 
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of ``train-tokenizer``."""
+    ap.add_argument("--input", "-i", action="append", required=True, metavar="PATH",
+                    help="file, glob, directory or fsspec URL (repeatable)")
+    ap.add_argument("--input-format", choices=FORMATS, default=None, help="format of every input (default: by name)")
+    ap.add_argument("--text-field", default="text", help="field/column with the document text (default: text)")
+    ap.add_argument("--output", "-o", required=True, help="the tokenizer.json to write (its card goes beside it)")
+    ap.add_argument("--vocab-size", type=positive, required=True, help="tokens in the vocabulary, exactly")
+    ap.add_argument("--pretokenizer", choices=tuple(PRETOKENIZERS), default="gpt4",
+                    help="pretokenization regex: gpt2, gpt4 (cl100k, default), llama3 (the same as cl100k), "
+                         "whitespace")
+    ap.add_argument("--digits", choices=DIGITS, default="none",
+                    help="digit rule before the pretokenizer: none (the preset's), single (each digit alone), "
+                         "l2r3 (groups of three from the left), r2l3 (groups of three from the right: 1 234 567)")
+    ap.add_argument("--normalization", choices=NORMALIZATIONS, default="none",
+                    help="Unicode normalisation applied before pretokenizing (default: none)")
+    ap.add_argument("--special-token", action="append", default=[], metavar="TOKEN",
+                    help="an extra special token (repeatable); ids follow <|endoftext|> = 0 and <|pad|> = 1")
+    ap.add_argument("--sample-bytes", type=byte_size, default=10**9,
+                    help="bytes of text to train on, about (default: 1GB; e.g. 500MB, 2GB)")
+    ap.add_argument("--balance", choices=BALANCES, default="none",
+                    help="share the sample budget equally among input files (source) or identified languages "
+                         "(language); default: none (uniform over documents)")
+    ap.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    ap.add_argument("--min-frequency", type=positive, default=2,
+                    help="a pair must occur this often to be merged (default: 2)")
+    ap.add_argument("--superbpe-transition", type=positive, default=None, metavar="TOKENS",
+                    help="SuperBPE: train ordinary BPE up to this many tokens, then keep merging on the same sample "
+                         "without whitespace pretokenization (digits, punctuation and newlines still cut; the "
+                         "chunks are counted in Beam), so later tokens may span words (default: off)")
+    ap.add_argument("--superbpe-boundaries", choices=BOUNDARIES, default="punctuation",
+                    help="where SuperBPE's stage 2 still cuts the text: punctuation (runs of punctuation and "
+                         "symbols, digits, newlines; the default) or newlines (digits and newlines only: a token "
+                         "may span a whole line of code)")
+    ap.add_argument("--workers", type=positive, default=1,
+                    help="local Beam worker processes for sampling and counting SuperBPE chunks (default: 1)")
+    ap.add_argument("--no-progress", action="store_true",
+                    help="no stage lines on stderr (default: shown on a terminal)")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    ap.add_argument("--verbose", "-v", action="store_true", help="show Beam's own log messages")
+
+
+def config_from_args(args: argparse.Namespace, command_line: list[str]) -> TrainTokenizerConfig:
+    """The config the parsed options describe (stage lines on a terminal unless --no-progress)."""
+    return TrainTokenizerConfig(
+        inputs=args.input, output=args.output, vocab_size=args.vocab_size, pretokenizer=args.pretokenizer,
+        digits=args.digits, normalization=args.normalization, special_tokens=args.special_token,
+        sample_bytes=args.sample_bytes, balance=args.balance, seed=args.seed, text_field=args.text_field,
+        input_format=args.input_format, min_frequency=args.min_frequency,
+        superbpe_transition=args.superbpe_transition, superbpe_boundaries=args.superbpe_boundaries,
+        overwrite=args.overwrite, workers=args.workers, progress=sys.stderr.isatty() and not args.no_progress,
+    )
+
+
 def recipe_of(cfg: TrainTokenizerConfig) -> TokenizerRecipe:
     """The checked tokenizer recipe of a config."""
     specials = tuple(dict.fromkeys((END_OF_TEXT, PAD, *cfg.special_tokens)))
@@ -87,8 +162,6 @@ def recipe_of(cfg: TrainTokenizerConfig) -> TokenizerRecipe:
 def _stage(cfg: TrainTokenizerConfig, started: float, text: str) -> None:
     """One progress line on stderr (with the time since the run started), when the config asks for them."""
     if cfg.progress:
-        import sys
-
         print(f"tokenmill: [{time.time() - started:6.1f}s] {text}", file=sys.stderr, flush=True)
 
 
@@ -96,7 +169,9 @@ def _superbpe(cfg: TrainTokenizerConfig, recipe: TokenizerRecipe, parts: list[di
               beam_args: list[str], run_started: float) -> tuple[Any, dict[str, Any]]:
     """SuperBPE: stage 1 to the transition, the stage-2 chunk counts (Beam), stage 2's merges; the tokenizer and
     what the card records of it."""
-    from pipelines.prepare import beam_options, local_runner
+    import apache_beam as beam
+
+    from transforms.tokenize.superbpe import CountChunks, read_chunk_counts, sample_texts, spanning_tokens, superbpe
 
     started = time.time()
     _stage(cfg, run_started, f"SuperBPE stage 1: BPE to {cfg.superbpe_transition:,} tokens")
@@ -104,7 +179,7 @@ def _superbpe(cfg: TrainTokenizerConfig, recipe: TokenizerRecipe, parts: list[di
     stage1_done = time.time()
     _stage(cfg, run_started, f"SuperBPE: counting the stage-2 chunks ({cfg.superbpe_boundaries} boundaries)")
     prefix = posixpath.join(temp, "chunks", "counts")
-    with beam.Pipeline(runner=local_runner(beam_args, cfg.workers), options=beam_options(beam_args, cfg.workers)) as p:
+    with pipeline(beam_args, cfg.workers) as p:
         (p
          | "Parts" >> beam.Create(parts, reshuffle=False)
          | "CountChunks" >> CountChunks(stage1.to_str(), recipe.digits, cfg.superbpe_boundaries, prefix))
@@ -128,7 +203,10 @@ def _superbpe(cfg: TrainTokenizerConfig, recipe: TokenizerRecipe, parts: list[di
 
 def run(cfg: TrainTokenizerConfig, beam_args: list[str] | None = None) -> dict[str, Any]:
     """Sample, train, write the tokenizer and its card; returns the card."""
-    from pipelines.prepare import beam_options, local_runner
+    import apache_beam as beam  # for a run, not for --help
+
+    from transforms.tokenize.sampling import SampleCorpus
+    from transforms.tokenize.superbpe import sample_texts
 
     started = time.time()
     recipe = recipe_of(cfg)
@@ -146,8 +224,7 @@ def run(cfg: TrainTokenizerConfig, beam_args: list[str] | None = None) -> dict[s
     try:
         _stage(cfg, started, f"sampling up to {cfg.sample_bytes / 1e6:,.0f} MB from {len(files)} input file(s) "
                              f"({sum(f.size for f in files) / 1e6:,.1f} MB), balance {cfg.balance}")
-        with beam.Pipeline(runner=local_runner(beam_args, cfg.workers),
-                           options=beam_options(beam_args, cfg.workers)) as p:
+        with pipeline(beam_args, cfg.workers) as p:
             (p
              | "SampleCorpus" >> SampleCorpus(files, cfg.text_field, cfg.sample_bytes, cfg.balance, cfg.seed,
                                               posixpath.join(temp, "part"))
@@ -238,6 +315,11 @@ def summary_table(card: dict[str, Any]) -> str:
         ("time", f"sample {card['seconds']['sample']} s, train {card['seconds']['train']} s"),
         ("card", card["tokenizer"] + ".card.json"),
     ]
-    width = max(len(k) for k, _ in rows)
-    line = "-" * (width + 2 + max(len(v) for _, v in rows))
-    return "\n".join([line] + [f"{k:<{width}}  {v}" for k, v in rows] + [line])
+    return key_value_table(rows)
+
+
+def launch(cfg: TrainTokenizerConfig, beam_args: list[str], show_progress: bool) -> int:
+    """Run as ``tokenmill train-tokenizer`` does (its stage lines are the config's ``progress``), the summary on
+    stderr; the exit code."""
+    print(summary_table(run(cfg, beam_args)), file=sys.stderr)
+    return 0

@@ -58,14 +58,10 @@ DOCUMENT_SCHEMA = pa.schema(
 
 def document_paths(output_dir: str) -> list[str]:
     """Document file paths of a finished output directory, in manifest order."""
-    import fsspec
+    from schemas.manifest import E_PATH, K_DOCUMENTS
+    from schemas.shards import join_url, read_manifest
 
-    from schemas.manifest import K_DOCUMENTS
-    from schemas.shards import MANIFEST_FILE
-
-    with fsspec.open(f"{output_dir.rstrip('/')}/{MANIFEST_FILE}", "rb") as fh:
-        manifest = json.load(fh)
-    return [f"{output_dir.rstrip('/')}/{d['path']}" for d in manifest.get(K_DOCUMENTS, [])]
+    return [join_url(output_dir, d[E_PATH]) for d in read_manifest(output_dir).get(K_DOCUMENTS, [])]
 
 
 def iter_documents(output_dir: str) -> Iterator[dict[str, Any]]:

@@ -206,6 +206,19 @@ DEDUP_CONSIDERED = "documents_considered"  # documents that reached dedup: not r
 DEDUP_RATE = "duplicate_rate"  # duplicates / documents considered
 K_MODIFIED = "modified"  # modified/ files (original text of documents a recipe stage changed)
 
+# Keys of a file entry (under K_SHARDS, K_DOCUMENTS, K_REJECTED, K_MODIFIED), as the commit step writes them.
+E_PATH, E_ROWS, E_BYTES, E_SHA256 = "path", "rows", "bytes", "sha256"
+E_TOKENS, E_PAD_TOKENS, E_RECORDS, E_BUCKET = "tokens", "pad_tokens", "records", "bucket"
+E_SEQ_LEN = "seq_len"  # a shard entry's own row length (decompose); else the manifest's K_SEQ_LEN
+K_PADDING_FRACTION = "padding_fraction"  # under K_PACKING_STATS
+
+# A decompose curriculum: per row length (a string key), the batch multiplier and the sampling odds a loader uses.
+# It sits under K_PACKING_STATS, or under a manifest's own K_DECOMPOSE section (read first).
+K_DECOMPOSE = "decompose"
+K_CURRICULUM = "curriculum"
+K_BATCH_MULTIPLIERS = "batch_multipliers"
+K_SAMPLING_ODDS = "sampling_odds"
+
 # Fields of a modified/ record (--emit-modified): a kept document whose text a recipe stage changed.
 MOD_SOURCE = "source"
 MOD_LINE = "line"

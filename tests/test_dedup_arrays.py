@@ -141,7 +141,7 @@ def _filter(files, recipe, out):
 
 @pytest.mark.parametrize("spread", [False, True])
 def test_key_files_and_the_shuffle_give_identical_outputs_on_chains(chained, tmp_path, monkeypatch, spread):
-    import pipelines.prepare as prepare_module
+    import pipelines.stream_graph as prepare_module
     from transforms.dedup.steps import FindDuplicates
 
     files, recipe, records = chained

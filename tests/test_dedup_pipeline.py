@@ -18,7 +18,8 @@ from tests.conftest import documents_from_shards, eos_of, hf_ids, prepare, shard
 from tests.test_dedup import _edit
 from transforms.output.commit import dedup_summary
 from transforms.dedup.keys import jaccard
-from transforms.inspection.output import open_output, verify_output
+from transforms.inspection.output import open_output
+from transforms.inspection.verify import verify_output
 
 RECIPE = "dedup: {exact: true, minhash: {ngram: 5, bands: 14, rows: 8}}\n"
 
@@ -111,7 +112,7 @@ def test_reruns_and_two_workers_give_identical_bytes(planted, deduped, tokenizer
 def test_clusters_joined_over_the_workers_give_identical_bytes(planted, deduped, tokenizer_path, tmp_path,
                                                                 monkeypatch):
     """On remote runners MinHash clusters are joined by SpreadClusters, not in one place: the same output."""
-    import pipelines.prepare as prepare_module
+    import pipelines.stream_graph as prepare_module
     from transforms.dedup.steps import FindDuplicates
 
     files, recipe, _, _ = planted

@@ -16,14 +16,8 @@ from pipelines import cli
 from schemas import manifest as m
 from schemas.shards import SHARD_SCHEMA
 from tests.conftest import eos_of, hf_ids, prepare, write_jsonl
-from transforms.export.megatron import (
-    DTYPE_CODES,
-    ExportError,
-    choose_dtype,
-    document_ends,
-    read_megatron,
-    read_megatron_index,
-)
+from transforms.export.megatron import DTYPE_CODES, ExportError, choose_dtype, read_megatron, read_megatron_index
+from transforms.export.packed_source import document_ends
 
 SEQ = 64
 LITERAL_EOS_TEXT = "a text that quotes <|endoftext|> in the middle, and goes on after it"
@@ -275,7 +269,8 @@ def test_damaged_shard_is_named(tmp_path, capsys):
 
 
 def test_batches_of_any_size_give_the_same_bytes(packed, tmp_path):
-    from transforms.export.megatron import IndexedDatasetWriter, iter_token_blocks, load_packed_source
+    from transforms.export.megatron import IndexedDatasetWriter
+    from transforms.export.packed_source import iter_token_blocks, load_packed_source
 
     assert export(packed, tmp_path / "whole") == 0
     source = load_packed_source(str(packed))

@@ -32,11 +32,11 @@ def _datatrove_directly(recipe, texts):
     """datatrove's own pipeline steps chained on the documents (not our wrapper): the kept documents."""
     from datatrove.data import Document
 
-    from transforms.filter.chain import _datatrove_filter
+    from transforms.filter.registry import datatrove_filter
 
     data = (Document(text=t, id=str(i)) for i, t in enumerate(texts))
     for stage in recipe.filters:
-        data = _datatrove_filter(stage).run(data, rank=0, world_size=1)
+        data = datatrove_filter(stage).run(data, rank=0, world_size=1)
     return {d.id: d.text for d in data}
 
 
@@ -70,7 +70,7 @@ def test_first_dropping_stage_ends_the_chain():
 
 @pytest.mark.parametrize("preset", ["fineweb", "gopher", "c4"])
 def test_fast_engine_makes_the_same_decisions_and_text_as_datatrove(preset, varied_corpus):
-    from transforms.filter.fast import FastEngine
+    from transforms.filter.chain import FastEngine
 
     recipe = load_recipe(preset)
     ids = [str(i) for i in range(len(varied_corpus))]
@@ -86,7 +86,7 @@ def test_fast_engine_agrees_for_other_languages(varied_corpus, language):
     """Stages set to another language use that language's fast word splitter: still datatrove's decisions."""
     from dataclasses import replace
 
-    from transforms.filter.fast import FastEngine
+    from transforms.filter.chain import FastEngine
     from transforms.filter.words import WordSplitter
 
     recipe = load_recipe("fineweb")
@@ -99,7 +99,7 @@ def test_fast_engine_agrees_for_other_languages(varied_corpus, language):
 
 
 def test_fast_engine_with_changed_parameters_agrees_too(varied_corpus):
-    from transforms.filter.fast import FastEngine
+    from transforms.filter.chain import FastEngine
 
     recipe = parse_recipe({"filters": [
         {"name": "gopher_repetition", "params": {"top_n_grams": [[2, 0.1]], "dup_n_grams": [[3, 0.05]],
@@ -182,7 +182,7 @@ def test_ngram_core_rejects_wrong_buffers():
 
 
 def test_language_stage_keeps_wanted_languages_in_both_engines(ml_texts):
-    from transforms.filter.fast import FastEngine
+    from transforms.filter.chain import FastEngine
 
     german = "Das ist ein deutscher Text über das Wetter, die Berge und die Menschen in der Stadt. " * 3
     french = "Ceci est un texte français sur le temps, les montagnes et les gens de la ville. " * 3
@@ -203,8 +203,8 @@ def test_fast_gopher_repetition_agrees_on_random_repetitive_texts(monkeypatch):
     from datatrove.pipeline.filters import GopherRepetitionFilter
 
     from transforms.filter import ngrams
-    from transforms.filter.fast import GopherRepetition
-    from transforms.recipe.recipes import STAGES
+    from transforms.filter.registry import STAGES
+    from transforms.filter.stages.gopher_repetition import GopherRepetition
     from transforms.filter.words import WordSplitter
 
     rng = random.Random(11)
@@ -250,7 +250,7 @@ def test_fast_engine_never_imports_spacy():
     import importlib.metadata
     import json
 
-    from transforms.filter.words import RULES_DIR
+    from transforms.filter.spacy_tables import RULES_DIR
 
     if json.loads((RULES_DIR / "en.json").read_text())["spacy"] != importlib.metadata.version("spacy"):
         pytest.skip("the shipped table is for another spaCy: spaCy is read here")

@@ -11,19 +11,12 @@ import shutil
 import pytest
 
 from pipelines import cli
-from pipelines.inspect_output import add_inspect_arguments, run_inspect
+from pipelines.inspect_output import add_arguments as add_inspect_arguments, run_inspect
 from schemas import manifest as m
 from tests.conftest import write_jsonl
-from transforms.inspection.output import (
-    DOC_MARK,
-    decoded_rows,
-    load_decoder,
-    open_output,
-    pick_rows,
-    rejection_key,
-    row_segments,
-    shorten,
-)
+from transforms.inspection.output import open_output
+from transforms.inspection.rows import DOC_MARK, decoded_rows, load_decoder, pick_rows, row_segments, shorten
+from transforms.inspection.verify import rejection_key
 
 SEQ_LEN = 128
 

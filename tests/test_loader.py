@@ -14,6 +14,7 @@ import pytest
 
 from schemas import loader
 from schemas.loader import PackedShardDataset
+from schemas.loader import dataset as loader_dataset
 from schemas.manifest import MANIFEST_FORMAT
 from schemas.shards import INPUT_IDS_LEAF, SHARD_SCHEMA, iter_packed_rows
 from tests.conftest import write_jsonl
@@ -268,7 +269,7 @@ def test_long_rows_across_windows(tmp_path):
 
 
 def test_batch_arrays_are_reused_only_when_no_batch_holds_them(prepared, truth, monkeypatch):
-    monkeypatch.setattr(loader, "_CHUNK_TOKENS", 4 * 8 * SEQ_LEN)  # batch arrays for 4 batches at a time
+    monkeypatch.setattr(loader_dataset, "_CHUNK_TOKENS", 4 * 8 * SEQ_LEN)  # batch arrays for 4 batches at a time
     held = list(PackedShardDataset(prepared, seed=2, shuffle_window=2).batches(8))
     assert len({id(b["input_ids"].base) for b in held}) >= len(held) // 4
     for batch in held:  # nothing held was overwritten

@@ -12,7 +12,8 @@ from schemas import manifest as m
 from schemas.documents import iter_documents
 from tests.conftest import write_jsonl
 from transforms.filter.chain import DatatroveEngine, run_chain
-from transforms.recipe.recipes import RecipeError, parse_recipe
+from transforms.recipe.errors import RecipeError
+from transforms.recipe.recipes import parse_recipe
 
 PAGE = "\n".join(f"This is line {i} of a perfectly ordinary page about gardening and tomatoes." for i in range(8))
 

@@ -16,9 +16,12 @@ import pytest
 from pipelines import cli
 from schemas import manifest as m
 from schemas.shards import LOCK_FILE, TEMP_DIR
+from schemas.stream_result import StreamResult
 from tests.test_bad_input import good_jsonl, manifest_of, run_main
 from transforms.output.commit import IncompleteResultError, check_complete, commit, stream_plan
-from transforms.output.guard import OutputError, acquire_lock, claim_output
+from transforms.output.guard import claim_output
+from transforms.output.location import OutputError
+from transforms.output.lock import acquire_lock
 from transforms.read.sources import InputFile, plan_streams
 
 
@@ -177,11 +180,10 @@ def _plan(tmp_path, n_files: int = 3):
     return files, [stream_plan(s) for s in streams]
 
 
-def _result(stream: int) -> dict:
+def _result(stream: int) -> StreamResult:
     from schemas.manifest import Counts
 
-    return {"stream": stream, "counts": Counts().to_dict(), "shards": [], "documents": [], "rejected": [],
-            "modified": [], "backend": None, "backend_note": "", "inputs": []}
+    return StreamResult(stream=stream, counts=Counts())
 
 
 def test_the_commit_refuses_a_missing_and_a_repeated_stream_naming_them(tmp_path):
@@ -214,7 +216,7 @@ def test_the_commit_refuses_a_plan_that_leaves_part_of_an_input_unread(tmp_path)
     for drop in (len(planned) - 1, 1):  # the tail of the file, a range in the middle
         holed = [(i, splits) for i, splits in planned if i != drop]
         with pytest.raises(IncompleteResultError, match=f"does not cover input '{path}'"):
-            check_complete([r for r in results if r["stream"] != drop], holed, inputs)
+            check_complete([r for r in results if r.stream != drop], holed, inputs)
     with pytest.raises(IncompleteResultError, match="never-planned"):
         check_complete(results, planned, inputs + [{"url": "never-planned.jsonl", "format": "jsonl", "size": 5}])
 

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.pack.packers import ConcatPacker, PackedRows
+from transforms.pack.packers import ConcatPacker
+from transforms.pack.rows import PackedRows
 
 EOS = 0
 PAD = 1

@@ -141,7 +141,7 @@ def test_shuffle_is_a_permutation_identical_across_runs_and_workers(tmp_path, co
 def test_shuffle_through_the_runner_writes_the_same_bytes_as_through_part_files(tmp_path, corpus, tokenizer_path,
                                                                                  monkeypatch):
     """Remote runners send the shuffle's parts through the runner's shuffle (no part files): same shards."""
-    import pipelines.prepare as prepare_module
+    import pipelines.stream_graph as prepare_module
     from transforms.pack.shuffle_steps import ShuffleRows
 
     base = ["--seq-len", "128", "--shard-rows", "50", "--shuffle-seed", "7", "--loss-mask", "boundaries"]

@@ -147,7 +147,7 @@ def test_hf_backend_gives_identical_shards(baseline, corpus, tokenizer_path, tmp
 
 def test_planning_on_the_workers_gives_identical_shards(baseline, corpus, tokenizer_path, tmp_path, monkeypatch):
     """Big inputs are planned by the workers (a shuffle more), small ones by the launcher: same plan, same bytes."""
-    import pipelines.prepare as prep
+    import pipelines.stream_graph as prep
 
     out, manifest = baseline
     d, _ = corpus

@@ -8,7 +8,9 @@ import json
 
 import pytest
 
-from transforms.recipe.recipes import DATATROVE, FAST, PRESETS, STAGES, MinHash, RecipeError, load_recipe, parse_recipe
+from transforms.filter.registry import STAGES
+from transforms.recipe.errors import RecipeError
+from transforms.recipe.recipes import DATATROVE, FAST, PRESETS, MinHash, load_recipe, parse_recipe
 
 
 @pytest.mark.parametrize("name", sorted(n for n, spec in STAGES.items() if spec.datatrove_class))

@@ -11,7 +11,8 @@ from pipelines import cli
 from schemas import manifest as m
 from schemas.documents import iter_documents
 from tests.conftest import write_jsonl
-from transforms.recipe.recipes import RecipeError, parse_recipe
+from transforms.recipe.errors import RecipeError
+from transforms.recipe.recipes import parse_recipe
 
 
 def _recipe(**sections):
@@ -228,7 +229,7 @@ def test_a_token_budget_tokenizes_each_document_once(tmp_path, ml_texts, tokeniz
     once = run("once")
     read = document_writer.read_documents
     monkeypatch.setattr(document_writer, "read_documents", lambda url: ((b, None) for b, _ in read(url)))
-    monkeypatch.setattr("transforms.stream.stream.read_documents", document_writer.read_documents)
+    monkeypatch.setattr("transforms.stream.staged.read_documents", document_writer.read_documents)
     twice = run("twice")
     kept = json.loads((tmp_path / "once" / "manifest.json").read_text())[m.K_COUNTS]["docs_written"]
     assert once == len(texts) and twice == len(texts) + kept  # pass 2 re-encoded the kept documents only when told

@@ -13,8 +13,10 @@ import pytest
 from pipelines import cli
 from tests.conftest import write_jsonl
 from transforms.filter.chain import run_chain
+from transforms.filter.stage import StageRule, Verdict
 from transforms.recipe.work import RecipeRunner, RecipeWork
-from transforms.recipe.recipes import RecipeError, parse_recipe
+from transforms.recipe.errors import RecipeError
+from transforms.recipe.recipes import parse_recipe
 from transforms.recipe.limits import StageClock, compile_search, re2_pattern
 
 CATASTROPHIC = r"^(a+)+$"  # exponential backtracking in re on 'a'*40 + 'b'
@@ -73,18 +75,18 @@ def test_a_regex_past_the_limit_on_re_is_rejected_and_the_rest_kept(processes):
         (False, "regex", "regex"), (False, "regex", "timeout"), (True, None, None), (False, "regex", "regex")]
 
 
-class _Spin:
+class _Spin(StageRule):
     """A pure-Python stage that never ends on texts starting with 'spin'."""
 
-    def run(self, text):
+    def check(self, text, fields):
         while text.startswith("spin"):
             pass
-        return True, None, text.upper()
+        return Verdict(True, text=text.upper())
 
 
-class _Mark:
-    def run(self, text):
-        return True, None, text + "!"
+class _Mark(StageRule):
+    def check(self, text, fields):
+        return Verdict(True, text=text + "!")
 
 
 def test_a_slow_python_stage_is_stopped_at_the_limit():

@@ -10,7 +10,7 @@ import pytest
 from schemas import manifest as m
 from tests.conftest import documents_from_shards, prepare, shard_bytes, write_jsonl
 from transforms.tokenize import tokenizer as tk
-from transforms.stream.stream import Encoders
+from transforms.tokenize.encoders import Encoders
 
 
 def test_eos_is_found_and_options_resolve(tokenizer_path, hf_tokenizer):

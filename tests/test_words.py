@@ -7,7 +7,8 @@ import itertools
 import pytest
 
 from transforms.read.demo_corpus import demo_records
-from transforms.filter.words import _SPACY_LANGUAGES, WordSplitter
+from transforms.filter.spacy_tables import SPACY_LANGUAGES as _SPACY_LANGUAGES
+from transforms.filter.words import WordSplitter
 
 SPACY_LANGUAGES = sorted(set(_SPACY_LANGUAGES.values()))  # en, de, es, ...
 OTHER_LANGUAGES = [code for code, lang in sorted(_SPACY_LANGUAGES.items()) if len(code) == 3 and lang != "en"]
@@ -228,7 +229,7 @@ def test_bounded_suffix_search_and_letter_skipping_infix_scan_find_the_same_matc
 
     import spacy
 
-    from transforms.filter.words import bounded_suffix_search, letter_skipping_finditer
+    from transforms.filter.spacy_tables import bounded_suffix_search, letter_skipping_finditer
 
     tokenizer = spacy.blank("en").tokenizer
     splitter = WordSplitter("eng")
@@ -254,11 +255,11 @@ def test_bounded_suffix_search_and_letter_skipping_infix_scan_find_the_same_matc
 @pytest.mark.parametrize("language", ["en"])
 def test_shipped_spacy_rules_are_what_the_installed_spacy_gives(language):
     """transforms/filter/spacy_rules/<lang>.json spares each process importing spaCy; it must be spaCy's rules exactly
-    (regenerate with `python -m transforms.filter.words` after changing the pinned spaCy)."""
+    (regenerate with `python -m transforms.filter.spacy_tables` after changing the pinned spaCy)."""
     import importlib.metadata
     import json
 
-    from transforms.filter.words import RULES_DIR, extract_spacy_rules
+    from transforms.filter.spacy_tables import RULES_DIR, extract_spacy_rules
 
     shipped = json.loads((RULES_DIR / f"{language}.json").read_text(encoding="utf-8"))
     if shipped["spacy"] != importlib.metadata.version("spacy"):
@@ -270,7 +271,7 @@ def test_rules_of_another_spacy_version_are_not_used(tmp_path, monkeypatch):
     import importlib.metadata
     import json
 
-    import transforms.filter.words as words_module
+    import transforms.filter.spacy_tables as words_module
 
     stale = {"spacy": "0.0.1", "language": "en", "rules": {}, "special_patterns": []}
     (tmp_path / "en.json").write_text(json.dumps(stale))
@@ -284,7 +285,7 @@ def test_tables_of_other_languages_are_derived_once_and_cached(tmp_path, monkeyp
     import importlib.metadata
     import json
 
-    import transforms.filter.words as words_module
+    import transforms.filter.spacy_tables as words_module
 
     monkeypatch.setenv("TOKENMILL_CACHE_DIR", str(tmp_path))
     cached = tmp_path / "spacy_rules" / importlib.metadata.version("spacy") / "de.json"

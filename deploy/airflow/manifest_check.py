@@ -6,13 +6,11 @@ A quick look at manifest.json alone (no shard is opened), for a task right after
 
 from __future__ import annotations
 
-import json
-import posixpath
 from typing import Any
 
 from schemas import manifest as m
-from schemas.shards import MANIFEST_FILE
-from transforms.inspection.output import E_PATH, E_ROWS  # keys of a shard entry, as the commit step writes them
+from schemas.manifest import E_PATH, E_ROWS  # keys of a shard entry, as the commit step writes them
+from schemas.shards import MANIFEST_FILE, read_manifest
 
 
 def check_manifest(manifest: dict[str, Any]) -> list[str]:
@@ -72,21 +70,10 @@ def _counts(raw: dict[str, Any]) -> m.Counts:
     return m.Counts.from_dict({k: v for k, v in raw.items() if k in known})
 
 
-def read_manifest(output: str) -> dict[str, Any]:
-    """``<output>/manifest.json`` through fsspec (any URL: gs://, s3://, local); FileNotFoundError names it."""
-    from fsspec.core import url_to_fs
-
-    fs, root = url_to_fs(output)
-    path = posixpath.join(root.rstrip("/"), MANIFEST_FILE)
-    if not fs.exists(path):
-        raise FileNotFoundError(f"{output.rstrip('/')}/{MANIFEST_FILE} does not exist: the job did not finish "
-                                "(the manifest is written last)")
-    with fs.open(path, "rb") as fh:
-        return json.load(fh)
-
-
 def check_output(output: str) -> dict[str, int]:
-    """Fail (ValueError listing every problem) unless ``output`` holds a sane prepare result; else its totals."""
+    """Fail (ValueError listing every problem) unless ``output`` holds a sane prepare result; else its totals.
+
+    ``output``'s manifest.json is read through fsspec (any URL: gs://, s3://, local); FileNotFoundError names it."""
     manifest = read_manifest(output)
     problems = check_manifest(manifest)
     if problems:

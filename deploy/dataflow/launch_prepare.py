@@ -7,7 +7,7 @@ prepare's own options; Beam and Dataflow options (project, region, temp_location
 through unchanged, so the file also runs by hand with prepare's usual options.
 
 Dataflow launches the template with ``--template_location``: Beam then writes the job description instead of
-submitting a job, and prepare returns without waiting (``pipelines.prepare.template_location``); the job starts when
+submitting a job, and prepare returns without waiting (``pipelines.runner.template_location``); the job starts when
 this process has exited, and its last step writes ``manifest.json`` and ``report.html``.
 """
 
@@ -17,8 +17,9 @@ import argparse
 import sys
 from typing import Sequence
 
-from pipelines.cli import add_prepare_arguments, main as tokenmill_main
-from pipelines.prepare import runner_name
+from pipelines import prepare
+from pipelines.cli import main as tokenmill_main
+from pipelines.runner import runner_name
 
 TRUE_WORDS = ("true", "1", "yes")
 FALSE_WORDS = ("false", "0", "no", "")
@@ -28,7 +29,7 @@ LIST_SEPARATOR = ","  # a repeatable option (--input, --meta-field) takes one te
 def prepare_options() -> list[argparse.Action]:
     """prepare's options (not --help), read from the parser the ``tokenmill`` command uses."""
     ap = argparse.ArgumentParser(add_help=False)
-    add_prepare_arguments(ap)
+    prepare.add_arguments(ap)
     return [a for a in ap._actions if a.option_strings]
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # launch_prepare.py beside this file
 
-from pipelines import cli  # noqa: E402
+from pipelines.arguments import positive  # noqa: E402
 from launch_prepare import LIST_SEPARATOR, is_flag, is_repeatable, long_option, prepare_options  # noqa: E402
 
 METADATA = Path(__file__).resolve().parent / "metadata.json"
@@ -53,7 +53,7 @@ def regexes(action: argparse.Action) -> list[str]:
         return [PATTERNS[action.dest]]
     if action.type is int:
         return [INTEGER]
-    if action.type is cli._positive:
+    if action.type is positive:
         return [WHOLE_NUMBER]
     return []
 

@@ -27,8 +27,10 @@ from schemas.shards import (
     SHARDS_DIR,
     TEMP_DIR,
 )
+from schemas.stream_result import StreamResult
 from transforms.output.faults import fault_point
-from transforms.output.guard import COMMIT_JOURNAL, RESULT_DIRS, output_fs, remove_temp, write_json
+from transforms.output.guard import COMMIT_JOURNAL, RESULT_DIRS, remove_temp
+from transforms.output.location import output_fs, write_json
 from transforms.select.scoring import MIN_SCORE
 from transforms.read.sources import Stream
 from transforms.errors import TokenmillError
@@ -41,6 +43,7 @@ class IncompleteResultError(TokenmillError, RuntimeError):
     """The streams' results do not prove that every planned input range was read exactly once."""
 
     PREFIX = "tokenmill: incomplete run: "
+    exit_code = 1  # a failed run, not a setting to fix
 
 
 def stream_plan(stream: Stream) -> tuple[int, list[list[Any]]]:
@@ -48,7 +51,7 @@ def stream_plan(stream: Stream) -> tuple[int, list[list[Any]]]:
     return stream.index, [[s.file_index, s.split_index, s.start, s.end] for s in stream.splits]
 
 
-def check_complete(results: list[dict[str, Any]], planned: list[tuple[int, list[list[Any]]]],
+def check_complete(results: list[StreamResult], planned: list[tuple[int, list[list[Any]]]],
                    inputs: list[dict[str, Any]]) -> None:
     """Raise IncompleteResultError unless every planned stream reported exactly once (and no other did), naming
     the streams missing or repeated, and the plan covers every input file from its start to its end."""
@@ -57,7 +60,7 @@ def check_complete(results: list[dict[str, Any]], planned: list[tuple[int, list[
         raise IncompleteResultError(f"{IncompleteResultError.PREFIX}the plan lists a stream twice")
     seen: dict[int, int] = {}
     for r in results:
-        seen[r["stream"]] = seen.get(r["stream"], 0) + 1
+        seen[r.stream] = seen.get(r.stream, 0) + 1
     missing = sorted(set(plan) - set(seen))
     repeated = sorted(i for i, n in seen.items() if n > 1)
     unplanned = sorted(set(seen) - set(plan))
@@ -88,7 +91,7 @@ def _streams(ids: list[int]) -> str:
     return f"stream{'s' if len(ids) > 1 else ''} {shown}"
 
 
-def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, Any], started: float,
+def commit(results: list[StreamResult], output: str, manifest_base: dict[str, Any], started: float,
            planned: list[tuple[int, list[list[Any]]]], selection: dict[str, Any] | None = None,
            shuffled: list[dict[str, Any]] | None = None) -> dict:
     """Check that every planned stream reported exactly once, journal and rename the temp shards, document files and
@@ -96,7 +99,7 @@ def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, 
     goes)."""
     check_complete(results, planned, manifest_base.get(m.K_INPUTS) or [])
     fs, root = output_fs(output)
-    results = sorted(results, key=lambda r: r["stream"])
+    results = sorted(results, key=lambda r: r.stream)
     placed: dict[str, list[dict[str, Any]]] = {d: [] for d in RESULT_DIRS}
     counts = Counts()
     backends: dict[str, int] = {}
@@ -116,16 +119,16 @@ def commit(results: list[dict[str, Any]], output: str, manifest_base: dict[str, 
         placed[kind].append({"path": rel, **{k: v for k, v in item.items() if k != "temp_url"}})
 
     for r in results:
-        counts.merge(Counts.from_dict(r["counts"]))
-        if r["backend"]:
-            backends[r["backend"]] = backends.get(r["backend"], 0) + 1
-        if r["backend_note"]:
-            notes.append(r["backend_note"])
-        for kind, key in ((SHARDS_DIR, "shards"), (DOCUMENTS_DIR, "documents"), (REJECTED_DIR, "rejected"),
-                          (MODIFIED_DIR, "modified")):
+        counts.merge(r.counts)
+        if r.backend:
+            backends[r.backend] = backends.get(r.backend, 0) + 1
+        if r.backend_note:
+            notes.append(r.backend_note)
+        for kind, items in ((SHARDS_DIR, r.shards), (DOCUMENTS_DIR, r.documents), (REJECTED_DIR, r.rejected),
+                            (MODIFIED_DIR, r.modified)):
             if kind == SHARDS_DIR and shuffled is not None:
                 continue  # the shuffled shards replace the streams' own
-            for item in r.get(key, []):
+            for item in items:
                 place(kind, item)
     for item in shuffled or []:
         place(SHARDS_DIR, item)

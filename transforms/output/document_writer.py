@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas.documents import DOCUMENT_SCHEMA
-from transforms.output.shard_writer import COMPRESSION, _HashingFile
+from transforms.output.shard_writer import COMPRESSION, HashingFile
 
 ROW_GROUP_CHARS = 8 << 20  # of text per row group: bounded memory, whole groups for readers
 TOKENS_COLUMN = "_token_ids"  # staged files only: the document's token ids (no EOS/BOS)
@@ -33,7 +33,7 @@ class DocumentWriter:
         self._pending: list[pa.RecordBatch] = []
         self._pending_chars = 0
         self._writer: pq.ParquetWriter | None = None
-        self._file: _HashingFile | None = None
+        self._file: HashingFile | None = None
 
     def write(self, ids: Sequence[str], texts: Sequence[str], source: str | Sequence[str],
               lines: Sequence[int | None], rows: Sequence[int | None],
@@ -98,7 +98,7 @@ class DocumentWriter:
         if not self._pending:
             return
         if self._writer is None:
-            self._file = _HashingFile(fsspec.open(self.url, "wb").open())
+            self._file = HashingFile(fsspec.open(self.url, "wb").open())
             self._writer = pq.ParquetWriter(self._file, self._schema(), compression=COMPRESSION,
                                             compression_level=3, write_statistics=False)
         self._writer.write_table(pa.Table.from_batches(self._pending))

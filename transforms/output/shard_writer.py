@@ -11,14 +11,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas.shards import INPUT_IDS_LEAF, MASKED_SHARD_SCHEMA, SHARD_SCHEMA
-from transforms.pack.packers import PackedRows
+from transforms.pack.rows import PackedRows
 
 ROW_GROUP_BYTES = 4 << 20  # of input_ids: small groups keep the writer close behind the tokenizer
 COMPRESSION = "zstd"
 COMPRESSION_LEVEL = 1
 
 
-class _HashingFile:
+class HashingFile:
     """A write-only file object that hashes and counts what passes through it."""
 
     def __init__(self, raw: Any) -> None:
@@ -84,7 +84,7 @@ class ShardWriter:
         self._pending: list[PackedRows] = []
         self._pending_rows = 0
         self._writer: pq.ParquetWriter | None = None
-        self._file: _HashingFile | None = None
+        self._file: HashingFile | None = None
         self._shard_rows_written = 0
         self._shard_tokens = 0
         self._shard_pad = 0
@@ -127,7 +127,7 @@ class ShardWriter:
         self._pending_rows = len(rest)
         if self._writer is None:
             url = f"{self.temp_prefix}-{len(self.shards):04d}.parquet"
-            self._file = _HashingFile(fsspec.open(url, "wb").open())
+            self._file = HashingFile(fsspec.open(url, "wb").open())
             self._writer = pq.ParquetWriter(
                 self._file,
                 self.schema,

@@ -1,76 +1,75 @@
 """Packing: turn a stream of tokenized documents into rows of exactly ``seq_len`` tokens.
 
-Pure numpy; no Beam. A packer takes documents (each already ending in EOS) in stream order and returns
-``PackedRows``; ``finish()`` pads the last partial row. Packers are swappable: anything with ``add`` and
-``finish`` works in the stream writer.
+Pure numpy; no Beam. Every packer has one interface (``Packer``): ``pack`` takes documents (each already ending
+in EOS) in stream order and returns ``Packed`` (rows by row length, the documents left without a row, the tokens
+left out); ``flush`` returns the last rows. Each packer's own ``add`` (and ``finish``) is its algorithm, tested
+apart; ``PackingSpec.packer`` makes the one a job asks for.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 
+from transforms.pack.rows import PackedRows, rows_from_segments
+
 
 @dataclass
-class PackedRows:
-    """A block of packed rows: ids (n, seq_len), cu_seqlens as flat values + offsets, and padding per row."""
+class Packed:
+    """What a packer gives back for a batch of documents (or at the end): the same for every packer."""
 
-    input_ids: np.ndarray  # (n, seq_len) uint32
-    cu_values: np.ndarray  # int32, all rows' cu_seqlens concatenated
-    cu_offsets: np.ndarray  # int64, (n + 1,), row i's cu_seqlens = cu_values[cu_offsets[i]:cu_offsets[i + 1]]
-    num_pad: np.ndarray  # (n,) int32
-    loss_mask: np.ndarray | None = None  # (n, seq_len) uint8, when the job writes one
-
-    def __len__(self) -> int:
-        return int(self.input_ids.shape[0])
-
-    @classmethod
-    def empty(cls, seq_len: int) -> "PackedRows":
-        """No rows."""
-        return cls(
-            np.empty((0, seq_len), np.uint32), np.empty(0, np.int32), np.zeros(1, np.int64), np.empty(0, np.int32)
-        )
-
-    def slice(self, start: int, stop: int) -> "PackedRows":
-        """Rows [start, stop)."""
-        a, b = int(self.cu_offsets[start]), int(self.cu_offsets[stop])
-        return PackedRows(
-            self.input_ids[start:stop],
-            self.cu_values[a:b],
-            self.cu_offsets[start : stop + 1] - a,
-            self.num_pad[start:stop],
-            None if self.loss_mask is None else self.loss_mask[start:stop],
-        )
-
-    @classmethod
-    def concat(cls, blocks: list["PackedRows"], seq_len: int) -> "PackedRows":
-        """Join blocks in order."""
-        blocks = [b for b in blocks if len(b)]
-        if not blocks:
-            return cls.empty(seq_len)
-        if len(blocks) == 1:
-            return blocks[0]
-        offsets = [blocks[0].cu_offsets]
-        base = int(blocks[0].cu_offsets[-1])
-        for b in blocks[1:]:
-            offsets.append(b.cu_offsets[1:] + base)
-            base += int(b.cu_offsets[-1])
-        return cls(
-            np.concatenate([b.input_ids for b in blocks]),
-            np.concatenate([b.cu_values for b in blocks]),
-            np.concatenate(offsets),
-            np.concatenate([b.num_pad for b in blocks]),
-            None if blocks[0].loss_mask is None else np.concatenate([b.loss_mask for b in blocks]),
-        )
-
-    def real_tokens(self) -> int:
-        """Tokens that are not padding."""
-        return int(self.input_ids.size - int(self.num_pad.sum()))
+    rows: dict[int, PackedRows]  # by row length (one length, seq_len, except for decompose)
+    empty: list[int] = field(default_factory=list)  # the batch's documents left without any row
+    dropped_tokens: int = 0  # the batch's tokens left out of every row
 
 
-class ConcatPacker:
+class Packer(ABC):
+    """The interface every packer implements; the stream's sink knows packers by it alone."""
+
+    name: ClassVar[str]
+    per_length: ClassVar[bool] = False  # rows of each length go to shards of their own (decompose)
+    split_docs: int  # documents cut into two or more rows or pieces
+    dropped_tokens: int = 0  # tokens left out of every row so far (zero for packers that drop nothing)
+
+    @abstractmethod
+    def pack(self, tokens: np.ndarray, doc_lens: np.ndarray) -> Packed:
+        """Add documents (``tokens`` is their concatenation, ``doc_lens`` their lengths): the rows now complete."""
+
+    @abstractmethod
+    def flush(self) -> Packed:
+        """The rows still held (the last ones padded); the packer is empty afterwards."""
+
+    def remainder(self, n: int) -> int:
+        """Tokens of an ``n``-token document that ``pack`` leaves out of every row."""
+        return 0
+
+
+class FixedLengthPacker(Packer):
+    """A packer whose rows are all ``seq_len`` long: its ``add``/``finish`` give plain PackedRows."""
+
+    seq_len: int
+
+    @abstractmethod
+    def add(self, tokens: np.ndarray, doc_lens: np.ndarray) -> PackedRows:
+        """Append documents and return the rows now complete."""
+
+    @abstractmethod
+    def finish(self) -> PackedRows:
+        """Return the rows still held; the packer is empty afterwards."""
+
+    def pack(self, tokens: np.ndarray, doc_lens: np.ndarray) -> Packed:
+        """``add`` as Packed."""
+        return Packed({self.seq_len: self.add(tokens, doc_lens)})
+
+    def flush(self) -> Packed:
+        """``finish`` as Packed."""
+        return Packed({self.seq_len: self.finish()})
+
+
+class ConcatPacker(FixedLengthPacker):
     """Concat-and-chunk (Megatron/DCLM style): documents back to back, cut every ``seq_len`` tokens.
 
     A document may continue into the next row; only the last row of the stream is padded.
@@ -141,30 +140,7 @@ def _check_documents(tokens: np.ndarray, doc_lens: np.ndarray) -> tuple[np.ndarr
     return tokens, doc_lens
 
 
-def rows_from_segments(segments: list[list[np.ndarray]], seq_len: int, pad_id: int) -> PackedRows:
-    """Rows made of the given segments (each row's pieces in order, at most ``seq_len`` tokens), padded at the end."""
-    n = len(segments)
-    if not n:
-        return PackedRows.empty(seq_len)
-    ids = np.full((n, seq_len), pad_id, np.uint32)
-    counts = np.fromiter((len(s) + 1 for s in segments), np.int64, n)
-    offsets = np.zeros(n + 1, np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    values = np.empty(int(offsets[-1]), np.int32)
-    pad = np.empty(n, np.int32)
-    for r, pieces in enumerate(segments):
-        at = int(offsets[r])
-        pos = 0
-        values[at] = 0
-        for k, piece in enumerate(pieces):
-            ids[r, pos:pos + piece.size] = piece
-            pos += piece.size
-            values[at + k + 1] = pos
-        pad[r] = seq_len - pos
-    return PackedRows(ids, values, offsets, pad)
-
-
-class BestFitPacker:
+class BestFitPacker(FixedLengthPacker):
     """Best-fit-decreasing packing (Ding et al. 2024, "Fewer Truncations Improve Language Modeling").
 
     Documents longer than ``seq_len`` are cut into pieces of ``seq_len`` tokens and a shorter last piece; nothing
@@ -236,7 +212,7 @@ class BestFitPacker:
         return rows_from_segments(rows, L, self.pad_id)
 
 
-class DecomposePacker:
+class DecomposePacker(Packer):
     """Dataset decomposition (Pouransari et al. 2024): each document (EOS included) is cut greedily into pieces
     whose lengths are powers of two between ``2**low`` and ``2**high`` (the largest that fits first), and every
     piece is a row of its own length, with no padding.
@@ -247,6 +223,7 @@ class DecomposePacker:
     """
 
     name = "decompose"
+    per_length = True
 
     def __init__(self, low: int, high: int, pad_id: int, pad: bool = False) -> None:
         if not 0 <= low <= high <= 24:
@@ -283,6 +260,16 @@ class DecomposePacker:
                 empty.append(i)
             start += n
         return {size: rows_from_segments(segs, size, self.pad_id) for size, segs in sorted(pieces.items())}, empty
+
+    def pack(self, tokens: np.ndarray, doc_lens: np.ndarray) -> Packed:
+        """``add`` as Packed, with the tokens this batch dropped."""
+        before = self.dropped_tokens
+        rows, empty = self.add(tokens, doc_lens)
+        return Packed(rows, empty, self.dropped_tokens - before)
+
+    def flush(self) -> Packed:
+        """Nothing: every piece is a row as soon as it is cut."""
+        return Packed({})
 
     def remainder(self, n: int) -> int:
         """Tokens of an ``n``-token document that ``add`` leaves out of every row (0 with ``pad``)."""
@@ -344,7 +331,7 @@ class PackingSpec:
                 raise ValueError(f"--packing decompose makes rows of 2^{self.low}..2^{self.high} tokens: --seq-len "
                                  f"must be the longest, {1 << self.high} (got {self.seq_len})")
 
-    def packer(self, pad_id: int):
+    def packer(self, pad_id: int) -> Packer:
         """A new packer of this kind."""
         if self.name == BestFitPacker.name:
             return BestFitPacker(self.seq_len, pad_id, self.buffer)

@@ -26,7 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas.shards import CU_SEQLENS, INPUT_IDS, LOSS_MASK, NUM_PAD
-from transforms.pack.packers import PackedRows
+from schemas.stream_result import StreamResult
+from transforms.pack.rows import PackedRows
 from transforms.output.shard_writer import ShardWriter
 
 KEY = "_shuffle_key"
@@ -63,17 +64,17 @@ class Source:
     destinations: int
 
 
-def plan_sources(results: list[dict[str, Any]], shard_rows: int) -> list[Source]:
+def plan_sources(results: list[StreamResult], shard_rows: int) -> list[Source]:
     """The shards of every stream result, with their groups and the number of destinations per group."""
     layouts: dict[tuple, int] = {}
     rows_of: dict[tuple, int] = {}
     listed = []
-    for r in sorted(results, key=lambda r: r["stream"]):
+    for r in sorted(results, key=lambda r: r.stream):
         seen: dict[tuple, int] = {}
-        for shard in r.get("shards", []):
+        for shard in r.shards:
             layout = (shard.get("bucket"), shard.get("seq_len"))
             layouts.setdefault(layout, len(layouts))
-            listed.append((layout, shard, r["stream"], seen.get(layout, 0)))
+            listed.append((layout, shard, r.stream, seen.get(layout, 0)))
             seen[layout] = seen.get(layout, 0) + shard["rows"]
             rows_of[layout] = rows_of.get(layout, 0) + shard["rows"]
     groups = {layout: i for i, layout in enumerate(sorted(layouts, key=lambda x: (x[0] or -1, x[1] or -1)))}

@@ -3,12 +3,13 @@ in one line, instead of inside the pipeline after the output was cleared)."""
 
 from __future__ import annotations
 
-import posixpath
 import struct
 
 import fsspec
 
-from transforms.recipe.recipes import Recipe, RecipeError
+from transforms.filter.registry import STAGES
+from transforms.recipe.errors import RecipeError
+from transforms.recipe.recipes import Recipe
 
 FASTTEXT_MAGIC = 793712314  # the first int32 of every fastText model file (fastText's FASTTEXT_FILEFORMAT_MAGIC_INT32)
 FASTTEXT_VERSION = 12
@@ -16,10 +17,9 @@ FASTTEXT_VERSION = 12
 
 def check_recipe_files(recipe: Recipe) -> None:
     """Raise RecipeError naming the stage, the option and the file for any file the recipe names that cannot be
-    used: fastText models, DSIR target corpora, bad-words list folders."""
+    used: the filter stages' files (bad-words list folders), fastText models, DSIR target corpora."""
     for stage in recipe.filters:
-        if stage.name == "c4_badwords":
-            check_word_lists(stage.params["lists_dir"], stage.params["default_language"])
+        STAGES[stage.name].check_files(stage)
     selection = recipe.selection
     for scorer in selection.scorers if selection is not None else ():
         where = f"scorer {scorer.key!r} ({scorer.name})"
@@ -49,20 +49,3 @@ def check_fasttext_model(path: str, where: str = "fasttext scorer") -> None:
                           "train-classifier, or give a .bin file saved by fastText)")
     if version > FASTTEXT_VERSION:
         raise RecipeError(f"{where}.model: {path!r} is a fastText model of a newer format (version {version})")
-
-
-def check_word_lists(lists_dir: str, language: str) -> None:
-    """Raise RecipeError unless ``lists_dir`` is a folder holding the default language's word list."""
-    where = "c4_badwords.lists_dir"
-    try:
-        fs, path = fsspec.core.url_to_fs(lists_dir)
-        is_dir = fs.isdir(path)
-        has_default = is_dir and bool(language) and fs.isfile(posixpath.join(path.rstrip("/"), language))
-    except (OSError, ValueError) as exc:
-        raise RecipeError(f"{where}: cannot open {lists_dir!r} ({exc})") from exc
-    if not is_dir:
-        raise RecipeError(f"{where}: {lists_dir!r} is not a folder (it should hold the LDNOOBW lists named by "
-                          "language code: en, de, ...)")
-    if language and not has_default:
-        raise RecipeError(f"{where}: {lists_dir!r} has no list for the default language {language!r} (a file named "
-                          f"{language})")

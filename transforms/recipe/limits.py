@@ -18,6 +18,8 @@ import time
 import weakref
 from typing import Any, Callable
 
+from transforms.recipe.spawn import children_skip_main
+
 DEFAULT_STAGE_TIMEOUT = 10.0  # seconds one stage may spend on one document
 TIMEOUT = "timeout"  # the reason of a document a stage did not finish in time
 
@@ -198,8 +200,6 @@ class KillableSearch:
         return {"pattern": self.pattern, "limit": self.limit, "_process": None, "_conn": None}
 
     def _start(self) -> None:
-        from transforms.recipe.work import children_skip_main
-
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe()
         self._process = context.Process(target=_serve, args=(self.pattern, child), daemon=True)

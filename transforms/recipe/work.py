@@ -7,16 +7,12 @@ uses more than one core only through processes.
 
 from __future__ import annotations
 
-import importlib.machinery
 import json
 import multiprocessing
-import sys
 import time
-import types
 import weakref
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Iterable, Iterator
 
@@ -25,6 +21,7 @@ from schemas.manifest import BELOW_SELECTION_THRESHOLD, STAGE_SELECT
 from transforms.filter.chain import Decision, make_engine, run_chain
 from transforms.recipe.recipes import Recipe
 from transforms.recipe.limits import StageClock
+from transforms.recipe.spawn import children_skip_main
 
 DocKeys = tuple[bytes | None, list[bytes]]  # (exact key or None, MinHash band keys)
 
@@ -108,20 +105,6 @@ def _work_in_process(texts: list[str], metas: list | None) -> tuple[list[Decisio
     # unchanged texts are not sent back (the parent has them): only C4-style modifications travel
     return ([d if d.text is not t else replace(d, text=None) for d, t in zip(decisions, texts)], keys,
             time.perf_counter() - started)
-
-
-@contextmanager
-def children_skip_main() -> Iterator[None]:
-    """Processes spawned meanwhile import only what they unpickle, never the parent's ``__main__``: a script that
-    runs tokenmill without a main guard (a notebook, a scheduler's file) would otherwise run again in each child."""
-    main = sys.modules["__main__"]
-    stand_in = types.ModuleType("__main__")
-    stand_in.__spec__ = importlib.machinery.ModuleSpec("tokenmill.__main__", None)  # spawn skips "*.__main__"
-    sys.modules["__main__"] = stand_in
-    try:
-        yield
-    finally:
-        sys.modules["__main__"] = main
 
 
 _WARM: dict[tuple, "RecipeRunner"] = {}

@@ -1,4 +1,5 @@
-"""The end-of-run summary table, from a manifest (pure formatting)."""
+"""The end-of-run summary tables (pure formatting): the one key/value layout every command prints, and a prepare or
+filter run's summary from its manifest."""
 
 from __future__ import annotations
 
@@ -12,6 +13,15 @@ def _per_second(rate: float) -> str:
     if rate >= 1e6:
         return f"{rate / 1e6:,.2f}M"
     return f"{rate / 1e3:,.1f}k" if rate >= 1e3 else f"{rate:,.0f}"
+
+
+def key_value_table(rows: list[tuple[str, str]], max_rule: int | None = None) -> str:
+    """Rows of (key, value) with the values aligned, between two rules of dashes as wide as the widest row (at most
+    ``max_rule``)."""
+    width = max(len(k) for k, _ in rows)
+    rule_width = width + 2 + max(len(v) for _, v in rows)
+    rule = "-" * (rule_width if max_rule is None else min(max_rule, rule_width))
+    return "\n".join([rule, *(f"{k.ljust(width)}  {v}" for k, v in rows), rule])
 
 
 def summary_table(manifest: dict[str, Any], output: str) -> str:
@@ -64,6 +74,4 @@ def summary_table(manifest: dict[str, Any], output: str) -> str:
         rows.append(("rejected records", f"{out}/rejected/"))
     rows.append(("manifest", f"{out}/manifest.json"))
     rows.append(("report", f"{out}/{m.REPORT_HTML}"))
-    width = max(len(k) for k, _ in rows)
-    rule = "-" * (width + 2 + max(len(v) for _, v in rows))
-    return "\n".join([rule, *(f"{k.ljust(width)}  {v}" for k, v in rows), rule])
+    return key_value_table(rows)

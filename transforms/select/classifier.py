@@ -22,10 +22,11 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from schemas import manifest as m
-from transforms.filter.chain import _unit_hash
+from transforms.hashing import unit_hash
 from transforms.read.readers import DEFAULT_BATCH_BYTES, read_split
 from transforms.read.sources import InputError, InputFile, expand_inputs, plan_splits
 from transforms.errors import TokenmillError
+from transforms.report.summary import key_value_table
 
 CARD_FORMAT = "tokenmill.classifier/1"
 CARD_SUFFIX = ".json"
@@ -172,7 +173,7 @@ def _documents(cls: LabelledClass, text_field: str, id_field: str, seed: int) ->
                         c.rejected[m.EMPTY_TEXT] = c.rejected.get(m.EMPTY_TEXT, 0) + 1
                         continue
                     c.read += 1
-                    yield _unit_hash(f"{doc_id}\0{text}", seed), doc_id, text
+                    yield unit_hash(f"{doc_id}\0{text}", seed), doc_id, text
 
 
 def read_class(cls: LabelledClass, text_field: str, id_field: str, seed: int, max_per_class: int | None) -> None:
@@ -215,7 +216,7 @@ def split_holdout(cls: LabelledClass, fraction: float) -> tuple[Docs, Docs]:
 
 def training_lines(examples: Sequence[tuple[str, str, str]], seed: int) -> list[str]:
     """fastText training lines ``<label> <text>\\n`` for (label, id, normalised text), in a seeded shuffled order."""
-    order = sorted(examples, key=lambda e: (_unit_hash(f"shuffle\0{e[1]}\0{e[2]}", seed), e))
+    order = sorted(examples, key=lambda e: (unit_hash(f"shuffle\0{e[1]}\0{e[2]}", seed), e))
     return [f"{label} {text}\n" for label, _, text in order]
 
 
@@ -391,6 +392,4 @@ def summary_table(card: dict[str, Any]) -> str:
         ("model", f"{card['model']['path']} ({card['model']['bytes'] / 1e6:,.1f} MB)"),
         ("card", card_path(card["model"]["path"])),
     ]
-    width = max(len(k) for k, _ in rows)
-    rule = "-" * (width + 2 + max(len(v) for _, v in rows))
-    return "\n".join([rule, *(f"{k.ljust(width)}  {v}" for k, v in rows), rule])
+    return key_value_table(rows)

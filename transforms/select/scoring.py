@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from transforms.recipe.recipes import RecipeError
+from transforms.recipe.errors import RecipeError
 
 PERCENTILE_BUCKETS = "percentile_buckets"
 ENSEMBLE_DEFAULTS = {"method": PERCENTILE_BUCKETS, "buckets": 20, "sample_fraction": 1.0, "weight": "bytes",

@@ -54,7 +54,7 @@ class SplitStats(beam.DoFn):
         from transforms.report.progress import ProgressWriter
 
         if self.spec.tokenizer is not None:
-            from transforms.stream.stream import Encoders
+            from transforms.tokenize.encoders import Encoders
 
             self.encoders = Encoders(self.spec.tokenizer)
         if any(b in LANG_FIELDS for b in self.spec.by):

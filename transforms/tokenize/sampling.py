@@ -24,7 +24,6 @@ from transforms.read.readers import read_split
 from transforms.select.steps import RadixSearch
 from transforms.read.sources import InputFile, plan_splits
 
-BALANCES = ("none", "source", "language")
 ALL = "all"
 
 

@@ -27,13 +27,8 @@ import apache_beam as beam
 import fsspec
 import numpy as np
 
-STAGE2_PATTERNS = {
-    # digit runs | punctuation and symbols | letters, marks and spaces (words with the spaces between them) | newlines
-    "punctuation": r"""\p{N}+| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|[\p{L}\p{M}\p{Zs}\t]+|\s+""",
-    # anything but digits and newlines | digit runs | newlines: chunks are whole lines of code or prose
-    "newlines": r"""[^\r\n\p{N}]+|\p{N}+|[\r\n]+""",
-}
-BOUNDARIES = tuple(STAGE2_PATTERNS)
+from transforms.tokenize.training import STAGE2_PATTERNS
+
 SYMBOL_BASE = 0x10000  # stage-1 token i is chr(SYMBOL_BASE + i) in stage 2 (no surrogates above U+FFFF)
 MAX_SYMBOLS = 0x110000 - SYMBOL_BASE
 BATCH_BYTES = 1 << 20  # texts tokenized together when counting chunks

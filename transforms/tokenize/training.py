@@ -33,6 +33,15 @@ PRETOKENIZERS = {"gpt2": GPT2_PATTERN, "gpt4": CL100K_PATTERN, "llama3": CL100K_
 DIGIT_PATTERNS = {"single": r"\p{N}", "l2r3": r"\p{N}{1,3}", "r2l3": r"\p{N}{1,3}(?=(?:\p{N}{3})*(?!\p{N}))"}
 DIGITS = ("none",) + tuple(DIGIT_PATTERNS)
 NORMALIZATIONS = ("none", "NFC", "NFKC")
+BALANCES = ("none", "source", "language")  # how the sample shares its budget (transforms.tokenize.sampling)
+# SuperBPE stage 2 (transforms.tokenize.superbpe) cuts texts at these, never at spaces
+STAGE2_PATTERNS = {
+    # digit runs | punctuation and symbols | letters, marks and spaces (words with the spaces between them) | newlines
+    "punctuation": r"""\p{N}+| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|[\p{L}\p{M}\p{Zs}\t]+|\s+""",
+    # anything but digits and newlines | digit runs | newlines: chunks are whole lines of code or prose
+    "newlines": r"""[^\r\n\p{N}]+|\p{N}+|[\r\n]+""",
+}
+BOUNDARIES = tuple(STAGE2_PATTERNS)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,158 @@
+"""The house's shape holds: no import cycle among tokenmill modules, no module importing another's private name,
+modules small (the README names the exceptions), and `tokenmill --help` without Beam."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGES = ("pipelines", "transforms", "schemas")
+MAX_LINES = 400
+# modules allowed past MAX_LINES, each with its reason in the README's Layout section
+LONG_MODULES: dict[str, str] = {}
+
+
+def _modules() -> dict[str, Path]:
+    """{dotted module name: path} of every tokenmill module."""
+    out = {}
+    for pkg in PACKAGES:
+        for path in sorted((REPO / pkg).rglob("*.py")):
+            parts = path.relative_to(REPO).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            out[name] = path
+    return out
+
+
+def _is_extension(module: str) -> bool:
+    """A C extension module of the tree: its source ``<module path>.c`` is in the repository."""
+    return (REPO / Path(*module.split("."))).with_suffix(".c").is_file()
+
+
+def _resolve(module: str, level: int, here: str, is_package: bool) -> str:
+    """The absolute name of a (maybe relative) ``from`` import in module ``here``."""
+    if not level:
+        return module
+    base = here.split(".") if is_package else here.split(".")[:-1]
+    base = base[: len(base) - (level - 1)]
+    return ".".join([*base, module] if module else base)
+
+
+def _imports(mods: dict[str, Path]) -> tuple[dict[str, set[str]], list[str]]:
+    """Import edges between tokenmill modules (at any depth of the file), and private-name imports."""
+    edges: dict[str, set[str]] = {m: set() for m in mods}
+    private = []
+    for name, path in mods.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name in mods:
+                        edges[name].add(alias.name)
+            elif isinstance(node, ast.ImportFrom):
+                target = _resolve(node.module or "", node.level, name, path.name == "__init__.py")
+                if target not in mods:
+                    continue
+                edges[name].add(target)
+                for alias in node.names:
+                    sub = f"{target}.{alias.name}"
+                    if sub in mods:
+                        edges[name].add(sub)
+                    elif _is_extension(sub):
+                        continue  # a package's own compiled module (built from its .c source), not a private name
+                    elif alias.name.startswith("_") and not alias.name.startswith("__"):
+                        private.append(f"{name} imports {target}.{alias.name}")
+    return edges, private
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module, or a module importing itself (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(edges[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1 or v in edges[v]:
+                found.append(sorted(comp))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def _parent_edges(edges: dict[str, set[str]], mods: dict[str, Path]) -> dict[str, set[str]]:
+    """The edges without those from a package's ``__init__`` to its own submodules (they define the package)."""
+    return {m: {t for t in ts if not (mods[m].name == "__init__.py" and t.startswith(m + "."))}
+            for m, ts in edges.items()}
+
+
+def test_no_import_cycle() -> None:
+    mods = _modules()
+    edges, _ = _imports(mods)
+    cycles = _cycles(_parent_edges(edges, mods))
+    assert not cycles, "import cycles among tokenmill modules:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": {"e"}}
+    assert _cycles(edges) == [["a", "b", "c"], ["e"]]
+
+
+def test_no_private_name_imported_across_modules() -> None:
+    _, private = _imports(_modules())
+    assert not private, "\n".join(private)
+
+
+def test_modules_are_small() -> None:
+    long = {name: n for name, path in _modules().items()
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES and name not in LONG_MODULES}
+    assert not long, f"modules over {MAX_LINES} lines (split them, or say why in README's Layout): {long}"
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert all(name in readme for name in LONG_MODULES), "every long module is explained in README.md"
+
+
+def test_help_does_not_import_beam() -> None:
+    commands = [[], *[[c] for c in ("prepare", "filter", "stats", "train-tokenizer", "eval-tokenizer",
+                                    "train-classifier", "export-megatron", "inspect", "demo")]]
+    code = (
+        "import sys, json\n"
+        "from pipelines.cli import main\n"
+        "out = {}\n"
+        "for argv in json.loads(sys.argv[1]):\n"
+        "    try:\n"
+        "        main([*argv, '--help'])\n"
+        "    except SystemExit as exc:\n"
+        "        out[' '.join(argv) or 'tokenmill'] = exc.code\n"
+        "print(json.dumps({'codes': out, 'beam': 'apache_beam' in sys.modules}))\n"
+    )
+    import json
+
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(commands)], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(result["codes"].values()) == {0}, result
+    assert result["beam"] is False, "a --help imported apache_beam"
