@@ -74,7 +74,8 @@ def digest_file(path: Path, replace: dict[str, str]) -> str:
 def digest_results(root: Path, replace: dict[str, str]) -> dict[str, str]:
     """{relative path: digest} of every file of every result directory (one holding manifest.json) under root."""
     out: dict[str, str] = {}
-    replace = {**replace, str(Path(__file__).resolve().parent.parent): "<repo>"}  # the tree the run imported
+    # the interpreter's environment first (it may live inside the tree), then the tree the run imported
+    replace = {**replace, sys.prefix: "<env>", str(Path(__file__).resolve().parent.parent): "<repo>"}
     results = sorted({p.parent for p in root.rglob("manifest.json") if p.is_file()})
     for res in results:
         for path in sorted(res.rglob("*")):

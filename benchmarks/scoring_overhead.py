@@ -227,7 +227,7 @@ def child_inference(spec: dict[str, Any]) -> dict[str, Any]:
     """fastText inference on one core: the model's load and ``positive_probability`` (normalisation and predict,
     as the scorer calls it) over about ``sample_bytes`` of the corpus (read first, untimed), timed separately."""
     from transforms.select.classifier import positive_probability
-    from transforms.select.scoring import load_fasttext
+    from transforms.select.scorers.fasttext import load_fasttext
 
     texts: list[str] = []
     size = 0

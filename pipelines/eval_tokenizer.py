@@ -109,8 +109,8 @@ def corpus_pass(cfg: EvalConfig, infos: list[TokenizerInfo], beam_args: list[str
     """Run the Beam corpus pass; returns the summed arrays keyed by (group or "counts", tokenizer index)."""
     import apache_beam as beam  # for a run, not for --help
 
-    from pipelines.eval_corpus import EvalSplit, sum_arrays
     from transforms.gather import read_pickle, write_pickle
+    from transforms.tokenize.eval_steps import EvalSplit, sum_arrays
 
     files = expand_inputs(cfg.inputs, cfg.input_format)
     splits = [s for i, f in enumerate(files) for s in plan_splits(i, f)]

@@ -10,7 +10,7 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from pipelines.arguments import EPILOG_BEAM, positive
 from pipelines.runner import run_with_progress
@@ -43,6 +43,13 @@ BEAM = True
 @dataclass(kw_only=True)
 class PrepareConfig(JobConfig):
     """The prepare job as the user configured it."""
+
+    MANIFEST_ORDER: ClassVar[tuple[str, ...]] = (
+        "inputs", "output", "tokenizer", "seq_len", "text_field", "id_field", "input_format", "eos_token", "bos_token",
+        "pad_token", "tokenizer_backend", "tiktoken_scheme", "shard_rows", "stream_bytes", "packing", "best_fit_buffer",
+        "decompose_range", "decompose_pad", "shuffle_seed", "loss_mask", "strict", "overwrite", "workers", "recipe",
+        "filter_engine", "emit_documents", "emit_modified", "meta_fields", "recipe_processes", "argv",
+    )
 
     tokenizer: str
     seq_len: int

@@ -108,7 +108,7 @@ def _run_output(inputs: list[str]) -> tuple[list[str], str | None, dict[str, Any
     _, _, manifest = read_output_manifest(inputs[0], "--input", StatsError)
     base = inputs[0].rstrip("/")
     if manifest.get(mf.K_FORMAT) == mf.DOCUMENTS_FORMAT or manifest.get(mf.K_DOCUMENTS):
-        files = [f"{base}/{d['path']}" for d in manifest.get(mf.K_DOCUMENTS, [])]
+        files = [f"{base}/{d[mf.E_PATH]}" for d in manifest.get(mf.K_DOCUMENTS, [])]
         if not files:
             raise StatsError(f"--input {inputs[0]!r}: the run kept no documents to measure")
         return files, "parquet", manifest

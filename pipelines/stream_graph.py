@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import asdict
 from typing import Any
 
 import apache_beam as beam
@@ -38,11 +37,11 @@ from pipelines.runner import (
 )
 from pipelines.stream_job import ConfigError, JobConfig
 from schemas import manifest as m
+from schemas.shards import read_manifest
 from transforms.dedup.steps import FindDuplicates, FindDuplicatesInFiles
 from transforms.gather import GatherAll
 from transforms.output.commit import commit, stream_plan
 from transforms.output.guard import remove_temp
-from transforms.output.location import read_manifest
 from transforms.pack.shuffle_steps import ShuffleRows
 from transforms.read.sources import InputFile, escaped_names, group_into_streams, plan_splits, plan_streams
 from transforms.recipe.recipes import Recipe
@@ -198,7 +197,7 @@ def manifest_header(fmt: str, command: str, cfg: JobConfig, fp: str, files: list
         m.K_FORMAT: fmt,
         m.K_VERSION: tokenmill_version(),
         # an --input named by a non-UTF-8 path is recorded escaped, as its files are
-        m.K_JOB: escaped_names({"command": command, "argv": cfg.argv or sys.argv, "config": asdict(cfg)}),
+        m.K_JOB: escaped_names({"command": command, "argv": cfg.argv or sys.argv, "config": cfg.manifest_config()}),
         m.K_FINGERPRINT: fp,
         m.K_INPUTS: [f.to_dict() for f in files],
         m.K_RUNNER: {"runner": runner_name(beam_args) or "FnApiRunner", "workers": cfg.workers,
@@ -237,7 +236,10 @@ def execute(cfg: JobConfig, files: list[InputFile], stream_cfg: StreamConfig, ma
         raise KeyboardInterrupt from None
     finally:
         cool_down()
-    manifest = read_manifest(cfg.output)
+    try:
+        manifest = read_manifest(cfg.output)
+    except FileNotFoundError:
+        manifest = None
     if manifest is None or manifest.get(m.K_FINGERPRINT) != fingerprint_:
         raise RuntimeError(f"the pipeline finished but wrote no manifest into {cfg.output!r}")
     return manifest

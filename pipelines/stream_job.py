@@ -4,8 +4,8 @@ input streams, the recipe epilog of their help, and their end-of-run summary. No
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
 
 from pipelines.arguments import add_format_and_text_field, positive
 from transforms.errors import TokenmillError
@@ -21,21 +21,29 @@ class ConfigError(TokenmillError, ValueError):
 class JobConfig:
     """The options every job over input streams has (prepare and filter), as the user configured them."""
 
+    # the order manifests list the options in (``manifest_config``): kept as released, so outputs stay byte-identical
+    MANIFEST_ORDER: ClassVar[tuple[str, ...]] = ()
+
     inputs: list[str]
     output: str
+    recipe: str | None = None  # a preset name or a recipe YAML file: quality filters, language, dedup
     text_field: str = "text"
     id_field: str = "id"
     input_format: str | None = None
-    meta_fields: list[str] = field(default_factory=list)  # input fields kept in each document's meta
-    recipe: str | None = None  # a preset name or a recipe YAML file: quality filters, language, dedup
     filter_engine: str | None = None  # overrides the recipe's engine
     emit_modified: bool = False  # write the original text of documents a recipe stage changed under modified/
-    recipe_processes: int | None = None  # processes per worker for the recipe's filters (None: automatic)
     stream_bytes: int = DEFAULT_STREAM_BYTES
     strict: bool = False
     overwrite: bool = False
     workers: int = 1
+    meta_fields: list[str] = field(default_factory=list)  # input fields kept in each document's meta
+    recipe_processes: int | None = None  # processes per worker for the recipe's filters (None: automatic)
     argv: list[str] = field(default_factory=list)
+
+    def manifest_config(self) -> dict[str, Any]:
+        """Every option as the manifest's ``job.config`` records it: ``MANIFEST_ORDER`` first, any other field after."""
+        values = asdict(self)
+        return {**{name: values[name] for name in self.MANIFEST_ORDER}, **values}
 
 
 def job_fields(args: argparse.Namespace, command_line: list[str]) -> dict[str, Any]:
@@ -58,7 +66,8 @@ def recipe_epilog() -> str:
              "{ngram: 5, bands: 14, rows: 8}}):"]
     lines += [f"  {name:<18} {spec.doc}" for name, spec in STAGES.items()]
     lines.append(f"Presets: {', '.join(PRESETS)}.")
-    from transforms.select.scoring import CRITERIA, SCORERS
+    from transforms.select.registry import SCORERS
+    from transforms.select.scoring import CRITERIA
 
     lines.append("Scorers (scorers: [{name: SCORER, key: NAME, params: {...}}]; scores go to meta.scores):")
     lines += [f"  {name:<18} {spec.doc}" for name, spec in SCORERS.items()]

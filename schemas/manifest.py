@@ -210,7 +210,14 @@ K_MODIFIED = "modified"  # modified/ files (original text of documents a recipe 
 E_PATH, E_ROWS, E_BYTES, E_SHA256 = "path", "rows", "bytes", "sha256"
 E_TOKENS, E_PAD_TOKENS, E_RECORDS, E_BUCKET = "tokens", "pad_tokens", "records", "bucket"
 E_SEQ_LEN = "seq_len"  # a shard entry's own row length (decompose); else the manifest's K_SEQ_LEN
-K_PADDING_FRACTION = "padding_fraction"  # under K_PACKING_STATS
+E_TEMP_URL = "temp_url"  # a file's temporary URL in a stream's result; the commit lists its E_PATH instead
+
+# Keys under K_PACKING_STATS (decompose adds K_REMAINDER_DROPPED, K_LENGTHS and K_CURRICULUM).
+K_PADDING_FRACTION = "padding_fraction"
+K_DOCUMENTS_SPLIT = "documents_split"
+K_REMAINDER_DROPPED = "remainder_tokens_dropped"
+K_LENGTHS = "lengths"  # per row length (a string key): L_SEQUENCES, L_TOKENS; under K_PACKING_SETTINGS: the lengths
+L_SEQUENCES, L_TOKENS = "sequences", "tokens"
 
 # A decompose curriculum: per row length (a string key), the batch multiplier and the sampling odds a loader uses.
 # It sits under K_PACKING_STATS, or under a manifest's own K_DECOMPOSE section (read first).

@@ -156,3 +156,43 @@ def test_help_does_not_import_beam() -> None:
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(result["codes"].values()) == {0}, result
     assert result["beam"] is False, "a --help imported apache_beam"
+
+
+def test_the_worked_example_of_adding_a_stage_works(tmp_path, monkeypatch) -> None:
+    """ARCHITECTURE.md's example stage, as a module of a stages package, is found, configured and run."""
+    import pytest
+
+    from transforms.filter.stage import NO_FIELDS, FilterStage
+    from transforms.recipe.errors import RecipeError
+    from transforms.registry import discover
+
+    code = (REPO / "ARCHITECTURE.md").read_text(encoding="utf-8").split("```python\n", 1)[1].split("```", 1)[0]
+    package = tmp_path / "example_stages"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "min_lines.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import example_stages
+
+    found = discover(example_stages, "STAGE", FilterStage)
+    assert list(found) == ["min_lines"]
+    spec = found["min_lines"]
+    rule = spec.reference(spec.configure({"min_lines": 2}, "recipe.yaml, filter 1"), 1.0)
+    assert rule.check("first line\n\nsecond line\n", NO_FIELDS).keep
+    verdict = rule.check("a single line", NO_FIELDS)
+    assert (verdict.keep, verdict.reason) == (False, "too_few_lines")
+    assert spec.configure({}, "r").params == {"min_lines": 3}
+    with pytest.raises(RecipeError, match=r"r \(min_lines\): 'min_lines' must be at least 1"):
+        spec.configure({"min_lines": 0}, "r")
+    with pytest.raises(RecipeError, match="expected an integer"):
+        spec.configure({"min_lines": "five"}, "r")
+
+
+def test_every_command_module_has_the_command_interface() -> None:
+    """cli.py is a registry: each command module exports the same small interface, with its help texts."""
+    from pipelines.cli import COMMANDS
+
+    for name, module in COMMANDS.items():
+        for attribute in ("HELP", "DESCRIPTION", "EPILOG", "BEAM", "add_arguments", "config_from_args", "launch"):
+            assert hasattr(module, attribute), f"pipelines command {name!r} ({module.__name__}) lacks {attribute}"
+        assert isinstance(module.HELP, str) and module.HELP, name

@@ -22,6 +22,7 @@ from typing import Iterable
 import numpy as np
 
 from schemas.manifest import EXACT_DUPLICATE, NEAR_DUPLICATE
+from transforms.hashing import mix64
 from transforms.recipe.recipes import MinHash
 
 _WORD = re.compile(r"\w+")
@@ -93,7 +94,7 @@ class MinHasher:
         for j in range(1, k):  # polynomial combination of k consecutive word hashes, wrapping mod 2^64
             h *= _SHINGLE_BASE
             h += words[j : count + j]
-        return _mix64(h) >> _U32
+        return mix64(h) >> _U32
 
     def signature(self, text: str) -> np.ndarray:
         """``bands * rows`` MinHash values (uint64 below 2^32); all-max for a text without words."""
@@ -209,25 +210,11 @@ def _window_word_hashes(codes: np.ndarray) -> np.ndarray:
     terms += _ONE
     terms *= powers[: codes.size]
     np.cumsum(terms, out=prefix[1:])
-    return _mix64((prefix[ends] - prefix[starts]) * inverse[starts])
+    return mix64((prefix[ends] - prefix[starts]) * inverse[starts])
 
 
 _ONE, _U32 = np.uint64(1), np.uint64(32)
 _SHINGLE_BASE = np.uint64(0x100000001B3)
-_MIX = (np.uint64(30), np.uint64(0xBF58476D1CE4E5B9), np.uint64(27), np.uint64(0x94D049BB133111EB), np.uint64(31))
-
-
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: every input bit affects every output bit (so the top 32 bits are a good hash).
-
-    Works in place on ``x`` (callers pass temporaries)."""
-    s1, m1, s2, m2, s3 = _MIX
-    x ^= x >> s1
-    x *= m1
-    x ^= x >> s2
-    x *= m2
-    x ^= x >> s3
-    return x
 
 
 def clusters(groups: Iterable[Iterable]) -> dict:

@@ -8,7 +8,7 @@ from typing import Any
 
 from schemas import manifest as m
 from schemas.manifest import E_BYTES, E_PATH, E_RECORDS, E_ROWS, Counts
-from transforms.report.summary import summary_table
+from transforms.report.summary import key_value_table, summary_table
 
 
 def manifest_counts(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -28,12 +28,6 @@ def _size(n: int | float) -> str:
 def plural(n: int, word: str) -> str:
     """'1 file', '2 files', '1,024 rows'."""
     return f"{n:,} {word}{'' if n == 1 else 's'}"
-
-
-def _kv_table(rows: list[tuple[str, str]]) -> str:
-    """Key/value lines aligned like the end-of-run summary."""
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k.ljust(width)}  {v}".rstrip() for k, v in rows)
 
 
 def _file_groups(entries: list[dict[str, Any]], unit: str) -> list[tuple[str, str]]:
@@ -91,7 +85,7 @@ def summary_text(manifest: dict[str, Any], output: str, max_inputs: int = 5) -> 
         head.append(("packing", f"{manifest.get(m.K_PACKING, 'concat')}"
                                 + (f" ({', '.join(f'{k} {v}' for k, v in settings.items())})" if settings else "")))
     manifest_full = dict(manifest, **{m.K_COUNTS: manifest_counts(manifest)})
-    blocks = [_kv_table(head), summary_table(manifest_full, output)]
+    blocks = [key_value_table(head, rules=False), summary_table(manifest_full, output)]
 
     files: list[tuple[str, str]] = []
     for key, unit in ((m.K_SHARDS, "row"), (m.K_DOCUMENTS, "document"), (m.K_REJECTED, "record"),
@@ -102,22 +96,23 @@ def summary_text(manifest: dict[str, Any], output: str, max_inputs: int = 5) -> 
             files.append((f"{key}/", groups[0][1]))
             files += groups[1:]
     if files:
-        blocks.append("files\n" + _indent(_kv_table(files)))
+        blocks.append("files\n" + _indent(key_value_table(files, rules=False)))
 
     stats = manifest.get(m.K_PACKING_STATS) or {}
-    if isinstance(stats.get("lengths"), dict):
+    if isinstance(stats.get(m.K_LENGTHS), dict):
         curriculum = stats.get(m.K_CURRICULUM) or {}
         mult, odds = curriculum.get(m.K_BATCH_MULTIPLIERS, {}), curriculum.get(m.K_SAMPLING_ODDS, {})
-        lines = [(f"len {n}", f"{v.get('sequences', 0):,} sequences, {v.get('tokens', 0):,} tokens; batch x"
-                              f"{mult.get(n, '?')}, sampling odds {odds.get(n, '?')}")
-                 for n, v in stats["lengths"].items()]
-        blocks.append("decompose lengths\n" + _indent(_kv_table(lines)))
+        lines = [(f"len {n}", f"{v.get(m.L_SEQUENCES, 0):,} sequences, {v.get(m.L_TOKENS, 0):,} tokens; "
+                              f"batch x{mult.get(n, '?')}, sampling odds {odds.get(n, '?')}")
+                 for n, v in stats[m.K_LENGTHS].items()]
+        blocks.append("decompose lengths\n" + _indent(key_value_table(lines, rules=False)))
     dedup = manifest.get(m.K_DEDUP)
     if isinstance(dedup, dict):
-        blocks.append("dedup\n" + _indent(_kv_table([(k, plain_value(v)) for k, v in dedup.items()])))
+        rows = [(k, plain_value(v)) for k, v in dedup.items()]
+        blocks.append("dedup\n" + _indent(key_value_table(rows, rules=False)))
     selection = manifest.get(m.K_SELECTION)
     if isinstance(selection, dict):
-        blocks.append("selection\n" + _indent(_kv_table(_selection_lines(selection))))
+        blocks.append("selection\n" + _indent(key_value_table(_selection_lines(selection), rules=False)))
     return "\n\n".join(blocks)
 
 

@@ -284,7 +284,7 @@ def verify_output(out: OutputDir) -> list[Problem]:
                 if stats.get(key) != value:
                     problems.append(Problem(where, f"{m.K_PACKING_STATS}.{key}", plain_value(stats.get(key)),
                                             plain_value(value)))
-        lengths = (man.get(m.K_PACKING_SETTINGS) or {}).get("lengths")
+        lengths = (man.get(m.K_PACKING_SETTINGS) or {}).get(m.K_LENGTHS)
         for s in man[m.K_SHARDS]:
             if lengths and s.get(E_SEQ_LEN) not in lengths:
                 problems.append(Problem(s[E_PATH], E_SEQ_LEN, f"one of {lengths}", s.get(E_SEQ_LEN)))

@@ -109,14 +109,14 @@ def commit(results: list[StreamResult], output: str, manifest_base: dict[str, An
     in_dir: dict[str, int] = {}  # files placed so far per directory (a bucket partition numbers its own)
 
     def place(kind: str, item: dict[str, Any]) -> None:
-        directory = kind if "bucket" not in item else posixpath.join(kind, f"{BUCKET_DIR}={item['bucket']:02d}")
-        if kind == SHARDS_DIR and "seq_len" in item:  # decompose: a directory per row length
-            directory = posixpath.join(directory, f"{LENGTH_DIR}={item['seq_len']:05d}")
+        directory = kind if m.E_BUCKET not in item else posixpath.join(kind, f"{BUCKET_DIR}={item[m.E_BUCKET]:02d}")
+        if kind == SHARDS_DIR and m.E_SEQ_LEN in item:  # decompose: a directory per row length
+            directory = posixpath.join(directory, f"{LENGTH_DIR}={item[m.E_SEQ_LEN]:05d}")
         index = in_dir.get(directory, 0)
         in_dir[directory] = index + 1
         rel = posixpath.join(directory, _NAMES[kind].format(index=index))
-        moves.append((item["temp_url"], rel))
-        placed[kind].append({"path": rel, **{k: v for k, v in item.items() if k != "temp_url"}})
+        moves.append((item[m.E_TEMP_URL], rel))
+        placed[kind].append({m.E_PATH: rel, **{k: v for k, v in item.items() if k != m.E_TEMP_URL}})
 
     for r in results:
         counts.merge(r.counts)
@@ -191,22 +191,22 @@ def packing_stats(counts: Counts, shards: list[dict[str, Any]]) -> dict[str, Any
     multipliers keeping tokens per batch constant, and sampling odds proportional to each length's tokens, so
     that every length runs out at the same time)."""
     slots = counts.tokens + counts.pad_tokens
-    stats: dict[str, Any] = {"padding_fraction": round(counts.pad_tokens / slots, 6) if slots else 0.0,
-                             "documents_split": counts.docs_split}
+    stats: dict[str, Any] = {m.K_PADDING_FRACTION: round(counts.pad_tokens / slots, 6) if slots else 0.0,
+                             m.K_DOCUMENTS_SPLIT: counts.docs_split}
     lengths: dict[int, list[int]] = {}
     for shard in shards:
-        if "seq_len" in shard:
-            row = lengths.setdefault(shard["seq_len"], [0, 0])
-            row[0] += shard["rows"]
-            row[1] += shard["tokens"]
+        if m.E_SEQ_LEN in shard:
+            row = lengths.setdefault(shard[m.E_SEQ_LEN], [0, 0])
+            row[0] += shard[m.E_ROWS]
+            row[1] += shard[m.E_TOKENS]
     if lengths:
         longest = max(lengths)
         total = sum(t for _, t in lengths.values()) or 1
-        stats["remainder_tokens_dropped"] = counts.tokens_dropped
-        stats["lengths"] = {str(n): {"sequences": s, "tokens": t} for n, (s, t) in sorted(lengths.items())}
-        stats["curriculum"] = {
-            "batch_multipliers": {str(n): longest // n for n in sorted(lengths)},
-            "sampling_odds": {str(n): round(t / total, 6) for n, (_, t) in sorted(lengths.items())},
+        stats[m.K_REMAINDER_DROPPED] = counts.tokens_dropped
+        stats[m.K_LENGTHS] = {str(n): {m.L_SEQUENCES: s, m.L_TOKENS: t} for n, (s, t) in sorted(lengths.items())}
+        stats[m.K_CURRICULUM] = {
+            m.K_BATCH_MULTIPLIERS: {str(n): longest // n for n in sorted(lengths)},
+            m.K_SAMPLING_ODDS: {str(n): round(t / total, 6) for n, (_, t) in sorted(lengths.items())},
         }
     return stats
 

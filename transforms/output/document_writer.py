@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas.documents import DOCUMENT_SCHEMA
+from schemas.manifest import E_BYTES, E_ROWS, E_SHA256, E_TEMP_URL
 from transforms.output.shard_writer import COMPRESSION, HashingFile
 
 ROW_GROUP_CHARS = 8 << 20  # of text per row group: bounded memory, whole groups for readers
@@ -80,8 +81,8 @@ class DocumentWriter:
             return None
         self._writer.close()
         self._file.close()
-        return {"temp_url": self.url, "rows": self.rows, "bytes": self._file.size,
-                "sha256": self._file.sha256.hexdigest()}
+        return {E_TEMP_URL: self.url, E_ROWS: self.rows, E_BYTES: self._file.size,
+                E_SHA256: self._file.sha256.hexdigest()}
 
     def abort(self) -> None:
         """Close and delete the file (an attempt that is being redone)."""

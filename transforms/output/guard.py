@@ -21,9 +21,18 @@ from typing import Any, Iterator
 
 from schemas import manifest as m
 from schemas.documents import DOCUMENTS_DIR
-from schemas.shards import LOCK_FILE, MANIFEST_FILE, MODIFIED_DIR, REJECTED_DIR, SHARDS_DIR, TEMP_DIR
+from schemas.shards import (
+    LOCK_FILE,
+    MANIFEST_FILE,
+    MODIFIED_DIR,
+    REJECTED_DIR,
+    SHARDS_DIR,
+    TEMP_DIR,
+    DamagedManifestError,
+    read_manifest,
+)
 from transforms.output.faults import fault_point
-from transforms.output.location import OutputError, is_local, output_fs, read_manifest, write_json
+from transforms.output.location import OutputError, is_local, output_fs, write_json
 from transforms.output.lock import OutputLock, acquire_lock
 
 RESULT_DIRS = (SHARDS_DIR, DOCUMENTS_DIR, REJECTED_DIR, MODIFIED_DIR)
@@ -44,8 +53,8 @@ def manifest_files(manifest: dict[str, Any]) -> set[str]:
     files = {MANIFEST_FILE, m.REPORT_HTML}
     for key in (m.K_SHARDS, m.K_DOCUMENTS, m.K_REJECTED, m.K_MODIFIED):
         for entry in manifest.get(key) or []:
-            if isinstance(entry, dict) and isinstance(entry.get("path"), str):
-                files.add(entry["path"])
+            if isinstance(entry, dict) and isinstance(entry.get(m.E_PATH), str):
+                files.add(entry[m.E_PATH])
     return files
 
 
@@ -130,10 +139,11 @@ def _check_and_clear(fs: Any, root: str, output: str, fingerprint: str, overwrit
             manifest = read_manifest(output)
             if not isinstance(manifest, dict):
                 raise ValueError(f"a JSON {type(manifest).__name__}, not an object")
-        except ValueError as exc:  # includes JSONDecodeError and UnicodeDecodeError
+        except ValueError as exc:  # includes DamagedManifestError: not JSON, or not UTF-8
             if not overwrite:
+                problem = exc.reason if isinstance(exc, DamagedManifestError) else exc
                 raise OutputError(
-                    f"--output {output!r}: its {MANIFEST_FILE} is damaged ({exc}); "
+                    f"--output {output!r}: its {MANIFEST_FILE} is damaged ({problem}); "
                     "pass --overwrite to replace this output, or choose another --output"
                 ) from exc
             manifest, damaged = None, True

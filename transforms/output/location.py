@@ -1,15 +1,13 @@
-"""An output location: its filesystem and root, whether it is local disk, its manifest, JSON written atomically."""
+"""An output location: its filesystem and root, whether it is local disk, JSON written atomically."""
 
 from __future__ import annotations
 
 import json
-import posixpath
 from typing import Any
 
 import fsspec
 from fsspec.core import url_to_fs
 
-from schemas.shards import MANIFEST_FILE
 from transforms.errors import TokenmillError
 
 
@@ -21,16 +19,6 @@ def output_fs(output: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """The filesystem and root path (no trailing slash) of an output URL."""
     fs, path = url_to_fs(output)
     return fs, path.rstrip("/")
-
-
-def read_manifest(output: str) -> dict[str, Any] | None:
-    """The manifest of an output directory, or None if it has none."""
-    fs, root = output_fs(output)
-    path = posixpath.join(root, MANIFEST_FILE)
-    if not fs.exists(path):
-        return None
-    with fs.open(path, "rb") as fh:
-        return json.load(fh)
 
 
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from schemas.manifest import E_BYTES, E_PAD_TOKENS, E_ROWS, E_SHA256, E_TEMP_URL, E_TOKENS
 from schemas.shards import INPUT_IDS_LEAF, MASKED_SHARD_SCHEMA, SHARD_SCHEMA
 from transforms.pack.rows import PackedRows
 
@@ -111,7 +112,7 @@ class ShardWriter:
             self._file.close()
             self._writer = None
         for shard in self.shards:
-            fs, path = fsspec.core.url_to_fs(shard["temp_url"])
+            fs, path = fsspec.core.url_to_fs(shard[E_TEMP_URL])
             if fs.exists(path):
                 fs.rm(path)
         self.shards = []
@@ -139,7 +140,7 @@ class ShardWriter:
                 # almost nothing and zstd runs about a third faster (readable by pyarrow >= 16)
                 column_encoding={INPUT_IDS_LEAF: "BYTE_STREAM_SPLIT"},
             )
-            self.shards.append({"temp_url": url})
+            self.shards.append({E_TEMP_URL: url})
         self._writer.write_table(rows_to_table(group), row_group_size=n)
         self._shard_rows_written += n
         self._shard_tokens += group.real_tokens()
@@ -152,13 +153,13 @@ class ShardWriter:
             return
         self._writer.close()
         self._file.close()
-        self.shards[-1].update(
-            rows=self._shard_rows_written,
-            bytes=self._file.size,
-            sha256=self._file.sha256.hexdigest(),
-            tokens=self._shard_tokens,
-            pad_tokens=self._shard_pad,
-        )
+        self.shards[-1].update({
+            E_ROWS: self._shard_rows_written,
+            E_BYTES: self._file.size,
+            E_SHA256: self._file.sha256.hexdigest(),
+            E_TOKENS: self._shard_tokens,
+            E_PAD_TOKENS: self._shard_pad,
+        })
         self._writer = None
         self._file = None
         self._shard_rows_written = self._shard_tokens = self._shard_pad = 0

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from schemas.manifest import K_BATCH_MULTIPLIERS, K_LENGTHS
 from transforms.pack.rows import PackedRows, rows_from_segments
 
 
@@ -284,7 +285,7 @@ class DecomposePacker(Packer):
     def curriculum(self) -> dict[str, dict[str, int]]:
         """Batch multipliers that keep tokens per batch constant: longest length 1, each halving doubles it."""
         longest = self.lengths[-1]
-        return {"batch_multipliers": {str(size): longest // size for size in self.lengths}}
+        return {K_BATCH_MULTIPLIERS: {str(size): longest // size for size in self.lengths}}
 
 
 LOSS_MASKS = ("none", "padding", "boundaries")
@@ -345,5 +346,5 @@ class PackingSpec:
         if self.name == BestFitPacker.name:
             out["buffer"] = self.buffer
         if self.name == DecomposePacker.name:
-            out.update({"lengths": [1 << k for k in range(self.low, self.high + 1)], "pad_remainders": self.pad})
+            out.update({K_LENGTHS: [1 << k for k in range(self.low, self.high + 1)], "pad_remainders": self.pad})
         return out

@@ -25,22 +25,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from schemas.manifest import E_BUCKET, E_ROWS, E_SEQ_LEN, E_TEMP_URL
 from schemas.shards import CU_SEQLENS, INPUT_IDS, LOSS_MASK, NUM_PAD
 from schemas.stream_result import StreamResult
 from transforms.pack.rows import PackedRows
 from transforms.output.shard_writer import ShardWriter
+from transforms.hashing import splitmix64
 
 KEY = "_shuffle_key"
-_MASK = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
-
-
-def splitmix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64 finaliser of uint64 values (a bijection that mixes every bit)."""
-    with np.errstate(over="ignore"):
-        z = (x + np.uint64(0x9E3779B97F4A7C15)) & _MASK
-        z = ((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK
-        z = ((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK
-        return z ^ (z >> np.uint64(31))
 
 
 def row_keys(seed: int, group: int, stream: int, first_row: int, rows: int) -> np.ndarray:
@@ -72,13 +64,13 @@ def plan_sources(results: list[StreamResult], shard_rows: int) -> list[Source]:
     for r in sorted(results, key=lambda r: r.stream):
         seen: dict[tuple, int] = {}
         for shard in r.shards:
-            layout = (shard.get("bucket"), shard.get("seq_len"))
+            layout = (shard.get(E_BUCKET), shard.get(E_SEQ_LEN))
             layouts.setdefault(layout, len(layouts))
             listed.append((layout, shard, r.stream, seen.get(layout, 0)))
-            seen[layout] = seen.get(layout, 0) + shard["rows"]
-            rows_of[layout] = rows_of.get(layout, 0) + shard["rows"]
+            seen[layout] = seen.get(layout, 0) + shard[E_ROWS]
+            rows_of[layout] = rows_of.get(layout, 0) + shard[E_ROWS]
     groups = {layout: i for i, layout in enumerate(sorted(layouts, key=lambda x: (x[0] or -1, x[1] or -1)))}
-    return [Source(groups[layout], layout, shard["temp_url"], stream, first, shard["rows"],
+    return [Source(groups[layout], layout, shard[E_TEMP_URL], stream, first, shard[E_ROWS],
                    max(1, math.ceil(rows_of[layout] / shard_rows)))
             for layout, shard, stream, first in listed]
 
@@ -142,9 +134,9 @@ def write_destination(element: tuple[tuple[int, int], Iterable[tuple[str | bytes
     for k, shard in enumerate(shards):
         item = {**shard, "order": (group, d, k)}
         if bucket is not None:
-            item["bucket"] = bucket
+            item[E_BUCKET] = bucket
         if seq_len is not None:
-            item["seq_len"] = seq_len
+            item[E_SEQ_LEN] = seq_len
         out.append(item)
     return out
 

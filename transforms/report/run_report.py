@@ -31,13 +31,7 @@ EXTRA_CSS = """
 section{margin-bottom:12px}.note{font-size:13px;color:#555}.kv td{text-align:left}
 """
 
-# Fields of the manifest's packing_stats (transforms.output.commit.packing_stats) and selection sections
-# (transforms.select.selection) that the report reads.
-_PADDING_FRACTION = "padding_fraction"
-_LENGTHS = "lengths"
-_CURRICULUM = "curriculum"
-_BATCH_MULTIPLIERS = "batch_multipliers"
-_SAMPLING_ODDS = "sampling_odds"
+# Fields of the manifest's selection section (transforms.select.selection) that the report reads.
 _SCORES = "scores"
 _CANDIDATES = "candidates"
 _SELECTED = "selected"
@@ -196,7 +190,7 @@ def _sources_section(manifest: dict[str, Any]) -> str:
     documents = manifest.get(m.K_DOCUMENTS)
     if documents:
         parts.append("<h3>Document files</h3>" + table(
-            ["file", "rows", "bytes"], [[d.get("path"), d.get("rows"), d.get("bytes")] for d in documents]))
+            ["file", "rows", "bytes"], [[d.get(m.E_PATH), d.get(m.E_ROWS), d.get(m.E_BYTES)] for d in documents]))
     return _section("sources", "Sources", *parts)
 
 
@@ -244,7 +238,7 @@ def _packing_section(manifest: dict[str, Any]) -> str:
         ["padding tokens", c.pad_tokens],
         ["padding", percent(c.pad_tokens, slots) if slots else "0%"],
         ["documents cut across rows", c.docs_split],
-        ["shards", f"{len(shards):,} files, {sum(s.get('bytes') or 0 for s in shards) / 1e6:,.2f} MB"],
+        ["shards", f"{len(shards):,} files, {sum(s.get(m.E_BYTES) or 0 for s in shards) / 1e6:,.2f} MB"],
     ]
     if c.tokens_dropped:
         rows.append(["remainder tokens dropped", c.tokens_dropped])
@@ -252,22 +246,22 @@ def _packing_section(manifest: dict[str, Any]) -> str:
     values = [c.tokens, c.pad_tokens] + ([c.tokens_dropped] if c.tokens_dropped else [])
     parts = [hbar_chart(categories, {"tokens": values}, "row slots: tokens and padding"),
              table(["", "value"], rows, "kv")]
-    lengths = stats.get(_LENGTHS)
+    lengths = stats.get(m.K_LENGTHS)
     if lengths:  # decompose: rows of lengths 2^low..2^high, each length a log bin of its own
         ns = sorted(int(n) for n in lengths)
-        curriculum = stats.get(_CURRICULUM) or {}
-        multipliers = curriculum.get(_BATCH_MULTIPLIERS) or {}
-        odds = curriculum.get(_SAMPLING_ODDS) or {}
-        tokens = [lengths[str(n)]["tokens"] for n in ns]
+        curriculum = stats.get(m.K_CURRICULUM) or {}
+        multipliers = curriculum.get(m.K_BATCH_MULTIPLIERS) or {}
+        odds = curriculum.get(m.K_SAMPLING_ODDS) or {}
+        tokens = [lengths[str(n)][m.L_TOKENS] for n in ns]
         parts.append("<h3>Per row length</h3>" + histogram_chart(
             ns + [ns[-1] * 2], tokens, "tokens per row length", x_label="row length (tokens)"))
         parts.append(table(["row length", "sequences", "tokens", "share of tokens", "batch multiplier",
                             "sampling odds"],
-                           [[n, lengths[str(n)]["sequences"], lengths[str(n)]["tokens"],
-                             percent(lengths[str(n)]["tokens"], sum(tokens)), multipliers.get(str(n)),
+                           [[n, lengths[str(n)][m.L_SEQUENCES], lengths[str(n)][m.L_TOKENS],
+                             percent(lengths[str(n)][m.L_TOKENS], sum(tokens)), multipliers.get(str(n)),
                              odds.get(str(n))] for n in ns]))
-    elif stats.get(_PADDING_FRACTION) is not None:
-        parts.append(_note(f"Padding fraction recorded in the manifest: {stats[_PADDING_FRACTION]:.6f}."))
+    elif stats.get(m.K_PADDING_FRACTION) is not None:
+        parts.append(_note(f"Padding fraction recorded in the manifest: {stats[m.K_PADDING_FRACTION]:.6f}."))
     return _section("packing", "Packing", *parts)
 
 

@@ -15,10 +15,12 @@ def _per_second(rate: float) -> str:
     return f"{rate / 1e3:,.1f}k" if rate >= 1e3 else f"{rate:,.0f}"
 
 
-def key_value_table(rows: list[tuple[str, str]], max_rule: int | None = None) -> str:
+def key_value_table(rows: list[tuple[str, str]], max_rule: int | None = None, rules: bool = True) -> str:
     """Rows of (key, value) with the values aligned, between two rules of dashes as wide as the widest row (at most
-    ``max_rule``)."""
+    ``max_rule``); ``rules=False``: the aligned lines alone, without trailing spaces (a block inside a longer text)."""
     width = max(len(k) for k, _ in rows)
+    if not rules:
+        return "\n".join(f"{k.ljust(width)}  {v}".rstrip() for k, v in rows)
     rule_width = width + 2 + max(len(v) for _, v in rows)
     rule = "-" * (rule_width if max_rule is None else min(max_rule, rule_width))
     return "\n".join([rule, *(f"{k.ljust(width)}  {v}" for k, v in rows), rule])
@@ -50,7 +52,7 @@ def summary_table(manifest: dict[str, Any], output: str) -> str:
         seq_len = manifest[m.K_SEQ_LEN]
         slots = c["tokens"] + c["pad_tokens"]
         settings = manifest.get(m.K_PACKING_SETTINGS) or {}
-        lengths = settings.get("lengths")
+        lengths = settings.get(m.K_LENGTHS)
         rows += [
             ("tokens (incl. EOS)", f"{c['tokens']:,}"),
             (f"sequences of {lengths[0]}..{lengths[-1]}" if lengths else f"sequences of {seq_len}",

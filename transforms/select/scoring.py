@@ -10,20 +10,22 @@
     select:   {tokens: 2_000_000_000}       # or {bytes: N}, {top_fraction: 0.3}, {min_score: x}, {min_bucket: 12}
     upsample: {19: 3, 18: 2}                # repeat documents of high buckets
 
-A scorer is a small class (``score(texts) -> list[float]``) registered in ``SCORERS`` with its parameters and their
-defaults; each document's scores go to ``meta.scores`` under the scorer's ``key`` (its name unless given). The
+A scorer is one module of ``transforms.select.scorers`` (the contract: ``transforms.select.scorer``); each
+document's scores go to ``meta.scores`` under the scorer's ``key`` (its name unless given). The
 sections are validated when the recipe is loaded: a mistake is a ``RecipeError`` that names the valid choices.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from transforms.recipe.errors import RecipeError
+from transforms.select.registry import SCORERS
+from transforms.select.scorer import BUCKET, Scorer, ScorerConfig
 
 PERCENTILE_BUCKETS = "percentile_buckets"
 ENSEMBLE_DEFAULTS = {"method": PERCENTILE_BUCKETS, "buckets": 20, "sample_fraction": 1.0, "weight": "bytes",
@@ -33,40 +35,6 @@ COMBINES = ("max", "mean")
 BUDGETS = ("tokens", "bytes")  # keep the best documents until this much
 MIN_SCORE = "min_score"  # the one criterion decided per document as it is scored (pass 1, before dedup)
 CRITERIA = BUDGETS + ("top_fraction", MIN_SCORE, "min_bucket")
-BUCKET = "bucket"  # select.score: the ensemble bucket
-
-
-@dataclass(frozen=True)
-class ScorerSpec:
-    """A scorer tokenmill knows: its parameters with defaults (None: required) and what it measures."""
-
-    name: str
-    params: dict[str, Any]
-    doc: str
-    required: tuple[str, ...] = ()
-    choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
-
-
-SCORERS: dict[str, ScorerSpec] = {
-    s.name: s
-    for s in (
-        ScorerSpec("fasttext", {"model": None, "label": "__label__hq"},
-                   "probability of a label under a fastText classifier (see train-classifier)", ("model",)),
-        ScorerSpec("dsir", {"target": None, "buckets": 10000, "text_field": "text", "input_format": None},
-                   "DSIR log importance weight: hashed unigram+bigram bag-of-words of a target corpus vs the raw "
-                   "input, fitted in the same run", ("target",)),
-        ScorerSpec("length", {"unit": "bytes"}, "document length", choices={"unit": ("bytes", "chars", "words")}),
-    )
-}
-
-
-@dataclass(frozen=True)
-class ScorerConfig:
-    """One configured scorer: where its score goes (``key``), which scorer, every parameter."""
-
-    key: str
-    name: str
-    params: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -165,31 +133,7 @@ def _scorer(item: Any, where: str) -> ScorerConfig:
     spec = SCORERS.get(item["name"])
     if spec is None:
         raise RecipeError(f"{where}: unknown scorer {item['name']!r}; valid scorers: {', '.join(sorted(SCORERS))}")
-    key = item.get("key", spec.name)
-    if not isinstance(key, str) or not key or key == BUCKET:
-        raise RecipeError(f"{where} ({spec.name}): 'key' must be a non-empty name other than {BUCKET!r}")
-    given = item.get("params") or {}
-    if not isinstance(given, dict):
-        raise RecipeError(f"{where} ({spec.name}): 'params' must be a mapping")
-    unknown = sorted(set(given) - set(spec.params))
-    if unknown:
-        raise RecipeError(f"{where} ({spec.name}): unknown parameter(s) {', '.join(map(repr, unknown))}; "
-                          f"valid: {', '.join(sorted(spec.params))}")
-    params = {**spec.params, **given}
-    for name in spec.required:
-        if not isinstance(params[name], str) or not params[name]:
-            raise RecipeError(f"{where} ({spec.name}): '{name}' is required (a path or glob)")
-    for name, default in spec.params.items():
-        value = params[name]
-        if isinstance(default, int) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise RecipeError(f"{where} ({spec.name}.{name}): expected a positive integer, got {value!r}")
-        elif value is not None and not isinstance(value, str):
-            raise RecipeError(f"{where} ({spec.name}.{name}): expected a string, got {value!r}")
-        if name in spec.choices and value not in spec.choices[name]:
-            raise RecipeError(f"{where} ({spec.name}.{name}): {value!r} is not one of "
-                              f"{', '.join(spec.choices[name])}")
-    return ScorerConfig(key, spec.name, params)
+    return spec.configure(item, where)
 
 
 def _ensemble(config: Any, where: str) -> Ensemble:
@@ -283,77 +227,14 @@ def _upsample(config: Any, where: str, ensemble: Ensemble | None) -> tuple[tuple
     return tuple(sorted(out))
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# scorers
-# ---------------------------------------------------------------------------------------------------------------
-
-
-class LengthScorer:
-    """Document length in bytes (UTF-8), characters or whitespace-separated words."""
-
-    def __init__(self, params: dict[str, Any]) -> None:
-        self.unit = params["unit"]
-
-    def score(self, texts: list[str]) -> list[float]:
-        """One score per text."""
-        if self.unit == "bytes":
-            return [float(len(t.encode("utf-8", "surrogatepass"))) for t in texts]
-        if self.unit == "chars":
-            return [float(len(t)) for t in texts]
-        return [float(len(t.split())) for t in texts]
-
-
-class FastTextScorer:
-    """The probability of ``label`` under a fastText model (texts normalised as for training)."""
-
-    def __init__(self, params: dict[str, Any]) -> None:
-        self.label = params["label"]
-        self.model = load_fasttext(params["model"])
-
-    def score(self, texts: list[str]) -> list[float]:
-        """One probability per text."""
-        from transforms.select.classifier import positive_probability
-
-        return positive_probability(self.model, texts, self.label).tolist()
-
-
-def load_fasttext(path: str):
-    """A fastText model from a local path or any fsspec URL (copied to a temporary file first)."""
-    import os
-    import tempfile
-
-    import fasttext
-    import fsspec
-
-    fs, local = fsspec.core.url_to_fs(path)
-    if getattr(fs, "protocol", None) in ("file", ("file", "local")) or "file" in getattr(fs, "protocol", ()):
-        return fasttext.load_model(local)
-    with tempfile.TemporaryDirectory(prefix="tokenmill-fasttext-") as tmp:
-        target = os.path.join(tmp, "model.bin")
-        fs.get(local, target)
-        return fasttext.load_model(target)
-
-
-def make_scorers(selection: Selection, fitted: dict[str, Any] | None = None) -> list[tuple[str, Any]]:
+def make_scorers(selection: Selection, fitted: dict[str, Any] | None = None) -> list[tuple[str, Scorer]]:
     """(key, scorer) for each configured scorer; ``fitted``: the state of scorers fitted on the corpus (dsir)."""
-    out: list[tuple[str, Any]] = []
-    for s in selection.scorers:
-        if s.name == "length":
-            out.append((s.key, LengthScorer(s.params)))
-        elif s.name == "fasttext":
-            out.append((s.key, FastTextScorer(s.params)))
-        else:
-            from transforms.select.dsir import DsirScorer
-
-            if not fitted or s.key not in fitted:
-                raise RuntimeError(f"scorer {s.key!r} (dsir) has not been fitted")  # the pipeline fits it first
-            out.append((s.key, DsirScorer(s.params, fitted[s.key])))
-    return out
+    return [(s.key, SCORERS[s.name].build(s, (fitted or {}).get(s.key))) for s in selection.scorers]
 
 
 def needs_fitting(selection: Selection | None) -> bool:
     """Whether some scorer learns from the corpus before scoring (dsir)."""
-    return selection is not None and any(s.name == "dsir" for s in selection.scorers)
+    return selection is not None and any(SCORERS[s.name].fitted for s in selection.scorers)
 
 
 def bucket_of(score: float, cuts: list[float]) -> int:

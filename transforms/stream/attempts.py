@@ -8,7 +8,7 @@ from typing import Any
 import fsspec
 import orjson
 
-from schemas.manifest import Counts
+from schemas.manifest import E_RECORDS, E_TEMP_URL, Counts
 from transforms.read.records import Rejection
 from transforms.report.progress import ProgressWriter
 from transforms.stream.config import StreamConfig
@@ -34,7 +34,7 @@ class JsonlFile:
         if self._fh is None:
             return []
         self._fh.close()
-        return [{"temp_url": self.url, "records": self.records}]
+        return [{E_TEMP_URL: self.url, E_RECORDS: self.records}]
 
     def delete(self) -> None:
         """Close and remove it."""

@@ -14,7 +14,7 @@ import time
 from typing import Any, Callable, Iterable, Iterator
 
 from schemas.documents import META_SCORES
-from schemas.manifest import TIME_READ, TIME_RECIPE, TIME_TOKENIZE, TIME_WRITE
+from schemas.manifest import E_TEMP_URL, TIME_READ, TIME_RECIPE, TIME_TOKENIZE, TIME_WRITE
 from schemas.stream_result import StreamResult
 from transforms.dedup.arrays import KeyFileWriter
 from transforms.dedup.keys import make_ref
@@ -148,7 +148,7 @@ def stage_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools,
     attempt.counts.time(TIME_WRITE, time.perf_counter() - started)
     rejected, modified = attempt.files()
     result = StreamResult(stream=stream.index, counts=attempt.counts, rejected=rejected, modified=modified,
-                          staged=written["temp_url"] if written else None, inputs=stream_inputs(stream))
+                          staged=written[E_TEMP_URL] if written else None, inputs=stream_inputs(stream))
     if key_file is not None:
         yield "keys", key_file.close()
     yield "staged", (stream.index, result)

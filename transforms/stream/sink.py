@@ -13,7 +13,18 @@ from typing import Any, Iterator
 import numpy as np
 
 from schemas.documents import META_BUCKET, META_UPSAMPLE
-from schemas.manifest import SHORTER_THAN_PIECE, STAGE_PACK, TIME_PACK, TIME_TOKENIZE, TIME_WRITE
+from schemas.manifest import (
+    E_BUCKET,
+    E_PAD_TOKENS,
+    E_ROWS,
+    E_SEQ_LEN,
+    K_LENGTHS,
+    SHORTER_THAN_PIECE,
+    STAGE_PACK,
+    TIME_PACK,
+    TIME_TOKENIZE,
+    TIME_WRITE,
+)
 from transforms.output.shard_writer import ShardWriter
 from transforms.pack.packers import Packed, mask_source
 from transforms.pack.rows import PackedRows
@@ -149,8 +160,8 @@ class PackSink:
             c.time(TIME_WRITE, time.perf_counter() - started)
         finally:
             self.pool.shutdown(wait=True, cancel_futures=True)
-        c.sequences = sum(s["rows"] for s in shards)
-        c.pad_tokens = sum(s["pad_tokens"] for s in shards)
+        c.sequences = sum(s[E_ROWS] for s in shards)
+        c.pad_tokens = sum(s[E_PAD_TOKENS] for s in shards)
         c.docs_split = sum(lane.packer.split_docs for lane in self.lanes.values())
         c.tokens_dropped = sum(lane.packer.dropped_tokens for lane in self.lanes.values()) - self.short_tokens
         c.tokens -= c.tokens_dropped  # tokens counts what the shards hold
@@ -226,7 +237,7 @@ class PackSink:
         self.short_tokens += int(lens.sum())  # the packer counted them as dropped remainders too
         self.attempt.reject([Rejection(
             batch.source, SHORTER_THAN_PIECE, line=batch.lines[i], row=batch.rows[i], id=batch.ids[i],
-            detail=f"{int(n)} tokens with EOS, below the shortest piece of {self.cfg.packing.manifest()['lengths'][0]}",
+            detail=f"{int(n)} tokens with EOS, below the shortest piece of {self.cfg.packing.manifest()[K_LENGTHS][0]}",
             record=batch.raw_record(i), stage=STAGE_PACK, counted_as=f"{STAGE_PACK}/{SHORTER_THAN_PIECE}",
         ) for i, n in zip(docs, lens.tolist())])
 
@@ -237,8 +248,8 @@ class PackSink:
             for length, writer in sorted(lane.writers.items()):
                 for shard in writer.close():
                     if bucket is not None:
-                        shard = {**shard, "bucket": bucket}
-                    shards.append({**shard, "seq_len": length} if lane.packer.per_length else shard)
+                        shard = {**shard, E_BUCKET: bucket}
+                    shards.append({**shard, E_SEQ_LEN: length} if lane.packer.per_length else shard)
         return shards
 
     def _write(self, writer: ShardWriter, rows: PackedRows) -> None:

@@ -1,4 +1,5 @@
-"""eval-tokenizer's Beam step: one input split read, its languages identified, every tokenizer run over it."""
+"""eval-tokenizer's Beam step (the graph is ``pipelines.eval_tokenizer``'s): one input split read, its languages
+identified, every tokenizer run over it (``transforms.tokenize.evaluation`` turns the sums into the report)."""
 
 from __future__ import annotations
 
