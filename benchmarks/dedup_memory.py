@@ -64,6 +64,7 @@ from prepare_throughput import (  # noqa: E402  (a sibling script)
     tail,
     verdict,
 )
+from schemas import manifest as m  # noqa: E402
 from schemas.shards import read_manifest  # noqa: E402
 
 RECIPE = "dedup: {exact: true, minhash: {ngram: 5, bands: 14, rows: 8}}\n"
@@ -199,8 +200,8 @@ def scale_run(label: str, files: list[str], workdir: Path, recipe_text: str, cod
         print(tail(workdir / f"{label}.log"), file=sys.stderr)
         raise SystemExit(f"{label} failed")
     manifest = read_manifest(str(out))
-    return {"seconds": seconds, "peak": peak, "records": manifest["counts"]["records"],
-            "dedup": manifest.get("dedup") or {}}
+    return {"seconds": seconds, "peak": peak, "records": manifest[m.K_COUNTS]["records"],
+            "dedup": manifest.get(m.K_DEDUP) or {}}
 
 
 def scale(args: argparse.Namespace, workdir: Path) -> int:
@@ -230,8 +231,8 @@ def scale(args: argparse.Namespace, workdir: Path) -> int:
             print(f"  without dedup: {anchor['seconds']:,.1f} s, peak RSS {fmt_gb(anchor['peak'])} "
                   f"({anchor['peak'] / GB / docs_m:.2f} GB per million documents)")
         print(f"  with dedup:    {run['seconds']:,.1f} s, peak RSS {fmt_gb(run['peak'])} "
-              f"({per_m:.2f} GB per million documents); {d.get('exact_duplicate', 0):,} exact and "
-              f"{d.get('near_duplicate', 0):,} near duplicates")
+              f"({per_m:.2f} GB per million documents); {d.get(m.EXACT_DUPLICATE, 0):,} exact and "
+              f"{d.get(m.NEAR_DUPLICATE, 0):,} near duplicates")
         if anchor is not None:
             print(f"  dedup costs {run['seconds'] / anchor['seconds']:.1f}x the time and "
                   f"{(run['peak'] - anchor['peak']) / GB / docs_m:+.2f} GB per million documents over the anchor")
@@ -271,13 +272,13 @@ def main(argv: list[str] | None = None) -> int:
         print(tail(workdir / "filter.log"), file=sys.stderr)
         return 1
     manifest = read_manifest(str(out))
-    c = manifest["counts"]
+    c = manifest[m.K_COUNTS]
     kept_as: dict[str, str] = {}  # every rejected duplicate -> the kept document it names
     for path in sorted((out / "rejected").glob("*.jsonl")):
         for line in path.open():
             rec = json.loads(line)
-            if rec.get("duplicate_of") is not None:
-                kept_as[rec["id"]] = rec["duplicate_of"]
+            if rec.get(m.REJ_DUPLICATE_OF) is not None:
+                kept_as[rec[m.REJ_ID]] = rec[m.REJ_DUPLICATE_OF]
     # a copy names its original, or the document kept in the original's place when the original is itself a copy
     recalled = sum(kept_as.get(k) == kept_as.get(orig, orig) for k, (_, orig) in expected.items())
     wrong = sorted(k for k, v in kept_as.items() if v.startswith("planted-"))
@@ -287,9 +288,9 @@ def main(argv: list[str] | None = None) -> int:
           f"({len(expected):,} planted copies)")
     print(f"tokenmill filter, dedup exact + MinHash 14x8 on 5-grams: {seconds:,.1f} s, {mb / seconds:,.1f} MB/s, "
           f"peak RSS {fmt_gb(peak)}")
-    dedup = manifest["dedup"]
-    print(f"duplicates: {dedup['exact_duplicate']:,} exact, {dedup['near_duplicate']:,} near, rate "
-          f"{100 * dedup['duplicate_rate']:.2f}%")
+    dedup = manifest[m.K_DEDUP]
+    print(f"duplicates: {dedup[m.EXACT_DUPLICATE]:,} exact, {dedup[m.NEAR_DUPLICATE]:,} near, rate "
+          f"{100 * dedup[m.DEDUP_RATE]:.2f}%")
     print(f"planted copies found naming their original: {recalled:,} of {len(expected):,}; originals rejected as "
           f"copies of a planted copy: {len(wrong)}")
     ok = peak <= TARGET_RSS_BYTES

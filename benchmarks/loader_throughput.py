@@ -61,7 +61,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from schemas.manifest import MANIFEST_FORMAT  # noqa: E402
+from schemas import manifest as m  # noqa: E402
 from schemas.shards import INPUT_IDS, INPUT_IDS_LEAF, MANIFEST_FILE, SHARD_SCHEMA, read_manifest  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -174,8 +174,8 @@ def write_shard(args: tuple[str, int, int]) -> dict[str, Any]:
     with pq.ParquetWriter(path, SHARD_SCHEMA, compression="zstd", compression_level=1, use_dictionary=False,
                           write_statistics=False, column_encoding={INPUT_IDS_LEAF: "BYTE_STREAM_SPLIT"}) as w:
         w.write_table(table, row_group_size=GROUP_ROWS)
-    return {"path": f"shards/{Path(path).name}", "rows": rows, "bytes": os.path.getsize(path),
-            "tokens": rows * SEQ_LEN - pad, "pad_tokens": pad}
+    return {m.E_PATH: f"shards/{Path(path).name}", m.E_ROWS: rows, m.E_BYTES: os.path.getsize(path),
+            m.E_TOKENS: rows * SEQ_LEN - pad, m.E_PAD_TOKENS: pad}
 
 
 def generate_shards(directory: Path, gb: float, docs: tuple[np.ndarray, np.ndarray] | None) -> None:
@@ -189,12 +189,13 @@ def generate_shards(directory: Path, gb: float, docs: tuple[np.ndarray, np.ndarr
     t0 = time.perf_counter()
     with mp.get_context("fork").Pool(WORLD) as pool:
         shards = pool.map(write_shard, jobs)
-    manifest = {"format": MANIFEST_FORMAT, "fingerprint": f"loader-benchmark-{n_shards}-{SEQ_LEN}",
-                "seq_len": SEQ_LEN, "shards": shards,
-                "counts": {"sequences": sum(s["rows"] for s in shards), "tokens": sum(s["tokens"] for s in shards),
-                           "pad_tokens": sum(s["pad_tokens"] for s in shards)}}
+    manifest = {m.K_FORMAT: m.MANIFEST_FORMAT, m.K_FINGERPRINT: f"loader-benchmark-{n_shards}-{SEQ_LEN}",
+                m.K_SEQ_LEN: SEQ_LEN, m.K_SHARDS: shards,
+                m.K_COUNTS: {"sequences": sum(s[m.E_ROWS] for s in shards),
+                             "tokens": sum(s[m.E_TOKENS] for s in shards),
+                             "pad_tokens": sum(s[m.E_PAD_TOKENS] for s in shards)}}
     (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-    log(f"  {time.perf_counter() - t0:.1f} s, {sum(s['bytes'] for s in shards) / GB:.2f} GB on disk")
+    log(f"  {time.perf_counter() - t0:.1f} s, {sum(s[m.E_BYTES] for s in shards) / GB:.2f} GB on disk")
 
 
 # -- measured children ------------------------------------------------------------------------------------------------
@@ -216,7 +217,7 @@ def child_loader(rank: int, path: str, options: dict[str, Any], batch_size: int,
 def child_anchor(rank: int, path: str, options: dict[str, Any], batch_size: int, barrier: Any, out: Any) -> None:
     """Raw pyarrow read_table of every other shard file."""
     manifest = read_manifest(path)
-    files = [str(Path(path) / s["path"]) for s in manifest["shards"]][rank::WORLD]
+    files = [str(Path(path) / s[m.E_PATH]) for s in manifest[m.K_SHARDS]][rank::WORLD]
     tokens = 0
     barrier.wait()
     t0 = time.perf_counter()
@@ -250,8 +251,8 @@ def warm(path: str) -> int:
     """Read every shard once (page cache) and return the bytes on disk."""
     manifest = read_manifest(path)
     total = 0
-    for s in manifest["shards"]:
-        with open(Path(path) / s["path"], "rb") as fh:
+    for s in manifest[m.K_SHARDS]:
+        with open(Path(path) / s[m.E_PATH], "rb") as fh:
             while chunk := fh.read(64 << 20):
                 total += len(chunk)
     return total
@@ -286,9 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         on_disk = warm(path)
         manifest = read_manifest(path)
-        rows = sum(s["rows"] for s in manifest["shards"])
-        seq_len = manifest.get("seq_len")
-        log(f"{len(manifest['shards'])} shards, {rows:,} rows of {seq_len}, {on_disk / GB:.2f} GB on disk")
+        rows = sum(s[m.E_ROWS] for s in manifest[m.K_SHARDS])
+        seq_len = manifest.get(m.K_SEQ_LEN)
+        log(f"{len(manifest[m.K_SHARDS])} shards, {rows:,} rows of {seq_len}, {on_disk / GB:.2f} GB on disk")
         systems = [
             (DEFAULT, child_loader, {}),
             ("loader, int32 ids and positions", child_loader, {"ids_dtype": "int32", "position_dtype": "int32"}),
@@ -303,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"round {r + 1}: {name}: {res['gbps']:.2f} GB/s ({res['seconds']:.2f} s)")
         print(f"machine: cores={os.cpu_count()} python={sys.version.split()[0]} numpy={np.__version__} "
               f"pyarrow={pa.__version__}")
-        print(f"shards: {path}: {len(manifest['shards'])} files, {rows:,} rows x {seq_len} tokens = "
+        print(f"shards: {path}: {len(manifest[m.K_SHARDS])} files, {rows:,} rows x {seq_len} tokens = "
               f"{rows * seq_len * 4 / GB:.2f} GB of ids (4 bytes each), {on_disk / GB:.2f} GB on disk; "
               f"batch_size {args.batch_size}; {WORLD} processes (world_size={WORLD}, one rank each); "
               f"median of {args.repeat}")

@@ -75,9 +75,10 @@ def run_prepare(files: list[str], tokenizer: str, out: Path, args: argparse.Name
 
 def short_documents_cut(out: Path, manifest: dict[str, Any]) -> int:
     """Segments shorter than their row that do not end with EOS: pieces of documents shorter than a row."""
+    from schemas import manifest as m
     from schemas.shards import iter_packed_rows
 
-    eos = manifest["tokenizer"]["eos_id"]
+    eos = manifest[m.K_TOKENIZER][m.T_EOS_ID]
     cut = 0
     for row in iter_packed_rows(str(out)):  # the manifest's shards, in order
         ids, cu = row.input_ids.tolist(), row.cu_seqlens.tolist()
@@ -124,6 +125,8 @@ def benchmark(args: argparse.Namespace, workdir: Path, cores: int) -> int:
     """The whole benchmark in ``workdir``."""
     import glob
 
+    from schemas import manifest as m
+
     started = time.perf_counter()
     files = sorted(glob.glob(args.corpus)) if args.corpus else stdlib_corpus(workdir)
     if not files:
@@ -163,23 +166,25 @@ def benchmark(args: argparse.Namespace, workdir: Path, cores: int) -> int:
     p(header)
     p("-" * len(header))
     for name, r in results.items():
-        counts, stats = r["manifest"]["counts"], r["manifest"]["packing_stats"]
+        counts, stats = r["manifest"][m.K_COUNTS], r["manifest"][m.K_PACKING_STATS]
         p(f"{name:<12} {r['seconds']:>8.1f} {counts['sequences']:>9} {counts['tokens']:>12} "
-          f"{stats['padding_fraction']:>8.3%} {stats['documents_split']:>9} {counts.get('tokens_dropped', 0):>9}")
-    decomposed = results["decompose"]["manifest"]["packing_stats"]
+          f"{stats[m.K_PADDING_FRACTION]:>8.3%} {stats[m.K_DOCUMENTS_SPLIT]:>9} {counts.get('tokens_dropped', 0):>9}")
+    decomposed = results["decompose"]["manifest"][m.K_PACKING_STATS]
     p("")
-    p("decompose per length: " + ", ".join(f"{k}: {v['sequences']} rows" for k, v in decomposed["lengths"].items()))
-    p("decompose curriculum: " + json.dumps(decomposed["curriculum"]))
+    p("decompose per length: " + ", ".join(f"{k}: {v[m.L_SEQUENCES]} rows"
+                                           for k, v in decomposed[m.K_LENGTHS].items()))
+    p("decompose curriculum: " + json.dumps(decomposed[m.K_CURRICULUM]))
     p(f"loader: {loader['tokens'] / 1e6:.0f} M tokens per epoch, {loader['gbps']:.2f} GB/s of token ids "
       f"({loader['tokps'] / 1e6:.0f} M tokens/s), 2 processes; pyarrow read_table of the same files "
       f"{loader['anchor_gbps']:.2f} GB/s (median of 3; more systems: benchmarks/loader_throughput.py)")
     p("")
-    best = results["best-fit"]["manifest"]["packing_stats"]
+    best = results["best-fit"]["manifest"][m.K_PACKING_STATS]
     p("targets (informational, never asserted):")
     p(f"  [{verdict(cut_short == 0)}] best-fit cuts no document shorter than a row: {cut_short} cut "
-      f"(concat cut {results['concat']['manifest']['packing_stats']['documents_split']} documents at row boundaries)")
-    p(f"  [{verdict(best['padding_fraction'] <= TARGET_PADDING)}] best-fit padding <= {TARGET_PADDING:.0%} at "
-      f"seq_len {args.seq_len}: {best['padding_fraction']:.3%}")
+      f"(concat cut {results['concat']['manifest'][m.K_PACKING_STATS][m.K_DOCUMENTS_SPLIT]} documents at row "
+      "boundaries)")
+    p(f"  [{verdict(best[m.K_PADDING_FRACTION] <= TARGET_PADDING)}] best-fit padding <= {TARGET_PADDING:.0%} at "
+      f"seq_len {args.seq_len}: {best[m.K_PADDING_FRACTION]:.3%}")
     p(f"  [{verdict(loader['gbps'] >= TARGET_LOADER_GBPS)}] loader >= {TARGET_LOADER_GBPS:g} GB of tokens/s on 2 "
       f"cores: {loader['gbps']:.2f} GB/s")
     p("")

@@ -381,6 +381,7 @@ def child_tokenmill(spec: dict[str, Any]) -> dict[str, Any]:
     for name in ("apache_beam", "root", "absl"):
         logging.getLogger(name).setLevel(logging.ERROR)
     from pipelines.prepare import PrepareConfig, run
+    from schemas import manifest as m
 
     cfg = PrepareConfig(
         inputs=list(spec["files"]), output=spec["output"], tokenizer=spec["tokenizer"], seq_len=spec["seq_len"],
@@ -389,16 +390,16 @@ def child_tokenmill(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     manifest = run(cfg, beam_args=[])
     seconds = time.perf_counter() - t0
-    counts = manifest["counts"]
+    counts = manifest[m.K_COUNTS]
     return {
         "seconds": seconds,
         "tokens": counts["tokens"] - counts["docs_written"],  # without the EOS appended to every document
         "docs": counts["docs_written"],
-        "manifest_wall_time_s": manifest.get("wall_time_s"),
+        "manifest_wall_time_s": manifest.get(m.K_WALL_TIME),
         "bytes_read": counts["bytes_read"],
-        "backend": manifest["tokenizer"].get("backend"),
-        "backend_streams": manifest["tokenizer"].get("backend_streams"),
-        "streams": manifest.get("streams"),
+        "backend": manifest[m.K_TOKENIZER].get(m.T_BACKEND),
+        "backend_streams": manifest[m.K_TOKENIZER].get(m.T_BACKEND_STREAMS),
+        "streams": manifest.get(m.K_STREAMS),
         "rejected": counts["docs_rejected"],
     }
 
@@ -554,12 +555,14 @@ def run_cli(files: list[str], tokenizer: str, output: Path, args: argparse.Names
     manifest_path = output / "manifest.json"
     if code != 0 or not manifest_path.exists():
         raise RuntimeError(f"tokenmill CLI failed (exit {code}); its output is in {log_path}:\n{tail(log_path)}")
+    from schemas import manifest as m
     from schemas.shards import read_manifest
 
     manifest = read_manifest(str(output))
-    counts = manifest["counts"]
+    counts = manifest[m.K_COUNTS]
     result = {"seconds": seconds, "tokens": counts["tokens"] - counts["docs_written"], "docs": counts["docs_written"],
-              "manifest_wall_time_s": manifest.get("wall_time_s"), "backend": manifest["tokenizer"].get("backend")}
+              "manifest_wall_time_s": manifest.get(m.K_WALL_TIME),
+              "backend": manifest[m.K_TOKENIZER].get(m.T_BACKEND)}
     return Measured(result, seconds, peak, single)
 
 

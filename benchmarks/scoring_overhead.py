@@ -334,7 +334,7 @@ def work_done(manifest: dict[str, Any]) -> dict[str, Any]:
 
     counts = manifest[m.K_COUNTS]
     selection = manifest.get(m.K_SELECTION) or {}
-    scores = (selection.get("scores") or {}).get("fasttext") or {}
+    scores = (selection.get(m.S_SCORES) or {}).get("fasttext") or {}
     return {
         "records": counts["records"],
         "written": counts["docs_written"],
@@ -342,15 +342,17 @@ def work_done(manifest: dict[str, Any]) -> dict[str, Any]:
         "tokens": counts["tokens"],
         "text_chars": counts["text_chars"],
         "recipe_processes": (manifest.get(m.K_RUNNER) or {}).get("recipe_processes"),
-        "candidates": (selection.get("candidates") or {}).get("documents"),
-        "selected": (selection.get("selected") or {}).get("documents"),
-        "score_p50": scores.get("p50"),
+        "candidates": (selection.get(m.S_CANDIDATES) or {}).get(m.S_DOCUMENTS),
+        "selected": (selection.get(m.S_SELECTED) or {}).get(m.S_DOCUMENTS),
+        "score_p50": scores.get(m.S_QUANTILE.format(50)),
     }
 
 
 def pipeline_rate(runs: list[dict[str, Any]], mb: float) -> str:
     """MB/s of the pipeline alone (the manifest's wall_time_s: start-up and imports excluded), median over repeats."""
-    walls = [r["manifest"].get("wall_time_s") for r in runs]
+    from schemas import manifest as m
+
+    walls = [r["manifest"].get(m.K_WALL_TIME) for r in runs]
     if not all(walls):
         return "-"
     return f"{mb / statistics.median(walls):.1f} MB/s"

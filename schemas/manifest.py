@@ -184,10 +184,10 @@ K_VERSION = "tokenmill_version"
 K_JOB = "job"
 K_FINGERPRINT = "fingerprint"
 K_INPUTS = "inputs"
-K_TOKENIZER = "tokenizer"
+K_TOKENIZER = "tokenizer"  # T_ keys
 K_SEQ_LEN = "seq_len"
 K_PACKING = "packing"  # the strategy's name: concat, best-fit or decompose
-K_PACKING_SETTINGS = "packing_settings"  # its settings (best-fit buffer; decompose lengths)
+K_PACKING_SETTINGS = "packing_settings"  # its settings (P_ keys: best-fit buffer; decompose lengths)
 K_PACKING_STATS = "packing_stats"  # padding fraction, documents split; decompose: per length, curriculum
 K_COUNTS = "counts"
 K_SHARDS = "shards"
@@ -197,8 +197,8 @@ K_WALL_TIME = "wall_time_s"
 K_SOURCES = "sources"  # per input file (its URL as under K_INPUTS): SOURCE_FIELDS (see the module docstring)
 K_STAGE_SECONDS = "stage_seconds"  # per TIMED_STAGES: summed worker seconds, not wall clock; not deterministic
 K_STREAMS = "streams"
-K_RECIPE = "recipe"
-K_SELECTION = "selection"  # scores (quantiles per scorer), cut_points, buckets, candidates, selected, selection
+K_RECIPE = "recipe"  # R_ keys
+K_SELECTION = "selection"  # S_ keys: score quantiles, cut-points, buckets, candidates, selected, the rule
 K_DOCUMENTS = "documents"  # document files: path, rows, bytes, sha256
 K_DEDUP = "dedup"  # duplicates found: EXACT_DUPLICATE, NEAR_DUPLICATE counts, DEDUP_CONSIDERED, DEDUP_RATE
 DEDUP_CONSIDERED = "documents_considered"  # documents that reached dedup: not rejected by reading, the filters
@@ -225,6 +225,48 @@ K_DECOMPOSE = "decompose"
 K_CURRICULUM = "curriculum"
 K_BATCH_MULTIPLIERS = "batch_multipliers"
 K_SAMPLING_ODDS = "sampling_odds"
+
+# Keys under K_TOKENIZER (TokenizerSpec.manifest; the commit adds the T_BACKEND keys from the streams).
+T_PATH, T_FORMAT, T_SHA256, T_VOCAB_SIZE = "path", "format", "sha256", "vocab_size"  # T_FORMAT: hf or tiktoken
+T_EOS_ID, T_PAD_ID, T_BOS_ID = "eos_id", "pad_id", "bos_id"  # T_BOS_ID: None without --bos-token
+T_TIKTOKEN_SCHEME = "tiktoken_scheme"  # None for a tokenizer.json
+T_BACKEND = "backend"  # the backend every stream used, or "mixed"
+T_BACKEND_STREAMS = "backend_streams"  # streams per backend
+T_BACKEND_NOTES = "backend_notes"  # why streams fell back to the reference library (the first 20)
+
+# Keys under K_PACKING_SETTINGS (PackingSpec.manifest; decompose adds K_LENGTHS, the row lengths).
+P_NAME, P_LOSS_MASK = "name", "loss_mask"  # the strategy (as K_PACKING) and --loss-mask
+P_BUFFER = "buffer"  # best-fit: pieces packed together
+P_PAD_REMAINDERS = "pad_remainders"  # decompose: remainders padded instead of dropped
+
+# Keys under K_RECIPE (Recipe.to_dict, with Selection.to_dict's R_SCORERS..R_UPSAMPLE): every parameter explicit.
+R_NAME, R_ENGINE, R_FILTERS, R_DEDUP = "name", "engine", "filters", "dedup"
+R_STAGE_NAME, R_STAGE_PARAMS = "name", "params"  # a stage of R_FILTERS, a scorer of R_SCORERS
+R_SCORER_KEY = "key"  # a scorer of R_SCORERS: where its scores go
+R_EXACT, R_MINHASH = "exact", "minhash"  # under R_DEDUP (R_MINHASH: MH_ keys, or absent)
+R_SCORERS, R_ENSEMBLE, R_SELECT, R_UPSAMPLE = "scorers", "ensemble", "select", "upsample"
+R_SELECT_SCORE = "score"  # under R_SELECT, beside {criterion: value}: the score it ranks by
+R_STAGE_TIMEOUT = "stage_timeout"  # only when not the default
+MH_NGRAM, MH_BANDS, MH_ROWS, MH_SEED, MH_THRESHOLD = "ngram", "bands", "rows", "seed", "threshold"  # R_MINHASH
+EN_METHOD, EN_BUCKETS, EN_SAMPLE_FRACTION, EN_WEIGHT = "method", "buckets", "sample_fraction", "weight"  # R_ENSEMBLE
+EN_COMBINE, EN_SEED, EN_PARTITION = "combine", "seed", "partition"
+
+# Keys under K_SELECTION (the selection plan's report, transforms.select).
+S_SCORES = "scores"  # per scorer key: S_DOCUMENTS, S_MIN, S_QUANTILE keys, S_MAX
+S_QUANTILE = "p{:02d}"  # a reported quantile's key by its percent, e.g. p50
+S_MIN, S_MAX = "min", "max"
+S_CUT_POINTS = "cut_points"  # ensemble: per scorer key, its cut-points
+S_SAMPLED_WEIGHT = "sampled_weight"  # ensemble: per scorer key, the weight of the sample its cut-points come from
+S_BUCKETS = "buckets"  # ensemble: per bucket (a string key), sizes
+S_CANDIDATES, S_SELECTED = "candidates", "selected"  # sizes
+S_UPSAMPLED = "upsampled"  # per upsampled bucket: S_FACTOR and the sizes of the extra copies
+S_FACTOR = "factor"
+S_DOCUMENTS, S_BYTES, S_TOKENS = "documents", "bytes", "tokens"  # sizes
+S_RULE = "selection"  # the rule and its threshold: S_CRITERION .. S_THRESHOLD
+S_CRITERION, S_VALUE, S_SCORE = "criterion", "value", "score"  # S_SCORE: the score it ranks by
+S_UNIT, S_BUDGET, S_CANDIDATES_WEIGHT = "unit", "budget", "candidates_weight"  # a budget or top fraction
+S_THRESHOLD = "threshold"  # S_THRESHOLD_BUCKET or S_THRESHOLD_SCORE, and S_TIE
+S_THRESHOLD_BUCKET, S_THRESHOLD_SCORE, S_TIE = "bucket", "score", "tie"
 
 # Fields of a modified/ record (--emit-modified): a kept document whose text a recipe stage changed.
 MOD_SOURCE = "source"

@@ -74,9 +74,9 @@ def packed_source(manifest: dict[str, Any], out_dir: str) -> PackedSource:
     shards = manifest.get(m.K_SHARDS)
     if not isinstance(tokenizer, dict) or not isinstance(shards, list):
         raise ExportError(f"{where} lists no token shards or tokenizer: not a tokenmill prepare output")
-    eos_id = tokenizer.get("eos_id")
+    eos_id = tokenizer.get(m.T_EOS_ID)
     if not isinstance(eos_id, int):
-        raise ExportError(f"{where}: the tokenizer section has no eos_id")
+        raise ExportError(f"{where}: the tokenizer section has no {m.T_EOS_ID}")
     check_packing(manifest, out_dir)
     paths, tokens = [], []
     for i, shard in enumerate(shards):
@@ -85,7 +85,7 @@ def packed_source(manifest: dict[str, Any], out_dir: str) -> PackedSource:
             raise ExportError(f"{where}: shard {i} has no relative path ({shard!r})")
         paths.append(join_url(out_dir, rel))
         tokens.append(shard.get(E_TOKENS) if isinstance(shard.get(E_TOKENS), int) else None)
-    vocab, seq_len = tokenizer.get("vocab_size"), manifest.get(m.K_SEQ_LEN)
+    vocab, seq_len = tokenizer.get(m.T_VOCAB_SIZE), manifest.get(m.K_SEQ_LEN)
     return PackedSource(
         out_dir=out_dir, shards=paths, shard_tokens=tokens, eos_id=eos_id,
         vocab_size=vocab if isinstance(vocab, int) else None, seq_len=seq_len if isinstance(seq_len, int) else None,

@@ -179,8 +179,8 @@ def decoded_rows(out: OutputDir, indices: list[int], decode: Callable[[list[int]
     tok = out.manifest.get(m.K_TOKENIZER) or {}
     for i, entry, r, row in read_rows(out, indices):
         try:
-            segments = row_segments(row.input_ids, row.cu_seqlens, row.num_pad, decode, tok.get("eos_id"),
-                                    tok.get("bos_id"))
+            segments = row_segments(row.input_ids, row.cu_seqlens, row.num_pad, decode, tok.get(m.T_EOS_ID),
+                                    tok.get(m.T_BOS_ID))
         except ValueError as exc:
             raise InspectError(f"{entry[E_PATH]} row {r}: {exc}: run --verify") from exc
         yield DecodedRow(i, entry[E_PATH], r, len(row.input_ids), row.num_pad, segments)
@@ -204,7 +204,7 @@ def load_decoder(out: OutputDir, override: str | None = None) -> tuple[Callable[
     import fsspec
 
     tok = out.manifest.get(m.K_TOKENIZER) or {}
-    path = override or tok.get("path")
+    path = override or tok.get(m.T_PATH)
     option = "--tokenizer" if override else f"the tokenizer recorded in {join_url(out.url, MANIFEST_FILE)}"
     if not path:
         raise InspectError(f"{join_url(out.url, MANIFEST_FILE)} records no tokenizer path: pass --tokenizer PATH")
@@ -215,21 +215,21 @@ def load_decoder(out: OutputDir, override: str | None = None) -> tuple[Callable[
         raise InspectError(f"{option} {path!r} cannot be read ({exc}); pass --tokenizer PATH to the same "
                            "tokenizer file") from exc
     warning = None
-    if tok.get("sha256") and hashlib.sha256(data).hexdigest() != tok["sha256"]:
+    if tok.get(m.T_SHA256) and hashlib.sha256(data).hexdigest() != tok[m.T_SHA256]:
         warning = (f"warning: {path} is not the tokenizer the shards were made with (its sha256 differs from the "
-                   f"manifest's {tok['sha256'][:16]}...): the text below may be wrong")
+                   f"manifest's {tok[m.T_SHA256][:16]}...): the text below may be wrong")
     try:
-        if tok.get("format") == "tiktoken":
+        if tok.get(m.T_FORMAT) == "tiktoken":
             import tiktoken
 
             from transforms.tokenize.tokenizer import tiktoken_definition
 
-            enc = tiktoken.Encoding(**tiktoken_definition(path, data, tok.get("tiktoken_scheme")))
+            enc = tiktoken.Encoding(**tiktoken_definition(path, data, tok.get(m.T_TIKTOKEN_SCHEME)))
             return (lambda ids: enc.decode_bytes(ids).decode("utf-8", "replace")), warning
         from tokenizers import Tokenizer
 
         hf = Tokenizer.from_str(data.decode("utf-8"))
         return (lambda ids: hf.decode(ids, skip_special_tokens=False)), warning
     except Exception as exc:  # tokenizers and tiktoken raise plain Exception subclasses for unusable files
-        raise InspectError(f"{option} {path!r} is not a loadable {tok.get('format') or 'hf'} tokenizer ({exc}); "
+        raise InspectError(f"{option} {path!r} is not a loadable {tok.get(m.T_FORMAT) or 'hf'} tokenizer ({exc}); "
                            "pass --tokenizer PATH to the same tokenizer file") from exc

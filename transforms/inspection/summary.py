@@ -71,17 +71,17 @@ def summary_text(manifest: dict[str, Any], output: str, max_inputs: int = 5) -> 
         head.append(("runner", f"{runner.get('runner')}, {runner.get('workers')} worker(s)"))
     recipe = manifest.get(m.K_RECIPE)
     if recipe:
-        stages = [f.get("name") for f in recipe.get("filters", [])]
-        head.append(("recipe", f"{recipe.get('name')} (engine {recipe.get('engine')}; filters: "
+        stages = [f.get(m.R_STAGE_NAME) for f in recipe.get(m.R_FILTERS, [])]
+        head.append(("recipe", f"{recipe.get(m.R_NAME)} (engine {recipe.get(m.R_ENGINE)}; filters: "
                                f"{', '.join(map(str, stages)) or 'none'})"))
     if packed:
         tok = manifest.get(m.K_TOKENIZER) or {}
-        sha = str(tok.get("sha256") or "?")
-        head.append(("tokenizer", f"{tok.get('path')} ({tok.get('format')}, sha256 {sha[:16]}...)"))
-        head.append(("", f"  vocab {tok.get('vocab_size')}, eos_id {tok.get('eos_id')}, pad_id {tok.get('pad_id')}, "
-                         f"bos_id {tok.get('bos_id')}, backend {tok.get('backend')}"))
+        sha = str(tok.get(m.T_SHA256) or "?")
+        head.append(("tokenizer", f"{tok.get(m.T_PATH)} ({tok.get(m.T_FORMAT)}, sha256 {sha[:16]}...)"))
+        head.append(("", f"  vocab {tok.get(m.T_VOCAB_SIZE)}, eos_id {tok.get(m.T_EOS_ID)}, "
+                         f"pad_id {tok.get(m.T_PAD_ID)}, bos_id {tok.get(m.T_BOS_ID)}, backend {tok.get(m.T_BACKEND)}"))
         head.append(("seq_len", str(manifest.get(m.K_SEQ_LEN))))
-        settings = {k: v for k, v in (manifest.get(m.K_PACKING_SETTINGS) or {}).items() if k != "name"}
+        settings = {k: v for k, v in (manifest.get(m.K_PACKING_SETTINGS) or {}).items() if k != m.P_NAME}
         head.append(("packing", f"{manifest.get(m.K_PACKING, 'concat')}"
                                 + (f" ({', '.join(f'{k} {v}' for k, v in settings.items())})" if settings else "")))
     manifest_full = dict(manifest, **{m.K_COUNTS: manifest_counts(manifest)})
@@ -138,16 +138,16 @@ def plain_value(value: Any) -> str:
 def _selection_lines(selection: dict[str, Any]) -> list[tuple[str, str]]:
     """The selection section: what was selected, candidates, buckets, upsampling, score quantiles, cut-points."""
     rows: list[tuple[str, str]] = []
-    for key in ("selection", "candidates", "selected"):
+    for key in (m.S_RULE, m.S_CANDIDATES, m.S_SELECTED):
         if key in selection:
             rows.append((key, plain_value(selection[key])))
-    for key in ("buckets", "upsampled"):
+    for key, label in ((m.S_BUCKETS, "bucket"), (m.S_UPSAMPLED, "upsampled")):
         for bucket, value in (selection.get(key) or {}).items():
-            rows.append((f"{key[:-1] if key == 'buckets' else key} {bucket}", plain_value(value)))
-    for scorer, q in (selection.get("scores") or {}).items():
+            rows.append((f"{label} {bucket}", plain_value(value)))
+    for scorer, q in (selection.get(m.S_SCORES) or {}).items():
         rows.append((f"score {scorer}", plain_value(q)))
-    for scorer, cuts in (selection.get("cut_points") or {}).items():
+    for scorer, cuts in (selection.get(m.S_CUT_POINTS) or {}).items():
         rows.append((f"cut points {scorer}", plain_value(cuts)))
-    known = {"selection", "candidates", "selected", "buckets", "upsampled", "scores", "cut_points"}
+    known = {m.S_RULE, m.S_CANDIDATES, m.S_SELECTED, m.S_BUCKETS, m.S_UPSAMPLED, m.S_SCORES, m.S_CUT_POINTS}
     rows += [(k, plain_value(v)) for k, v in selection.items() if k not in known]
     return rows or [("", "(empty)")]

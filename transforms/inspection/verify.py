@@ -114,7 +114,7 @@ def check_shard(out: OutputDir, entry: dict[str, Any], problems: list[Problem]) 
     rel = entry[E_PATH]
     seq_len = entry.get(E_SEQ_LEN, out.manifest.get(m.K_SEQ_LEN))
     tok = out.manifest.get(m.K_TOKENIZER) or {}
-    pad_id, vocab = tok.get("pad_id"), tok.get("vocab_size")
+    pad_id, vocab = tok.get(m.T_PAD_ID), tok.get(m.T_VOCAB_SIZE)
     fs, path = out.locate(rel)
     found = _Found(0)
     try:

@@ -139,10 +139,10 @@ def commit(results: list[StreamResult], output: str, manifest_base: dict[str, An
         manifest[m.K_SELECTION] = selection
     manifest[m.K_STREAMS] = len(results)
     if m.K_TOKENIZER in manifest:  # a packed result (prepare)
-        manifest[m.K_TOKENIZER] = dict(manifest[m.K_TOKENIZER], backend=_backend_name(backends),
-                                       backend_streams=backends)
+        manifest[m.K_TOKENIZER] = {**manifest[m.K_TOKENIZER], m.T_BACKEND: _backend_name(backends),
+                                   m.T_BACKEND_STREAMS: backends}
         if notes:
-            manifest[m.K_TOKENIZER]["backend_notes"] = notes[:20]
+            manifest[m.K_TOKENIZER][m.T_BACKEND_NOTES] = notes[:20]
         manifest[m.K_SHARDS] = placed[SHARDS_DIR]
         manifest[m.K_PACKING_STATS] = packing_stats(counts, placed[SHARDS_DIR])
     if placed[DOCUMENTS_DIR] or manifest_base.get(m.K_FORMAT) == m.DOCUMENTS_FORMAT:
@@ -151,7 +151,7 @@ def commit(results: list[StreamResult], output: str, manifest_base: dict[str, An
     if placed[MODIFIED_DIR]:
         manifest[m.K_MODIFIED] = placed[MODIFIED_DIR]
     recipe = manifest.get(m.K_RECIPE)
-    if recipe and (recipe["dedup"]["exact"] or recipe["dedup"].get("minhash")):
+    if recipe and (recipe[m.R_DEDUP][m.R_EXACT] or recipe[m.R_DEDUP].get(m.R_MINHASH)):
         manifest[m.K_DEDUP] = dedup_summary(counts, recipe)
     manifest[m.K_WALL_TIME] = round(time.time() - started, 3)
     manifest[m.K_STAGE_SECONDS] = {k: round(v, 3) for k, v in counts.to_dict()["stage_seconds"].items()}
@@ -236,7 +236,7 @@ def dedup_summary(counts: Counts, recipe: dict[str, Any] | None = None) -> dict[
     found = {k.split("/", 1)[1]: v for k, v in counts.docs_rejected.items() if k.startswith(f"{STAGE_DEDUP}/")}
     total = sum(found.values())
     later = {STAGE_DEDUP, STAGE_PACK}
-    if MIN_SCORE not in ((recipe or {}).get("select") or {}):
+    if MIN_SCORE not in ((recipe or {}).get(m.R_SELECT) or {}):
         later.add(STAGE_SELECT)
     # "<stage>/<reason>" keys name their stage; bare keys are the reader's rejections (the first stage)
     earlier = sum(n for k, n in counts.docs_rejected.items() if "/" not in k or k.partition("/")[0] not in later)

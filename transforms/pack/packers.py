@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from schemas.manifest import K_BATCH_MULTIPLIERS, K_LENGTHS
+from schemas.manifest import K_BATCH_MULTIPLIERS, K_LENGTHS, P_BUFFER, P_LOSS_MASK, P_NAME, P_PAD_REMAINDERS
 from transforms.pack.rows import PackedRows, rows_from_segments
 
 
@@ -342,9 +342,9 @@ class PackingSpec:
 
     def manifest(self) -> dict[str, Any]:
         """The settings as recorded in a manifest."""
-        out: dict[str, Any] = {"name": self.name, "loss_mask": self.loss_mask}
+        out: dict[str, Any] = {P_NAME: self.name, P_LOSS_MASK: self.loss_mask}
         if self.name == BestFitPacker.name:
-            out["buffer"] = self.buffer
+            out[P_BUFFER] = self.buffer
         if self.name == DecomposePacker.name:
-            out.update({K_LENGTHS: [1 << k for k in range(self.low, self.high + 1)], "pad_remainders": self.pad})
+            out.update({K_LENGTHS: [1 << k for k in range(self.low, self.high + 1)], P_PAD_REMAINDERS: self.pad})
         return out

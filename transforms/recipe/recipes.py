@@ -25,6 +25,7 @@ from typing import Any
 
 import fsspec
 
+from schemas import manifest as m
 from transforms.filter.registry import STAGES
 from transforms.filter.stage import Stage, is_number
 from transforms.recipe.errors import RecipeError
@@ -94,25 +95,25 @@ class Recipe:
 
     def identity(self) -> dict[str, Any]:
         """What of the recipe decides a job's result (not its name, nor the engine: both make the same decisions)."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("engine", "name")}
+        return {k: v for k, v in self.to_dict().items() if k not in (m.R_ENGINE, m.R_NAME)}
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe as recorded in a manifest (every parameter explicit)."""
-        dedup: dict[str, Any] = {"exact": self.dedup.exact}
+        dedup: dict[str, Any] = {m.R_EXACT: self.dedup.exact}
         if self.dedup.minhash is not None:
             mh = self.dedup.minhash
-            dedup["minhash"] = {"ngram": mh.ngram, "bands": mh.bands, "rows": mh.rows, "seed": mh.seed,
-                                "threshold": round(mh.threshold, 4)}
+            dedup[m.R_MINHASH] = {m.MH_NGRAM: mh.ngram, m.MH_BANDS: mh.bands, m.MH_ROWS: mh.rows, m.MH_SEED: mh.seed,
+                                  m.MH_THRESHOLD: round(mh.threshold, 4)}
         out = {
-            "name": self.name,
-            "engine": self.engine,
-            "filters": [{"name": s.name, "params": _jsonable(s.params)} for s in self.filters],
-            "dedup": dedup,
+            m.R_NAME: self.name,
+            m.R_ENGINE: self.engine,
+            m.R_FILTERS: [{m.R_STAGE_NAME: s.name, m.R_STAGE_PARAMS: _jsonable(s.params)} for s in self.filters],
+            m.R_DEDUP: dedup,
         }
         if self.selection is not None:
             out.update(self.selection.to_dict())
         if self.stage_timeout != DEFAULT_STAGE_TIMEOUT:  # the default is left out: earlier results keep their identity
-            out["stage_timeout"] = self.stage_timeout
+            out[m.R_STAGE_TIMEOUT] = self.stage_timeout
         return out
 
 

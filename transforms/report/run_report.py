@@ -31,14 +31,6 @@ EXTRA_CSS = """
 section{margin-bottom:12px}.note{font-size:13px;color:#555}.kv td{text-align:left}
 """
 
-# Fields of the manifest's selection section (transforms.select.selection) that the report reads.
-_SCORES = "scores"
-_CANDIDATES = "candidates"
-_SELECTED = "selected"
-_BUCKETS = "buckets"
-_UPSAMPLED = "upsampled"
-_SELECT = "selection"
-
 
 def funnel(manifest: dict[str, Any]) -> list[tuple[str, int]]:
     """Documents left after each step of the run: read, parsed, each filter stage of the recipe (in its order),
@@ -47,7 +39,7 @@ def funnel(manifest: dict[str, Any]) -> list[tuple[str, int]]:
     dropped = stage_drops(c)
     read_drops = dropped.pop(m.STAGE_READ, 0)
     recipe = manifest.get(m.K_RECIPE) or {}
-    filters = list(dict.fromkeys(f["name"] for f in recipe.get("filters", [])))
+    filters = list(dict.fromkeys(f[m.R_STAGE_NAME] for f in recipe.get(m.R_FILTERS, [])))
     later = (m.STAGE_DEDUP, m.STAGE_SELECT, m.STAGE_PACK)
     # a stage the recipe does not list (none today) still has its step, so that the funnel adds up
     steps = filters + sorted(s for s in dropped if s not in filters and s not in later)
@@ -109,7 +101,7 @@ def _run_section(manifest: dict[str, Any]) -> str:
         ["tokenmill version", manifest.get(m.K_VERSION)],
         ["fingerprint", manifest.get(m.K_FINGERPRINT)],
         ["command line", " ".join(str(a) for a in (manifest.get(m.K_JOB) or {}).get("argv") or [])],
-        ["recipe", f"{recipe.get('name')} (engine {recipe.get('engine')})" if recipe else "none"],
+        ["recipe", f"{recipe.get(m.R_NAME)} (engine {recipe.get(m.R_ENGINE)})" if recipe else "none"],
         ["runner", f"{runner.get('runner')}, {runner.get('workers')} worker(s)" if runner else None],
         ["inputs", f"{len(manifest.get(m.K_INPUTS) or []):,} files, {c.bytes_read / 1e6:,.1f} MB read"],
         ["records read", c.records],
@@ -120,7 +112,8 @@ def _run_section(manifest: dict[str, Any]) -> str:
     ]
     tok = manifest.get(m.K_TOKENIZER)
     if tok is not None:
-        rows += [["tokenizer", f"{tok.get('path')} (vocabulary {tok.get('vocab_size')}, backend {tok.get('backend')})"],
+        rows += [["tokenizer", f"{tok.get(m.T_PATH)} (vocabulary {tok.get(m.T_VOCAB_SIZE)}, "
+                               f"backend {tok.get(m.T_BACKEND)})"],
                  ["sequence length", manifest.get(m.K_SEQ_LEN)], ["tokens (incl. EOS)", c.tokens]]
     if manifest.get(m.K_WALL_TIME) is not None:
         rows.append(["wall time", f"{manifest[m.K_WALL_TIME]:,.1f} s"])
@@ -272,7 +265,7 @@ def _dedup_section(manifest: dict[str, Any]) -> str:
     unique = considered - exact - near
     chart = hbar_chart(["documents considered", "kept (unique)", m.EXACT_DUPLICATE, m.NEAR_DUPLICATE],
                        {"documents": [considered, unique, exact, near]}, "deduplication")
-    recipe_dedup = (manifest.get(m.K_RECIPE) or {}).get("dedup") or {}
+    recipe_dedup = (manifest.get(m.K_RECIPE) or {}).get(m.R_DEDUP) or {}
     rows = [["documents considered (reached dedup)", considered], ["exact duplicates", exact],
             ["near duplicates", near], ["duplicate rate", percent(exact + near, considered)],
             ["settings", ", ".join(f"{k}={v}" for k, v in recipe_dedup.items()) or None]]
@@ -282,7 +275,7 @@ def _dedup_section(manifest: dict[str, Any]) -> str:
 def _selection_section(manifest: dict[str, Any]) -> str:
     s = manifest[m.K_SELECTION]
     parts: list[str] = []
-    candidates, selected = s.get(_CANDIDATES) or {}, s.get(_SELECTED) or {}
+    candidates, selected = s.get(m.S_CANDIDATES) or {}, s.get(m.S_SELECTED) or {}
     units = [u for u in candidates if u in selected]
     if units:
         parts.append(hbar_chart(units, {"selected": [100 * selected[u] / candidates[u] if candidates[u] else 0.0
@@ -291,22 +284,22 @@ def _selection_section(manifest: dict[str, Any]) -> str:
         parts.append(table(["", *units], [["candidates", *[candidates[u] for u in units]],
                                           ["selected", *[selected[u] for u in units]],
                                           ["share selected", *[percent(selected[u], candidates[u]) for u in units]]]))
-    rule = s.get(_SELECT)
+    rule = s.get(m.S_RULE)
     if rule:
         parts.append("<h3>Rule</h3>" + table(["", "value"], [[k, _plain(v)] for k, v in rule.items()], "kv"))
-    scores = s.get(_SCORES) or {}
+    scores = s.get(m.S_SCORES) or {}
     if scores:
         columns = list(dict.fromkeys(k for q in scores.values() for k in q))
         parts.append("<h3>Scores</h3>" + table(["scorer", *columns],
                                                [[key, *[q.get(col) for col in columns]] for key, q in scores.items()]))
-    buckets = s.get(_BUCKETS) or {}
+    buckets = s.get(m.S_BUCKETS) or {}
     if buckets:
         names = list(dict.fromkeys(k for row in buckets.values() for k in row))
         parts.append("<h3>Buckets</h3>" + bar_chart(
             list(buckets), {names[0]: [row.get(names[0]) for row in buckets.values()]},
             f"{names[0]} per bucket", width=900))
         parts.append(table(["bucket", *names], [[b, *[row.get(n) for n in names]] for b, row in buckets.items()]))
-    upsampled = s.get(_UPSAMPLED) or {}
+    upsampled = s.get(m.S_UPSAMPLED) or {}
     if upsampled:
         names = list(dict.fromkeys(k for row in upsampled.values() for k in row))
         parts.append("<h3>Upsampled (extra copies)</h3>" + table(

@@ -68,7 +68,7 @@ def summary_table(manifest: dict[str, Any], output: str) -> str:
                                         f", {c['docs_written'] / wall:,.0f} kept documents/s")))
     rows.append(("wall time", f"{wall:,.1f} s"))
     if packed:
-        rows.append(("tokenizer backend", f"{manifest[m.K_TOKENIZER].get('backend')}"))
+        rows.append(("tokenizer backend", f"{manifest[m.K_TOKENIZER].get(m.T_BACKEND)}"))
         rows.append(("shards", f"{len(manifest[m.K_SHARDS])} in {out}/shards/"))
     if m.K_DOCUMENTS in manifest:
         rows.append(("documents", f"{len(manifest[m.K_DOCUMENTS])} files in {out}/documents/"))

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from schemas import manifest as m
 from transforms.recipe.errors import RecipeError
 from transforms.select.registry import SCORERS
 from transforms.select.scorer import BUCKET, Scorer, ScorerConfig
@@ -83,17 +84,19 @@ class Selection:
         """As recorded in a manifest (every parameter explicit); empty when nothing is scored."""
         out: dict[str, Any] = {}
         if self.scorers:
-            out["scorers"] = [{"key": s.key, "name": s.name, "params": dict(s.params)} for s in self.scorers]
+            out[m.R_SCORERS] = [{m.R_SCORER_KEY: s.key, m.R_STAGE_NAME: s.name, m.R_STAGE_PARAMS: dict(s.params)}
+                                for s in self.scorers]
         if self.ensemble is not None:
             e = self.ensemble
-            out["ensemble"] = {"method": e.method, "buckets": e.buckets, "sample_fraction": e.sample_fraction,
-                               "weight": e.weight, "combine": e.combine, "seed": e.seed, "partition": e.partition}
+            out[m.R_ENSEMBLE] = {m.EN_METHOD: e.method, m.EN_BUCKETS: e.buckets,
+                                 m.EN_SAMPLE_FRACTION: e.sample_fraction, m.EN_WEIGHT: e.weight,
+                                 m.EN_COMBINE: e.combine, m.EN_SEED: e.seed, m.EN_PARTITION: e.partition}
         if self.select is not None:
             value = self.select.value
-            out["select"] = {self.select.criterion: int(value) if float(value).is_integer() else value,
-                             "score": self.select.score}
+            out[m.R_SELECT] = {self.select.criterion: int(value) if float(value).is_integer() else value,
+                               m.R_SELECT_SCORE: self.select.score}
         if self.upsample:
-            out["upsample"] = {str(b): f for b, f in self.upsample}
+            out[m.R_UPSAMPLE] = {str(b): f for b, f in self.upsample}
         return out
 
 

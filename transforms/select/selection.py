@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas import manifest as m
 from transforms.hashing import stable_hash64
 from transforms.select.quantiles import Beyond, Fraction, Search, Weight, float_key, key_float
 from transforms.select.scoring import BUCKET, BUDGETS, Selection, bucket_of, combine_buckets
@@ -143,17 +144,17 @@ def plan_after_round_one(selection: Selection, searches: dict[str, Search]) -> P
         q = searches[f"q:{s.key}"]
         keys = q.keys()
         values = [None if k is None else key_float(k) for k in keys]
-        quantiles[s.key] = {"documents": q.count or 0, "min": values[0],
-                            **{f"p{round(x * 100):02d}": v for x, v in zip(QUANTILES, values[1:-1])},
-                            "max": values[-1]}
+        quantiles[s.key] = {m.S_DOCUMENTS: q.count or 0, m.S_MIN: values[0],
+                            **{m.S_QUANTILE.format(round(x * 100)): v for x, v in zip(QUANTILES, values[1:-1])},
+                            m.S_MAX: values[-1]}
         if selection.ensemble is not None:
             cut = searches[f"cut:{s.key}"]
             # a cut-point the sample never reaches (an empty sample) leaves every document in bucket 0
             plan.cuts[s.key] = [math.inf if k is None else key_float(k) for k in cut.keys()]
-    plan.report["scores"] = quantiles
+    plan.report[m.S_SCORES] = quantiles
     if selection.ensemble is not None:
-        plan.report["cut_points"] = {k: list(v) for k, v in plan.cuts.items()}
-        plan.report["sampled_weight"] = {s.key: searches[f"cut:{s.key}"].total or 0 for s in selection.scorers}
+        plan.report[m.S_CUT_POINTS] = {k: list(v) for k, v in plan.cuts.items()}
+        plan.report[m.S_SAMPLED_WEIGHT] = {s.key: searches[f"cut:{s.key}"].total or 0 for s in selection.scorers}
     return plan
 
 
@@ -188,6 +189,6 @@ def finish_plan(plan: Plan, search: Search | None, unit: str) -> Plan:
     plan.threshold = key
     select = plan.selection.select
     budget = int(select.value) if select.criterion in BUDGETS else math.floor(select.value * (search.total or 0))
-    plan.report["selection"] = {"criterion": select.criterion, "value": select.value, "unit": unit,
-                                "budget": budget, "candidates_weight": search.total or 0}
+    plan.report[m.S_RULE] = {m.S_CRITERION: select.criterion, m.S_VALUE: select.value, m.S_UNIT: unit,
+                             m.S_BUDGET: budget, m.S_CANDIDATES_WEIGHT: search.total or 0}
     return plan

@@ -16,6 +16,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.pvalue import AsSingleton
 
+from schemas import manifest as m
 from transforms.dedup.keys import split_ref
 from transforms.select.quantiles import STEP, Histograms, Search, advance_all
 from transforms.select.quantiles import key_float
@@ -139,16 +140,16 @@ class _SizesCombine(beam.CombineFn):
 
     def extract_output(self, acc: dict[str, Any], plan: Plan) -> Plan:
         def named(row: list[int]) -> dict[str, int]:
-            return {"documents": row[0], "bytes": row[1], "tokens": row[2]}
+            return {m.S_DOCUMENTS: row[0], m.S_BYTES: row[1], m.S_TOKENS: row[2]}
 
         report = dict(plan.report)
         if acc["buckets"]:
-            report["buckets"] = {str(b): named(row) for b, row in sorted(acc["buckets"].items())}
-        report["candidates"] = named(acc["candidates"])
-        report["selected"] = named(acc["selected"])
+            report[m.S_BUCKETS] = {str(b): named(row) for b, row in sorted(acc["buckets"].items())}
+        report[m.S_CANDIDATES] = named(acc["candidates"])
+        report[m.S_SELECTED] = named(acc["selected"])
         if plan.selection.upsample:  # extra copies packed (tokens: in prepare's shards; documents are written once)
-            report["upsampled"] = {str(b): {"factor": dict(plan.selection.upsample)[b], **named(row)}
-                                   for b, row in sorted(acc.get("copies", {}).items())}
+            report[m.S_UPSAMPLED] = {str(b): {m.S_FACTOR: dict(plan.selection.upsample)[b], **named(row)}
+                                     for b, row in sorted(acc.get("copies", {}).items())}
         return Plan(plan.selection, plan.cuts, plan.threshold, report)
 
 
@@ -199,14 +200,15 @@ def selection_report(plan: Plan) -> dict[str, Any]:
     report = dict(plan.report)
     selection = plan.selection
     if selection.select is not None:
-        report.setdefault("selection", {"criterion": selection.select.criterion, "value": selection.select.value})
-        report["selection"]["score"] = selection.select.score
+        rule = report.setdefault(m.S_RULE, {m.S_CRITERION: selection.select.criterion,
+                                            m.S_VALUE: selection.select.value})
+        rule[m.S_SCORE] = selection.select.score
         if plan.threshold is not None:
             high, tie = plan.threshold >> 64, plan.threshold & ((1 << 64) - 1)
             if selection.select.score == BUCKET:
-                report["selection"]["threshold"] = {"bucket": selection.ensemble.buckets - 1 - high, "tie": tie}
+                rule[m.S_THRESHOLD] = {m.S_THRESHOLD_BUCKET: selection.ensemble.buckets - 1 - high, m.S_TIE: tie}
             else:
-                report["selection"]["threshold"] = {"score": key_float(TOP - high), "tie": tie}
+                rule[m.S_THRESHOLD] = {m.S_THRESHOLD_SCORE: key_float(TOP - high), m.S_TIE: tie}
     return report
 
 

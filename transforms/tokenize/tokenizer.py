@@ -18,6 +18,7 @@ from typing import Protocol
 import fsspec
 import numpy as np
 import tokenizers
+from schemas import manifest as m
 from transforms.errors import TokenmillError
 
 try:  # imported here, once per process, rather than inside the first run
@@ -64,14 +65,14 @@ class TokenizerSpec:
     def manifest(self) -> dict:
         """The manifest's tokenizer entry (backend is filled in from the run)."""
         return {
-            "path": self.path,
-            "format": self.kind,
-            "sha256": self.sha256,
-            "vocab_size": self.vocab_size,
-            "eos_id": self.eos_id,
-            "pad_id": self.pad_id,
-            "bos_id": self.bos_id,
-            "tiktoken_scheme": self.tiktoken_scheme,
+            m.T_PATH: self.path,
+            m.T_FORMAT: self.kind,
+            m.T_SHA256: self.sha256,
+            m.T_VOCAB_SIZE: self.vocab_size,
+            m.T_EOS_ID: self.eos_id,
+            m.T_PAD_ID: self.pad_id,
+            m.T_BOS_ID: self.bos_id,
+            m.T_TIKTOKEN_SCHEME: self.tiktoken_scheme,
         }
 
 
