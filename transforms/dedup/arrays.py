@@ -1,6 +1,6 @@
 """Dedup on one machine over compact arrays: pass 1 writes each stream's keys to a file, one step sorts them.
 
-The shuffle path (``dedup_transforms.FindDuplicates``) moves 1 + bands Python tuples of (key, (ref, id)) per document;
+The shuffle path (``transforms.dedup.steps.FindDuplicates``) moves 1 + bands Python tuples of (key, (ref, id)) per document;
 a local runner holds every one of them in memory. Here a stream's keys go to a file as it is read instead, and the
 step that finds the duplicates holds only a few numbers per document at a time:
 
@@ -220,7 +220,7 @@ def read_ids(key_file: KeyFile, ordinals: np.ndarray) -> list[str]:
 
 def duplicates_in_files(files: list[KeyFile]) -> Iterator[tuple[int, list[tuple[int, str, str]]]]:
     """(stream index, [(ordinal, reason, kept id), ...]) for every stream holding duplicates, in stream order: the
-    decisions of ``dedup.resolve_duplicates`` over the groups of documents sharing a key in ``files``."""
+    decisions of ``transforms.dedup.keys.resolve_duplicates`` over the groups of documents sharing a key in ``files``."""
     files = sorted((f for f in files if f.docs), key=lambda f: f.stream)
     if len({f.stream for f in files}) != len(files):
         raise ValueError("a stream's keys were handed on twice")
