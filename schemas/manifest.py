@@ -106,6 +106,8 @@ class Counts:
     docs_rejected: dict[str, int] = field(default_factory=dict)
     docs_repaired: dict[str, int] = field(default_factory=dict)
     docs_modified: dict[str, int] = field(default_factory=dict)  # kept documents whose text a recipe stage changed
+    # what recipe stages found, "<stage>/<kind>": n (pii/email: addresses replaced); in the manifest only when any
+    stage_counts: dict[str, int] = field(default_factory=dict)
     tokens: int = 0
     sequences: int = 0
     pad_tokens: int = 0
@@ -144,7 +146,8 @@ class Counts:
                      "docs_split", "tokens_dropped"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for target, source in ((self.docs_rejected, other.docs_rejected), (self.docs_repaired, other.docs_repaired),
-                               (self.docs_modified, other.docs_modified), (self.stage_seconds, other.stage_seconds)):
+                               (self.docs_modified, other.docs_modified), (self.stage_counts, other.stage_counts),
+                               (self.stage_seconds, other.stage_seconds)):
             for key, value in source.items():
                 target[key] = target.get(key, 0) + value
         for url, row in other.sources.items():
@@ -161,6 +164,10 @@ class Counts:
         d["docs_rejected"] = dict(sorted(self.docs_rejected.items()))
         d["docs_repaired"] = dict(sorted(self.docs_repaired.items()))
         d["docs_modified"] = dict(sorted(self.docs_modified.items()))
+        if self.stage_counts:
+            d["stage_counts"] = dict(sorted(self.stage_counts.items()))
+        else:  # no stage counts anything: manifests stay as they were before stages could
+            del d["stage_counts"]
         d["sources"] = {url: dict(row) for url, row in sorted(self.sources.items())}
         order = {stage: i for i, stage in enumerate(TIMED_STAGES)}
         d["stage_seconds"] = dict(sorted(self.stage_seconds.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))

@@ -35,6 +35,31 @@ def _datatrove_alone(texts: list[str], **params) -> list[str]:
     return [PIIFormatter(**params).format(t) for t in texts]
 
 
+def _replacements(texts: list[str]) -> tuple[int, int]:
+    """(e-mail addresses, public IP addresses) datatrove's PIIFormatter replaces in the texts, counted from its own
+    patterns and check: e-mails first, then IPs in the text the e-mail pass left."""
+    from datatrove.pipeline.formatters import PIIFormatter
+    from datatrove.pipeline.formatters.pii import public_ip_validator
+
+    formatter = PIIFormatter()
+    emails = ips = 0
+    for text in texts:
+        emails += len(formatter.emails_replacer.regex.findall(text))
+        left = formatter.emails_replacer.replace(text)
+        ips += sum(public_ip_validator(ip) for ip in formatter.ip_replacer.regex.findall(left))
+    return emails, ips
+
+
+def test_pii_counts_by_kind_and_nothing_for_other_stages():
+    texts = EDGE_CASES
+    recipe = parse_recipe({"filters": [{"name": "pii"}, {"name": "gopher_repetition"}]}, "test")
+    decisions = make_engine(recipe).apply(texts, [str(i) for i in range(len(texts))])
+    found = [d.counts or {} for d in decisions]
+    assert found[0] == {"pii/email": 3} and found[1] == {"pii/ip": 3} and found[3] == {} == found[5]
+    assert found[4] == {"pii/email": 3, "pii/ip": 6}
+    assert sum(sum(f.values()) for f in found) == sum(_replacements(texts))
+
+
 def _tokenmill(texts: list[str], params: dict, engine: str) -> list[str]:
     recipe = parse_recipe({"engine": engine, "filters": [{"name": "pii", "params": params}]}, "test")
     decisions = make_engine(recipe).apply(texts, [str(i) for i in range(len(texts))])
@@ -95,5 +120,13 @@ def test_filter_with_pii_redacts_and_keeps_the_originals(stdlib_texts, tmp_path)
     modified = [json.loads(x) for f in sorted((tmp_path / "out" / "modified").glob("*.jsonl")) for x in f.open()]
     assert {rec["id"] for rec in modified} == changed and len(changed) >= 10
     assert manifest[m.K_COUNTS]["docs_modified"] == {"pii": len(changed)}
+    emails, ips = _replacements(texts)
+    assert manifest[m.K_COUNTS]["stage_counts"] == {"pii/email": emails, "pii/ip": ips} and emails > ips > 0
+    from transforms.report.summary import summary_table
+
+    table = summary_table(manifest, str(tmp_path / "out"))
+    assert "found by stages" in table and "pii/email" in table and f"{emails:,}" in table
+    report = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert "Found by stages" in report and "pii/ip" in report
     originals = {r["id"]: r["text"] for r in records}
     assert all(rec["original_text"] == originals[rec["id"]] and rec["stages"] == ["pii"] for rec in modified)

@@ -30,13 +30,14 @@ class Decision:
     reason: str | None = None
     modified_by: tuple[str, ...] = ()
     meta: dict | None = None  # signals a stage measured (the language stage: lang, lang_score)
+    counts: dict[str, int] | None = None  # "<stage>/<kind>": what stages found (pii: addresses replaced)
 
 
 def run_chain(stages: Sequence[tuple[str, StageRule]], texts: list[str],
               metas: list[dict | None] | None = None, clock: StageClock | None = None) -> list[Decision]:
     """One Decision per text: each (name, rule) in order, ``rule.check(text, fields) -> Verdict``; the first drop
     ends the chain, a changed text is passed on and reported as modified by that stage, and the signals a rule
-    measured (``Verdict.meta``) are kept. ``fields`` are the document's input fields (``metas``) with what earlier
+    measured (``Verdict.meta``) and found (``Verdict.counts``) are kept. ``fields`` are the document's input fields (``metas``) with what earlier
     stages measured. With a ``clock``, a stage that runs past its limit on a document drops it with reason
     ``timeout``."""
     out: list[Decision] = []
@@ -44,6 +45,7 @@ def run_chain(stages: Sequence[tuple[str, StageRule]], texts: list[str],
         decision = None
         modified: list[str] = []
         meta: dict | None = None
+        found: dict[str, int] | None = None
         given = metas[i] if metas else None
         fields: Mapping[str, Any] = given or NO_FIELDS
         for name, rule in stages:
@@ -51,8 +53,12 @@ def run_chain(stages: Sequence[tuple[str, StageRule]], texts: list[str],
                 timed = clock is not None and not rule.own_limit
                 verdict = clock.call(rule.check, text, fields) if timed else rule.check(text, fields)
             except StageTimeout:
-                decision = Decision(False, text, name, TIMEOUT, tuple(modified), meta)
+                decision = Decision(False, text, name, TIMEOUT, tuple(modified), meta, found)
                 break
+            if verdict.counts:
+                found = dict(found or {})
+                for kind, n in verdict.counts.items():
+                    found[f"{name}/{kind}"] = found.get(f"{name}/{kind}", 0) + n
             if verdict.meta is not None:
                 meta = {**(meta or {}), **verdict.meta}
                 fields = {**(given or {}), **meta}
@@ -60,9 +66,9 @@ def run_chain(stages: Sequence[tuple[str, StageRule]], texts: list[str],
                 modified.append(name)
                 text = verdict.text
             if not verdict.keep:
-                decision = Decision(False, text, name, verdict.reason or name, tuple(modified), meta)
+                decision = Decision(False, text, name, verdict.reason or name, tuple(modified), meta, found)
                 break
-        out.append(decision or Decision(True, text, modified_by=tuple(modified), meta=meta))
+        out.append(decision or Decision(True, text, modified_by=tuple(modified), meta=meta, counts=found))
     return out
 
 

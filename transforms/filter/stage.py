@@ -38,12 +38,14 @@ class Stage:
 @dataclass(frozen=True)
 class Verdict:
     """What one stage decided about one document: kept or dropped (with datatrove's reason), the text after the
-    stage (None: unchanged), and the signals it measured (None: none)."""
+    stage (None: unchanged), the signals it measured (None: none) and what it found, by kind (None: nothing; summed
+    into the manifest's ``counts.stage_counts`` as ``<stage>/<kind>``, e.g. ``pii/email``)."""
 
     keep: bool
     reason: str | None = None
     text: str | None = None
     meta: dict[str, Any] | None = None
+    counts: Mapping[str, int] | None = None
 
 
 KEPT = Verdict(True)  # kept, text unchanged, nothing measured: shared, as most verdicts are this one

@@ -134,16 +134,21 @@ def _funnel_section(manifest: dict[str, Any]) -> str:
 def _rejections_section(manifest: dict[str, Any]) -> str:
     c = Counts.from_dict(manifest[m.K_COUNTS])
     if not c.docs_rejected:
-        return _section("rejections", "Rejections by reason", _note("No document was rejected."))
-    reasons = sorted(c.docs_rejected.items(), key=lambda kv: -kv[1])
-    chart = hbar_chart([k for k, _ in reasons], {"documents": [n for _, n in reasons]}, "rejected documents by reason")
-    rows = [[k, k.partition("/")[0] if "/" in k else m.STAGE_READ, n, percent(n, c.records)] for k, n in reasons]
-    parts = [chart, table(["reason", "stage", "documents", "of records read"], rows)]
+        parts = [_note("No document was rejected.")]
+    else:
+        reasons = sorted(c.docs_rejected.items(), key=lambda kv: -kv[1])
+        chart = hbar_chart([k for k, _ in reasons], {"documents": [n for _, n in reasons]},
+                           "rejected documents by reason")
+        rows = [[k, k.partition("/")[0] if "/" in k else m.STAGE_READ, n, percent(n, c.records)] for k, n in reasons]
+        parts = [chart, table(["reason", "stage", "documents", "of records read"], rows)]
     if c.docs_modified or c.docs_repaired:
         parts.append("<h3>Kept, but changed</h3>" + table(
             ["change", "documents"],
             [[f"modified by {k}", n] for k, n in c.docs_modified.items()]
             + [[f"repaired: {k}", n] for k, n in c.docs_repaired.items()]))
+    if c.stage_counts:
+        parts.append("<h3>Found by stages</h3>" + table(
+            ["stage/kind", "found"], [[k, n] for k, n in c.stage_counts.items()]))
     return _section("rejections", "Rejections by reason", *parts)
 
 

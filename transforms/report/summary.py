@@ -41,6 +41,9 @@ def summary_table(manifest: dict[str, Any], output: str) -> str:
     if c.get("docs_modified"):
         rows.append(("documents modified (kept)", f"{sum(c['docs_modified'].values()):,}"))
         rows += [(f"  {stage}", f"{n:,}") for stage, n in c["docs_modified"].items()]
+    if c.get("stage_counts"):
+        rows.append(("found by stages", f"{sum(c['stage_counts'].values()):,}"))
+        rows += [(f"  {key}", f"{n:,}") for key, n in c["stage_counts"].items()]
     if c["docs_repaired"]:
         rows.append(("documents repaired (kept)", f"{sum(c['docs_repaired'].values()):,}"))
         rows += [(f"  {kind}", f"{n:,}") for kind, n in c["docs_repaired"].items()]

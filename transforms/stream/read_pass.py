@@ -80,6 +80,8 @@ def apply_decisions(batch: DocBatch, decisions: list, keys: list[DocKeys | None]
     for i, d in enumerate(decisions):
         for stage in d.modified_by:
             counts.docs_modified[stage] = counts.docs_modified.get(stage, 0) + 1
+        for key, n in (d.counts or {}).items():
+            counts.stage_counts[key] = counts.stage_counts.get(key, 0) + n
         if d.keep and d.modified_by and modified is not None:
             modified.write(modified_record(batch, i, d.modified_by))
         if d.keep:

@@ -4,7 +4,8 @@ datatrove cycles through the replacement strings across all the documents one ta
 gets depends on how the corpus was split into tasks. Here the cycle restarts with every document: the result depends
 on the document alone (the same on any runner and worker count), and equals datatrove's formatter applied to that
 document alone, which the tests check document by document. Documents are never dropped; a changed one is counted
-as modified by ``pii`` (its original under ``modified/`` with ``--emit-modified``).
+as modified by ``pii`` (its original under ``modified/`` with ``--emit-modified``), and the manifest counts the
+replacements under ``counts.stage_counts`` (``pii/email``, ``pii/ip``).
 """
 
 from __future__ import annotations
@@ -15,33 +16,36 @@ from typing import Any, Callable, Mapping
 from transforms.filter.stage import KEPT, STRINGS, FilterStage, Stage, StageRule, Verdict
 from transforms.recipe.errors import RecipeError
 
+EMAIL = "email"
+IP = "ip"
+
 
 class Redactor:
     """One kind of PII: its pattern, an optional check of each match, and the replacements, cycled per document."""
 
-    def __init__(self, pattern: re.Pattern, replacements: tuple[str, ...], valid: Callable[[str], bool] | None,
-                 needle: str | None) -> None:
+    def __init__(self, kind: str, pattern: re.Pattern, replacements: tuple[str, ...],
+                 valid: Callable[[str], bool] | None, needle: str | None) -> None:
+        self.kind = kind  # how the manifest counts its replacements: pii/<kind>
         self.pattern = pattern
         self.replacements = replacements
         self.valid = valid
         self.needle = needle  # a substring every match contains: texts without it are skipped without a search
 
-    def redact(self, text: str) -> str:
-        """The text with every (valid) match replaced, the replacements taken in turn from the first."""
+    def redact(self, text: str) -> tuple[str, int]:
+        """(the text with every valid match replaced, the replacements taken in turn from the first; how many)."""
         if self.needle is not None and self.needle not in text:
-            return text
-        turn = 0
+            return text, 0
+        replaced = 0
 
         def replace(match: re.Match) -> str:
-            nonlocal turn
+            nonlocal replaced
             found = match.group(0)
             if self.valid is not None and not self.valid(found):
                 return found
-            replacement = self.replacements[turn]
-            turn = (turn + 1) % len(self.replacements)
-            return replacement
+            replaced += 1
+            return self.replacements[(replaced - 1) % len(self.replacements)]
 
-        return self.pattern.sub(replace, text)
+        return self.pattern.sub(replace, text), replaced
 
 
 class PiiRule(StageRule):
@@ -51,11 +55,14 @@ class PiiRule(StageRule):
         self.redactors = redactors
 
     def check(self, text: str, fields: Mapping[str, Any]) -> Verdict:
-        """Always kept; the redacted text where anything was replaced."""
+        """Always kept; the redacted text and the replacements by kind where anything was replaced."""
         redacted = text
+        found: dict[str, int] = {}
         for redactor in self.redactors:
-            redacted = redactor.redact(redacted)
-        return KEPT if redacted == text else Verdict(True, text=redacted)
+            redacted, n = redactor.redact(redacted)
+            if n:
+                found[redactor.kind] = n
+        return Verdict(True, text=redacted if redacted != text else None, counts=found) if found else KEPT
 
 
 class PiiStage(FilterStage):
@@ -89,10 +96,10 @@ class PiiStage(FilterStage):
         p = stage.params
         redactors = []
         if p["remove_emails"]:
-            redactors.append(Redactor(formatter.emails_replacer.regex, tuple(p["email_replacement"]), None, "@"))
+            redactors.append(Redactor(EMAIL, formatter.emails_replacer.regex, tuple(p["email_replacement"]), None, "@"))
         if p["remove_ips"]:
             public_only = p["only_remove_public_ips"]
-            redactors.append(Redactor(formatter.ip_replacer.regex, tuple(p["ip_replacement"]),
+            redactors.append(Redactor(IP, formatter.ip_replacer.regex, tuple(p["ip_replacement"]),
                                       lambda ip: public_ip_validator(ip, public_only=public_only), "."))
         return PiiRule(redactors)
 
