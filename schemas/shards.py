@@ -165,6 +165,19 @@ class PackedBatch:
         return PackedRow(self.input_ids[ids[k]:ids[k + 1]], self.cu_seqlens[cu[k]:cu[k + 1]], int(self.num_pad[k]))
 
 
+def open_parquet(fs: Any, path: str) -> tuple[Any, Any]:
+    """(pyarrow ParquetFile, the open file handle under it) of ``path`` on the fsspec filesystem ``fs``; the handle
+    is closed again when the file is not Parquet. The caller closes the handle when done."""
+    import pyarrow.parquet as pq
+
+    handle = fs.open(path, "rb")
+    try:
+        return pq.ParquetFile(handle), handle
+    except BaseException:
+        handle.close()
+        raise
+
+
 class PackedShard:
     """One packed shard open for reading: its columns, row groups and rows as ``PackedBatch``.
 
@@ -182,12 +195,7 @@ class PackedShard:
         if isinstance(fs, LocalFileSystem):
             self.parquet = pq.ParquetFile(path)
         else:
-            self._handle = fs.open(path, "rb")
-            try:
-                self.parquet = pq.ParquetFile(self._handle)
-            except BaseException:
-                self._handle.close()
-                raise
+            self.parquet, self._handle = open_parquet(fs, path)
         meta = self.parquet.metadata
         self.num_rows: int = meta.num_rows
         self.row_group_starts = np.zeros(meta.num_row_groups + 1, np.int64)  # and the row count at the end

@@ -12,7 +12,7 @@ import numpy as np
 from schemas import manifest as m
 from schemas.documents import DOC_ID, DOC_LINE, DOC_ROW, DOC_SOURCE, DOC_TEXT
 from schemas.manifest import E_PATH, E_ROWS
-from schemas.shards import CU_SEQLENS, MANIFEST_FILE, PACKED_COLUMNS, PackedShard, join_url
+from schemas.shards import CU_SEQLENS, MANIFEST_FILE, PACKED_COLUMNS, PackedShard, join_url, open_parquet
 from transforms.inspection.output import InspectError, OutputDir
 from transforms.inspection.summary import plural
 
@@ -99,20 +99,13 @@ class _RowFile:
     PackedRow), a document file through pyarrow (rows as dicts of ``columns``)."""
 
     def __init__(self, fs: Any, path: str, packed: bool, columns: list[str] | None) -> None:
-        import pyarrow.parquet as pq
-
         self.columns = columns
         self.shard = self.handle = self.pf = None
         if packed:
             self.shard = PackedShard(fs, path)
             self.starts = self.shard.row_group_starts
             return
-        self.handle = fs.open(path, "rb")
-        try:
-            self.pf = pq.ParquetFile(self.handle)
-        except BaseException:
-            self.handle.close()
-            raise
+        self.pf, self.handle = open_parquet(fs, path)
         self.starts = np.zeros(self.pf.metadata.num_row_groups + 1, np.int64)
         np.cumsum([self.pf.metadata.row_group(g).num_rows for g in range(self.pf.metadata.num_row_groups)],
                   out=self.starts[1:])
