@@ -146,5 +146,20 @@ def _main(argv: list[str]) -> int:
         return code
 
 
+def console() -> None:
+    """The ``tokenmill`` program: run main() and exit; after a Ctrl-C, exit at once with 130.
+
+    The interrupted run has already removed its temp files and said so; tearing the interpreter down while the
+    runner's threads (gRPC, worker watchers) are still stopping can crash it (SIGSEGV instead of 130), so the
+    process ends here without that teardown.
+    """
+    code = main()
+    if code == 130 and _INTERRUPTED.is_set():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()
