@@ -70,9 +70,10 @@ def _quiet_logs(verbose: bool) -> None:
 def user_error(exc: BaseException) -> tuple[str, int] | None:
     """The one-line message and exit code of an error a user can fix, found even inside Beam's wrapped exceptions."""
     from transforms.output.commit import IncompleteResultError
+    from transforms.read.gzip_members import WarcCutError
     from transforms.read.readers import BadRecordError
 
-    marked = (BadRecordError, IncompleteResultError)  # raised in workers: Beam hands them back inside its own text
+    marked = (BadRecordError, IncompleteResultError, WarcCutError)  # raised in workers: Beam hands them back inside its own text
     if isinstance(exc, TokenmillError) and not isinstance(exc, marked):
         return str(exc), exc.exit_code
     text = str(exc)

@@ -73,11 +73,12 @@ def run(cfg: FilterConfig, beam_args: list[str] | None = None,
     """Check everything that can be checked up front, run the pipeline, return the manifest (None for a Dataflow
     template launch)."""
     from pipelines.stream_graph import execute, manifest_header, selection_unit, stream_config  # Beam: for a run
+    from transforms.dedup.index import resolve_against
 
     beam_args = list(beam_args or [])
     started = time.time()
     files = expand_inputs(cfg.inputs, cfg.input_format)
-    recipe = load_recipe(cfg.recipe, cfg.filter_engine)
+    recipe = resolve_against(load_recipe(cfg.recipe, cfg.filter_engine), cfg.output)  # dedup.against (fingerprint)
     if recipe.selection is not None and recipe.selection.global_pass:
         selection_unit(recipe, tokenizes=False)  # a token budget needs a tokenizer: say so before starting
     fp = fingerprint(cfg, recipe)

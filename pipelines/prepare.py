@@ -162,6 +162,7 @@ def run(cfg: PrepareConfig, beam_args: list[str] | None = None,
     """Check everything that can be checked up front, run the pipeline, return the manifest (None when the job was
     only described for a Dataflow template: --template_location)."""
     from pipelines.stream_graph import execute, manifest_header, stream_config  # Beam: for a run, not for --help
+    from transforms.dedup.index import resolve_against
 
     beam_args = list(beam_args or [])
     started = time.time()
@@ -172,6 +173,7 @@ def run(cfg: PrepareConfig, beam_args: list[str] | None = None,
     packing = packing_spec(cfg)
     files = expand_inputs(cfg.inputs, cfg.input_format)
     recipe = load_recipe(cfg.recipe, cfg.filter_engine) if cfg.recipe is not None else None
+    recipe = resolve_against(recipe, cfg.output)  # dedup.against: the earlier indexes' identities (fingerprint)
     spec = resolve_tokenizer(cfg.tokenizer, cfg.eos_token, cfg.bos_token, cfg.pad_token,
                              cfg.tokenizer_backend, cfg.tiktoken_scheme)
     fp = fingerprint(cfg, spec.sha256, recipe)

@@ -9,6 +9,9 @@
                                                                    ├─ keys ─► FindDuplicates ─┴► Join ─► FinishStaged
                                                                    └─ candidates (minus duplicates) ─► SelectionPlan
                           SelectionPlan (cut-points, budget threshold) is a side input of FinishStaged and Commit
+               dedup.lines: line keys (minus duplicates) ─► CountLines ─► frequent lines, a side input of FinishStaged
+               dedup.against: FindDuplicates also matches the earlier outputs' saved keys
+               dedup.save_index: keys (minus duplicates and unselected) ─► SaveIndex, a side input of Commit
     every pass ─► rejected/ (reason per record); Commit renames files into place and writes the manifest last;
     report.html (drawn from the manifest) follows it
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from typing import Any
 
 import apache_beam as beam
@@ -38,12 +42,15 @@ from pipelines.runner import (
 from pipelines.stream_job import ConfigError, JobConfig
 from schemas import manifest as m
 from schemas.shards import read_manifest
-from transforms.dedup.steps import FindDuplicates, FindDuplicatesInFiles
+from transforms.dedup.line_steps import CountLines, CountLinesInFiles
+from transforms.dedup.earlier import open_earlier
+from transforms.dedup.steps import FindDuplicates, FindDuplicatesInFiles, LargestClusters, SaveIndex
 from transforms.gather import GatherAll
 from transforms.output.commit import commit, stream_plan
 from transforms.output.guard import remove_temp
 from transforms.pack.shuffle_steps import ShuffleRows
 from transforms.read.sources import InputFile, escaped_names, group_into_streams, plan_splits, plan_streams
+from transforms.recipe.files import place_recipe_files
 from transforms.recipe.recipes import Recipe
 from transforms.recipe.work import cool_down, warm_up
 from transforms.select.scoring import needs_fitting
@@ -105,19 +112,25 @@ def build(p: beam.Pipeline, files: list[InputFile], stream_cfg: StreamConfig, st
     fitted: list[Any] = []
     if recipe is not None and needs_fitting(recipe.selection):  # dsir learns the raw and target distributions
         fitted = [AsSingleton(p | "FitScorers" >> FitScorers(recipe.selection, files, stream_cfg.text_field))]
+    extra: dict[str, Any] = {}  # the commit's side inputs
+    index = None  # dedup.save_index: the manifest's dedup_index section, its files written under temp names
     if not stream_cfg.staged:
         results = streams | "ProcessStream" >> beam.ParDo(ProcessStream(stream_cfg), *fitted)
         plan = None
     else:
         # on one machine each stream's dedup keys go to a compact key file (a shuffle of them would stay in memory)
-        staged = streams | "StageStream" >> beam.ParDo(StageStream(stream_cfg, key_files=not remote),
+        # (a remote run saving its dedup index writes them too, as the index is made from them)
+        saves_index = stream_cfg.dedup and stream_cfg.recipe.dedup.save_index
+        earlier = open_earlier(stream_cfg.recipe) if stream_cfg.dedup else None  # dedup.against
+        staged = streams | "StageStream" >> beam.ParDo(StageStream(stream_cfg, key_files=not remote,
+                                                                   save_keys=remote and saves_index),
                                                        *fitted).with_outputs("exact", "near", "keys", "candidates",
-                                                                             main="staged")
+                                                                             "lines", "line_keys", main="staged")
         if stream_cfg.dedup and remote:
             duplicates = (staged.exact, staged.near) | "FindDuplicates" >> FindDuplicates(
-                near=stream_cfg.recipe.dedup.minhash is not None, spread=remote)
+                near=stream_cfg.recipe.dedup.minhash is not None, spread=remote, earlier=earlier)
         elif stream_cfg.dedup:
-            duplicates = staged.keys | "FindDuplicates" >> FindDuplicatesInFiles()
+            duplicates = staged.keys | "FindDuplicates" >> FindDuplicatesInFiles(earlier)
         else:
             duplicates = p | "NoDuplicates" >> beam.Create([])
         plan = None
@@ -127,14 +140,30 @@ def build(p: beam.Pipeline, files: list[InputFile], stream_cfg: StreamConfig, st
             plan = (staged.candidates, duplicates) | "SelectionPlan" >> SelectionPlan(stream_cfg.recipe.selection,
                                                                                       unit)
             side = [AsSingleton(plan)]
+        if saves_index:
+            dedup = stream_cfg.recipe.dedup
+            index = (staged.keys, duplicates, staged.candidates) | "SaveIndex" >> SaveIndex(
+                stream_cfg.temp_dir, dedup.exact, dedup.minhash, plan)
+        named: dict[str, Any] = {}  # FinishStaged's named side inputs
+        if stream_cfg.dedup:  # the largest clusters: pass 2 samples their members, the commit lists them
+            clusters = AsSingleton(duplicates | "LargestClusters" >> LargestClusters(), default_value=[])
+            named["clusters"] = extra["clusters"] = clusters
+        if stream_cfg.lines is not None:  # counted on the documents that are not document duplicates
+            count = CountLines(stream_cfg.lines) if remote else CountLinesInFiles(stream_cfg.lines,
+                                                                                  f"{stream_cfg.temp_dir}/lines")
+            keys = staged.lines if remote else staged.line_keys
+            named["lines"] = AsSingleton((keys, duplicates) | "CountLines" >> count, default_value=None)
         results = (
             {"staged": staged.staged, "duplicates": duplicates}
             | "JoinDuplicates" >> beam.CoGroupByKey()
-            | "FinishStaged" >> beam.ParDo(FinishStaged(stream_cfg), *side)
+            | "FinishStaged" >> beam.ParDo(FinishStaged(stream_cfg), *side, **named)
         )
-    extra = {"selection": AsSingleton(plan | "SelectionReport" >> beam.Map(selection_report))} if plan else {}
+    if plan:
+        extra["selection"] = AsSingleton(plan | "SelectionReport" >> beam.Map(selection_report))
     # the commit checks each planned stream reported exactly once: a runner that loses or repeats work fails
     extra["planned"] = AsSingleton(streams | "PlanOfStreams" >> beam.Map(stream_plan) | "CollectPlan" >> GatherAll())
+    if index is not None:
+        extra["index"] = AsSingleton(index)
     gathered = results | "CollectResults" >> GatherAll()
     if shuffle_seed is not None:
         extra["shuffled"] = AsSingleton(gathered | "Shuffle" >> ShuffleRows(shuffle_seed, stream_cfg.shard_rows,
@@ -182,12 +211,16 @@ def stream_config(cfg: JobConfig, files: list[InputFile], recipe: Recipe | None,
                   progress_dir: str | None, **tokenizing: Any) -> StreamConfig:
     """What every worker needs of the job; ``tokenizing``: prepare's tokenizer, seq_len, shard_rows, packing and
     emit_documents (filter: no tokenizer, every kept document written)."""
-    return StreamConfig(
+    stream_cfg = StreamConfig(
         output=cfg.output, text_field=cfg.text_field, id_field=cfg.id_field, strict=cfg.strict,
         progress_dir=progress_dir, recipe=recipe, emit_modified=cfg.emit_modified,
         recipe_processes=recipe_processes(cfg.recipe_processes, recipe, files, beam_args, cfg.workers),
         meta_fields=meta_fields(cfg.meta_fields, recipe), **tokenizing,
     )
+    if recipe is None:
+        return stream_cfg
+    # what stages build once per job (decontam's n-gram index) goes to the temp folder, where every worker reads it
+    return replace(stream_cfg, recipe=place_recipe_files(recipe, stream_cfg.temp_dir))
 
 
 def manifest_header(fmt: str, command: str, cfg: JobConfig, fp: str, files: list[InputFile], beam_args: list[str],
@@ -220,7 +253,8 @@ def execute(cfg: JobConfig, files: list[InputFile], stream_cfg: StreamConfig, ma
     one_worker = in_process(beam_args, cfg.workers)
     try:
         if one_worker and stream_cfg.recipe is not None:
-            warm_up(stream_cfg.recipe, stream_cfg.recipe_processes, keys=stream_cfg.dedup)  # the first pass's work
+            # the first pass's work: StageStream's (keys) whenever the job is staged, so that it takes these processes
+            warm_up(stream_cfg.recipe, stream_cfg.recipe_processes, keys=stream_cfg.staged)
         p = beam.Pipeline(runner=runner, options=options)
         build(p, files, stream_cfg, cfg.stream_bytes, manifest_base, started, one_worker=one_worker,
               remote=not is_local(beam_args), shuffle_seed=shuffle_seed)

@@ -83,7 +83,8 @@ def add_input_arguments(ap: argparse.ArgumentParser) -> None:
     io.add_argument("--input", "-i", action="append", required=True, metavar="PATH",
                     help="file, glob, directory or fsspec URL (s3://, gs://, hf://, memory://...); repeat for more. "
                          "JSONL (.jsonl/.json/.ndjson, plain, .gz, .zst, .bz2, .xz), Parquet, text (.txt: one "
-                         "document per file), Arrow, or a saved Hugging Face dataset directory")
+                         "document per file), Arrow, WARC/WET (.warc, .warc.gz, .warc.wet.gz: HTML responses and text conversions "
+                         "as documents; add the extract stage for text), or a saved Hugging Face dataset directory")
     add_format_and_text_field(io)
     io.add_argument("--id-field", default="id",
                     help="field/column holding the document id (default: id); when missing, the id is "

@@ -34,6 +34,11 @@ NULL_TEXT = "null_text"
 NON_STRING_TEXT = "non_string_text"
 EMPTY_TEXT = "empty_text"
 UNREADABLE_FILE = "unreadable_file"
+# WARC input (transforms/read/warc.py); the rejected/ record names the byte offset (REJ_OFFSET) where it starts
+DAMAGED_GZIP_MEMBER = "damaged_gzip_member"  # a gzip member that cannot be decompressed, or bytes that are not one
+TRUNCATED_RECORD = "truncated_record"  # the file ends inside a WARC record (or inside its gzip member)
+MALFORMED_WARC_RECORD = "malformed_warc_record"  # no WARC header, no valid Content-Length, a block of another length
+UNDECODABLE_PAYLOAD = "undecodable_payload"  # neither UTF-8 nor the detected charset; a damaged HTTP encoding
 REJECT_REASONS = (
     MALFORMED_JSON,
     TRUNCATED_LINE,
@@ -43,6 +48,10 @@ REJECT_REASONS = (
     NON_STRING_TEXT,
     EMPTY_TEXT,
     UNREADABLE_FILE,
+    DAMAGED_GZIP_MEMBER,
+    TRUNCATED_RECORD,
+    MALFORMED_WARC_RECORD,
+    UNDECODABLE_PAYLOAD,
 )
 
 # Repairs applied to a kept document (keys of counts.docs_repaired); the document is written, repaired.
@@ -65,10 +74,16 @@ BELOW_SELECTION_THRESHOLD = "below_selection_threshold"
 # Deduplication reasons: the rejected record names the kept document it duplicates (REJ_DUPLICATE_OF).
 EXACT_DUPLICATE = "exact_duplicate"  # same text after Unicode and whitespace normalisation
 NEAR_DUPLICATE = "near_duplicate"  # MinHash-LSH candidate of the same cluster
+# ... of a document of an earlier output (recipe dedup.against): the detail also names that output
+EARLIER_EXACT_DUPLICATE = "earlier_exact_duplicate"
+EARLIER_NEAR_DUPLICATE = "earlier_near_duplicate"
+# dedup.lines removed every line (or paragraph) of the document, nothing is left (it names no kept document)
+LINES_EMPTY = "lines_empty"
 
 # Fields of a rejected/ record.
 REJ_SOURCE = "source"
 REJ_LINE = "line"
+REJ_OFFSET = "offset"  # WARC: byte offset of the record (of its gzip member in a .warc.gz) where it starts
 REJ_ID = "id"
 REJ_REASON = "reason"
 REJ_STAGE = "stage"
@@ -76,6 +91,9 @@ REJ_DETAIL = "detail"
 REJ_RECORD = "record"
 REJ_DUPLICATE_OF = "duplicate_of"  # dedup: {"id", "source", "line"/"row"} of the kept representative
 REJ_SCORES = "scores"  # select: the document's scores ({scorer key: value}, and "bucket" with an ensemble)
+# decontam: {"set", "ngram"}: the first evaluation set the document shares an n-gram with, and that n-gram
+# (normalised words); mode remove adds "removed_fraction" (of its characters, when too much would have gone)
+REJ_CONTAMINATION = "contamination"
 REJECTED_RECORD_CHARS = 1024
 
 
@@ -85,7 +103,7 @@ SOURCE_FIELDS = ("records", "docs_written", "docs_rejected", "tokens", "bytes_re
 
 # Timed stages (keys of the manifest's ``stage_seconds``), in pipeline order.
 TIME_READ = "read"  # reading and parsing input files; pass 2: reading staged documents back, minus duplicates and
-# the documents the selection plan drops
+# the documents the selection plan drops (and, with dedup.lines, the frequent lines removed)
 TIME_RECIPE = "recipe"  # the recipe's filters, scorers and dedup keys (in its processes when it has several)
 TIME_TOKENIZE = "tokenize"  # encoding (with EOS/BOS and the loss mask source); pass 1 of a token budget too
 TIME_PACK = "pack"  # packing tokenized documents into rows
@@ -108,6 +126,10 @@ class Counts:
     docs_modified: dict[str, int] = field(default_factory=dict)  # kept documents whose text a recipe stage changed
     # what recipe stages found, "<stage>/<kind>": n (pii/email: addresses replaced); in the manifest only when any
     stage_counts: dict[str, int] = field(default_factory=dict)
+    # input records that are not documents by design, by kind (WARC: request, metadata, response/image/jpeg...);
+    # not in ``records``: a WARC file holds records + Σ skipped_records + (damaged stretches, rejected) records.
+    # In the manifest only when any
+    skipped_records: dict[str, int] = field(default_factory=dict)
     tokens: int = 0
     sequences: int = 0
     pad_tokens: int = 0
@@ -115,6 +137,10 @@ class Counts:
     text_chars: int = 0
     docs_split: int = 0  # documents whose tokens are in more than one row (cut by concat; pieces of best-fit/decompose)
     tokens_dropped: int = 0  # decompose: remainders below the shortest piece (not in the shards, not in tokens)
+    # dedup.lines: lines (or paragraphs) removed from kept documents, and their UTF-8 bytes (with their line breaks);
+    # in the manifest only when some were (a document left empty is rejected whole: LINES_EMPTY)
+    lines_removed: int = 0
+    line_bytes_removed: int = 0
     sources: dict[str, dict[str, int]] = field(default_factory=dict)  # per input URL: SOURCE_FIELDS
     stage_seconds: dict[str, float] = field(default_factory=dict)  # per TIMED_STAGES: summed worker seconds
 
@@ -143,10 +169,11 @@ class Counts:
     def merge(self, other: "Counts") -> "Counts":
         """Add ``other`` into this one and return self."""
         for name in ("records", "docs_written", "tokens", "sequences", "pad_tokens", "bytes_read", "text_chars",
-                     "docs_split", "tokens_dropped"):
+                     "docs_split", "tokens_dropped", "lines_removed", "line_bytes_removed"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for target, source in ((self.docs_rejected, other.docs_rejected), (self.docs_repaired, other.docs_repaired),
                                (self.docs_modified, other.docs_modified), (self.stage_counts, other.stage_counts),
+                               (self.skipped_records, other.skipped_records),
                                (self.stage_seconds, other.stage_seconds)):
             for key, value in source.items():
                 target[key] = target.get(key, 0) + value
@@ -168,6 +195,12 @@ class Counts:
             d["stage_counts"] = dict(sorted(self.stage_counts.items()))
         else:  # no stage counts anything: manifests stay as they were before stages could
             del d["stage_counts"]
+        if self.skipped_records:
+            d["skipped_records"] = dict(sorted(self.skipped_records.items()))
+        else:  # no WARC input: manifests stay as they were
+            del d["skipped_records"]
+        if not self.lines_removed:  # nor line dedup: the same
+            del d["lines_removed"], d["line_bytes_removed"]
         d["sources"] = {url: dict(row) for url, row in sorted(self.sources.items())}
         order = {stage: i for i, stage in enumerate(TIMED_STAGES)}
         d["stage_seconds"] = dict(sorted(self.stage_seconds.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))
@@ -211,6 +244,14 @@ K_DEDUP = "dedup"  # duplicates found: EXACT_DUPLICATE, NEAR_DUPLICATE counts, D
 DEDUP_CONSIDERED = "documents_considered"  # documents that reached dedup: not rejected by reading, the filters
 # or a min_score selection (which decides as each document is scored, before dedup)
 DEDUP_RATE = "duplicate_rate"  # duplicates / documents considered
+DEDUP_CLUSTERS = "clusters"  # under K_DEDUP, when there are duplicates: the largest clusters (CL_ keys)
+CL_KEPT, CL_EARLIER, CL_DOCUMENTS, CL_MEMBERS = "kept", "earlier_output", "documents", "members"  # a cluster
+CL_ID, CL_SOURCE, CL_REASON, CL_EXCERPT = "id", "source", "reason", "excerpt"  # a sampled member
+# (with dedup.against, K_DEDUP also counts EARLIER_EXACT_DUPLICATE and EARLIER_NEAR_DUPLICATE, within the rate)
+K_DEDUP_INDEX = "dedup_index"  # dedup.save_index: DI_ keys (transforms.dedup.index)
+DEDUP_INDEX_DIR = "dedup_index"  # its files' folder
+DEDUP_INDEX_FORMAT = "tokenmill.dedup_index/1"
+DI_FORMAT, DI_DOCUMENTS, DI_EXACT, DI_MINHASH, DI_FILES = "format", "documents", "exact", "minhash", "files"
 K_MODIFIED = "modified"  # modified/ files (original text of documents a recipe stage changed)
 
 # Keys of a file entry (under K_SHARDS, K_DOCUMENTS, K_REJECTED, K_MODIFIED), as the commit step writes them.
@@ -251,9 +292,14 @@ R_NAME, R_ENGINE, R_FILTERS, R_DEDUP = "name", "engine", "filters", "dedup"
 R_STAGE_NAME, R_STAGE_PARAMS = "name", "params"  # a stage of R_FILTERS, a scorer of R_SCORERS
 R_SCORER_KEY = "key"  # a scorer of R_SCORERS: where its scores go
 R_EXACT, R_MINHASH = "exact", "minhash"  # under R_DEDUP (R_MINHASH: MH_ keys, or absent)
+R_SAVE_INDEX, R_AGAINST = "save_index", "against"  # under R_DEDUP, only when used (R_AGAINST: a list of AG_ keys)
+AG_PATH, AG_INDEX_SHA256 = "path", "index_sha256"  # an earlier output and the identity of its dedup index
 R_SCORERS, R_ENSEMBLE, R_SELECT, R_UPSAMPLE = "scorers", "ensemble", "select", "upsample"
 R_SELECT_SCORE = "score"  # under R_SELECT, beside {criterion: value}: the score it ranks by
 R_STAGE_TIMEOUT = "stage_timeout"  # only when not the default
+R_LINES = "lines"  # under R_DEDUP, only when used: LD_ keys (transforms.recipe.line_dedup)
+R_KEYS_AFTER = "after"  # under R_DEDUP, only when used: the stage whose output text the dedup keys are of
+LD_UNIT, LD_MIN_DOCS, LD_KEEP_FIRST = "unit", "min_docs", "keep_first"
 MH_NGRAM, MH_BANDS, MH_ROWS, MH_SEED, MH_THRESHOLD = "ngram", "bands", "rows", "seed", "threshold"  # R_MINHASH
 EN_METHOD, EN_BUCKETS, EN_SAMPLE_FRACTION, EN_WEIGHT = "method", "buckets", "sample_fraction", "weight"  # R_ENSEMBLE
 EN_COMBINE, EN_SEED, EN_PARTITION = "combine", "seed", "partition"

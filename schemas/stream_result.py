@@ -30,6 +30,7 @@ class StreamResult:
     modified: list[dict[str, Any]] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)  # the input files the stream reads
     staged: str | None = None  # pass 1 only: the temp url of the staged documents (None: none kept)
+    cluster_samples: list[list[Any]] = field(default_factory=list)  # pass 2: [[cluster rank, member], ...]
 
     def merge(self, second: "StreamResult") -> "StreamResult":
         """This pass 1 result and the stream's ``second`` pass as one: counts added, files of both."""
@@ -37,5 +38,5 @@ class StreamResult:
             stream=second.stream, counts=Counts().merge(self.counts).merge(second.counts), shards=second.shards,
             backend=second.backend, backend_note=second.backend_note, documents=second.documents,
             rejected=self.rejected + second.rejected, modified=self.modified + second.modified,
-            inputs=second.inputs, staged=second.staged,
+            inputs=second.inputs, staged=second.staged, cluster_samples=self.cluster_samples + second.cluster_samples,
         )

@@ -78,10 +78,26 @@ def test_planted_duplicates_are_found_and_name_the_kept_document(planted, dedupe
     assert c["records"] == len(records) == c["docs_written"] + sum(c["docs_rejected"].values())
     n_exact = sum(1 for r, _ in expected.values() if r == m.EXACT_DUPLICATE)
     assert c["docs_rejected"] == {"dedup/exact_duplicate": n_exact, "dedup/near_duplicate": len(expected) - n_exact}
-    assert manifest[m.K_DEDUP] == {
+    dedup = dict(manifest[m.K_DEDUP])
+    clusters = dedup.pop(m.DEDUP_CLUSTERS)
+    assert dedup == {
         m.EXACT_DUPLICATE: n_exact, m.NEAR_DUPLICATE: len(expected) - n_exact,
         "documents_considered": len(records), "duplicate_rate": round(len(expected) / len(records), 6),
     }
+    # the largest clusters, from the rejected records: size (kept one included), then kept id; first members
+    by_kept: dict[str, list[dict]] = {}
+    for r in rejected:  # rejected/ files are in stream order, each in read order
+        by_kept.setdefault(r[m.REJ_DUPLICATE_OF], []).append(r)
+    largest = sorted(by_kept.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:10]
+    assert [(c[m.CL_KEPT], c[m.CL_DOCUMENTS]) for c in clusters] == [(k, len(v) + 1) for k, v in largest]
+    texts = {r["id"]: r["text"] for r in records}
+    for cluster, (_, members) in zip(clusters, largest):
+        assert [(s[m.CL_ID], s[m.CL_REASON]) for s in cluster[m.CL_MEMBERS]] == [
+            (r["id"], r["reason"]) for r in members[:3]]
+        assert all(" ".join(texts[s[m.CL_ID]].split()).startswith(s[m.CL_EXCERPT]) and s[m.CL_EXCERPT]
+                   for s in cluster[m.CL_MEMBERS])
+    page = (out / "report.html").read_text()
+    assert "Largest duplicate clusters" in page and clusters[0][m.CL_KEPT] in page
 
 
 def test_kept_documents_are_the_originals_in_order_and_are_what_was_packed(planted, deduped, tokenizer_path,

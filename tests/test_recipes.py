@@ -18,7 +18,8 @@ def test_stage_parameters_and_defaults_are_datatroves(name):
     spec = STAGES[name]
     module, cls = spec.datatrove_class.rsplit(".", 1)
     signature = inspect.signature(getattr(importlib.import_module(module), cls).__init__)
-    theirs = {k: p.default for k, p in signature.parameters.items() if k not in ("self", "exclusion_writer")}
+    theirs = {k: p.default for k, p in signature.parameters.items()
+              if k not in ("self", "exclusion_writer") and p.kind is not p.VAR_KEYWORD}  # **kwargs: not a parameter
     assert set(spec.params) - set(spec.own_params) == set(theirs)
     for key, default in theirs.items():
         ours = spec.params[key]

@@ -80,3 +80,82 @@ def test_every_runner_writes_identical_bytes(job, baseline, tokenizer_path, tmp_
     assert _tree(tmp_path / runner) == _tree(out)
     for key in (m.K_COUNTS, m.K_SOURCES, m.K_SHARDS, m.K_SELECTION, m.K_DEDUP, m.K_PACKING_STATS):
         assert json.dumps(other.get(key), sort_keys=True) == json.dumps(manifest.get(key), sort_keys=True), key
+
+
+LINES_RECIPE = "dedup: {exact: true, lines: {min_docs: 3}}\n"
+
+
+@pytest.fixture(scope="module")
+def lines_job(tmp_path_factory, ml_texts):
+    """Line dedup with exact dedup: boilerplate lines of several frequencies, exact copies, a page of boilerplate."""
+    d = tmp_path_factory.mktemp("lines")
+    footers = [f"Footer {k}: about, contact, privacy." for k in range(6)]
+    docs = ["\n".join(ml_texts[i:i + 5] + footers[:(i // 5) % 7]) for i in range(0, 1200, 5)]
+    docs += docs[:15] + ["\n\n".join(footers)]
+    recipe = d / "lines.yaml"
+    recipe.write_text(LINES_RECIPE)
+    half = len(docs) // 2
+    files = [write_jsonl(d / f"{name}.jsonl", [{"id": f"{name}{i}", "text": t} for i, t in enumerate(part)])
+             for name, part in (("a", docs[:half]), ("b", docs[half:]))]
+    return files, str(recipe)
+
+
+def _run_lines(job, out, tokenizer_path, beam_args):
+    files, recipe = job
+    return prepare(files, out, tokenizer_path, seq_len=128, recipe=recipe, stream_bytes=30_000, emit_documents=True,
+                   emit_modified=True, beam_args=beam_args)
+
+
+@pytest.fixture(scope="module")
+def lines_baseline(lines_job, tokenizer_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("lines-fnapi") / "out"
+    return out, _run_lines(lines_job, out, tokenizer_path, [])
+
+
+@pytest.mark.parametrize("runner", ["portable", "multi_process"])
+def test_line_dedup_writes_identical_bytes_on_every_runner(lines_job, lines_baseline, tokenizer_path, tmp_path,
+                                                           runner):
+    out, manifest = lines_baseline
+    c = manifest[m.K_COUNTS]
+    assert manifest[m.K_STREAMS] > 2 and c["lines_removed"] > 100
+    assert {"dedup/exact_duplicate", "dedup/lines_empty"} <= set(c["docs_rejected"])
+    beam_args = PORTABLE if runner == "portable" else MULTI_PROCESS
+    other = _run_lines(lines_job, tmp_path / runner, tokenizer_path, beam_args)
+    assert _tree(tmp_path / runner) == _tree(out)
+    modified = {p.name: p.read_bytes() for p in sorted((out / "modified").iterdir())}
+    assert modified and {p.name: p.read_bytes() for p in sorted((tmp_path / runner / "modified").iterdir())} == modified
+    for key in (m.K_COUNTS, m.K_SOURCES, m.K_SHARDS, m.K_DEDUP):
+        assert json.dumps(other.get(key), sort_keys=True) == json.dumps(manifest.get(key), sort_keys=True), key
+
+
+INCREMENTAL = "dedup: {{exact: true, minhash: {{ngram: 5, bands: 14, rows: 8}}, save_index: true{against}}}\n"
+
+
+@pytest.fixture(scope="module")
+def incremental(job, tmp_path_factory):
+    """dedup.against: b.jsonl (holding copies of a.jsonl's documents) against a.jsonl's saved index; FnApiRunner's
+    result."""
+    from pipelines.filter import FilterConfig, run
+
+    files, _ = job
+    d = tmp_path_factory.mktemp("incremental")
+    (d / "save.yaml").write_text(INCREMENTAL.format(against=""))
+    run(FilterConfig(inputs=files[:1], output=str(d / "earlier"), recipe=str(d / "save.yaml")))
+    (d / "against.yaml").write_text(INCREMENTAL.format(against=f", against: '{d / 'earlier'}'"))
+    config = {"inputs": files[1:], "recipe": str(d / "against.yaml"), "stream_bytes": 30_000}
+    return config, d / "fnapi", run(FilterConfig(output=str(d / "fnapi"), **config))
+
+
+@pytest.mark.parametrize("runner", ["portable", "multi_process"])
+def test_incremental_dedup_is_the_same_on_every_runner(incremental, tmp_path, runner):
+    from pipelines.filter import FilterConfig, run
+
+    config, out, manifest = incremental
+    assert manifest[m.K_DEDUP][m.EARLIER_EXACT_DUPLICATE] >= 20  # b.jsonl's copies of a.jsonl's prose
+    other = run(FilterConfig(output=str(tmp_path / runner), **config),
+                PORTABLE if runner == "portable" else MULTI_PROCESS)
+    assert _tree(tmp_path / runner) == _tree(out)
+    index = {p.name: p.read_bytes() for p in sorted((out / "dedup_index").iterdir())}
+    assert len(index) == 4 and {p.name: p.read_bytes() for p in (tmp_path / runner / "dedup_index").iterdir()} == index
+    for key in (m.K_COUNTS, m.K_DEDUP, m.K_DEDUP_INDEX):
+        assert other[key] == manifest[key], key

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -21,6 +21,13 @@ def stable_hash64(*parts: object) -> int:
     """A 64-bit hash of the parts joined by NUL (BLAKE2b, big-endian): e.g. ``(seed, source, line, doc_id)``."""
     key = "\0".join(str(p) for p in parts)
     return int.from_bytes(hashlib.blake2b(utf8(key), digest_size=8).digest(), "big")
+
+
+def stable_hashes64(texts: Iterable[str]) -> np.ndarray:
+    """``stable_hash64(text)`` of each text as a uint64 array (one BLAKE2b call per text, no Python ints)."""
+    blake2b = hashlib.blake2b
+    digests = b"".join([blake2b(t.encode("utf-8", "surrogatepass"), digest_size=8).digest() for t in texts])
+    return np.frombuffer(digests, ">u8").astype(np.uint64)
 
 
 def unit_hash(text: str, seed: int) -> float:

@@ -12,7 +12,8 @@ step that finds the duplicates holds only a few numbers per document at a time:
   document in a union-find over one integer per document (roots are always the smallest number), and every
   document whose root is not itself names its root. The result is ``resolve_duplicates``' on the same groups:
   connected components, the first-read document kept, ``exact_duplicate`` when a document shares its exact key
-  with the one kept.
+  with the one kept. With ``dedup.against`` each column is also looked up in the earlier outputs' indexes
+  (``transforms.dedup.earlier``).
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class KeyFileWriter:
         return KeyFile(self.stream, f"{self.prefix}-keys.bin", f"{self.prefix}-ids.bin", self.docs, self.bands)
 
 
-def _chunks(key_file: KeyFile, dtype: np.dtype) -> Iterator[tuple[int, np.ndarray]]:
+def key_rows(key_file: KeyFile, dtype: np.dtype) -> Iterator[tuple[int, np.ndarray]]:
     """(first row, rows) of a key file, ``_CHUNK_ROWS`` at a time, read into one buffer (each chunk is a view of it,
     valid until the next: many big short-lived allocations would leave the heap fragmented)."""
     buffer = np.empty(min(_CHUNK_ROWS, key_file.docs), dtype)
@@ -125,7 +126,7 @@ def _column(files: list[KeyFile], offsets: np.ndarray, dtype: np.dtype, flag: in
     lo = np.empty(size, np.uint64 if band is None else np.uint32)
     filled = 0
     for key_file, offset in zip(files, offsets):
-        for first, rows in _chunks(key_file, dtype):
+        for first, rows in key_rows(key_file, dtype):
             has = np.flatnonzero(rows["flags"] & flag)
             end = filled + has.size
             nodes[filled:end] = has + (offset + first)
@@ -203,7 +204,7 @@ def read_ids(key_file: KeyFile, ordinals: np.ndarray) -> list[str]:
     starts = np.zeros(ordinals.size, np.int64)
     ends = np.zeros(ordinals.size, np.int64)
     previous_end = 0  # a row's id starts where the row before it (perhaps in the chunk before) ends
-    for first, rows in _chunks(key_file, dtype):
+    for first, rows in key_rows(key_file, dtype):
         id_end = rows["id_end"].astype(np.int64)
         lo, hi = np.searchsorted(ordinals, [first, first + rows.size])
         local = ordinals[lo:hi] - first
@@ -218,9 +219,14 @@ def read_ids(key_file: KeyFile, ordinals: np.ndarray) -> list[str]:
     return out
 
 
-def duplicates_in_files(files: list[KeyFile]) -> Iterator[tuple[int, list[tuple[int, str, str]]]]:
+def duplicates_in_files(files: list[KeyFile], earlier: Any = None) -> Iterator[tuple[int, list[tuple]]]:
     """(stream index, [(ordinal, reason, kept id), ...]) for every stream holding duplicates, in stream order: the
-    decisions of ``transforms.dedup.keys.resolve_duplicates`` over the groups of documents sharing a key in ``files``."""
+    decisions of ``transforms.dedup.keys.resolve_duplicates`` over the groups of documents sharing a key in ``files``.
+
+    ``earlier``: an ``EarlierMatches`` (``transforms.dedup.earlier``), which looks each key column up in earlier
+    outputs' indexes as it is read (``match``), joins this run's documents sharing an earlier one (``joins``) and
+    names the earlier document of every component holding one (``attribute``): (ordinal, reason, earlier id,
+    earlier output) for those."""
     files = sorted((f for f in files if f.docs), key=lambda f: f.stream)
     if len({f.stream for f in files}) != len(files):
         raise ValueError("a stream's keys were handed on twice")
@@ -230,19 +236,34 @@ def duplicates_in_files(files: list[KeyFile]) -> Iterator[tuple[int, list[tuple[
     dtype = row_dtype(bands)
     sizes = np.array([f.docs for f in files], np.int64)
     offsets = np.concatenate(([0], np.cumsum(sizes)[:-1]))  # document number = offset of its stream + ordinal
-    exact = shared_key_runs(*_column(files, offsets, dtype, HAS_EXACT, None))
-    near = (shared_key_runs(*_column(files, offsets, dtype, HAS_BANDS, b)) for b in range(bands))
-    dups, reps, is_exact = resolve_arrays(exact, near, int(sizes.sum()))
+    size = int(sizes.sum())
+
+    def column(flag: int, band: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        found = _column(files, offsets, dtype, flag, band)
+        if earlier is not None:
+            earlier.match(band, *found)
+        return found
+
+    exact = shared_key_runs(*column(HAS_EXACT, None))
+    near: Iterator = (shared_key_runs(*column(HAS_BANDS, b)) for b in range(bands))
+    if earlier is not None:
+        near = chain(near, earlier.joins())  # a generator: run once every column was matched
+    dups, reps, is_exact = resolve_arrays(exact, near, size)
     del exact
-    streams = np.searchsorted(offsets, dups, side="right") - 1
+    labelled, labels = np.zeros(0, np.int64), []
+    if earlier is not None:
+        dups, reps, is_exact, (labelled, labels) = earlier.attribute(dups, reps, is_exact, size)
     rep_streams = np.searchsorted(offsets, reps, side="right") - 1
     kept_ids: dict[int, str] = {}
     for s in np.unique(rep_streams).tolist():
         numbers = np.unique(reps[rep_streams == s])
         kept_ids.update(zip(numbers.tolist(), read_ids(files[s], numbers - offsets[s])))
-    reasons = [EXACT_DUPLICATE if e else NEAR_DUPLICATE for e in is_exact.tolist()]
+    decisions = [(EXACT_DUPLICATE if e else NEAR_DUPLICATE, kept_ids[r])
+                 for e, r in zip(is_exact.tolist(), reps.tolist())] + labels
+    numbers = np.concatenate((dups, labelled))
+    order = np.argsort(numbers, kind="stable")
+    streams = np.searchsorted(offsets, numbers[order], side="right") - 1
     for s in np.unique(streams).tolist():
-        where = np.flatnonzero(streams == s)
-        ordinals = (dups[where] - offsets[s]).tolist()
-        yield files[s].stream, [(o, reasons[i], kept_ids[r])
-                                for o, i, r in zip(ordinals, where.tolist(), reps[where].tolist())]
+        where = order[streams == s]
+        ordinals = (numbers[where] - offsets[s]).tolist()
+        yield files[s].stream, [(o, *decisions[i]) for o, i in zip(ordinals, where.tolist())]

@@ -31,15 +31,18 @@ class Decision:
     modified_by: tuple[str, ...] = ()
     meta: dict | None = None  # signals a stage measured (the language stage: lang, lang_score)
     counts: dict[str, int] | None = None  # "<stage>/<kind>": what stages found (pii: addresses replaced)
+    marked: str | None = None  # with run_chain's ``mark``: the text as the first ``mark`` stages passed it on
 
 
 def run_chain(stages: Sequence[tuple[str, StageRule]], texts: list[str],
-              metas: list[dict | None] | None = None, clock: StageClock | None = None) -> list[Decision]:
+              metas: list[dict | None] | None = None, clock: StageClock | None = None,
+              mark: int | None = None) -> list[Decision]:
     """One Decision per text: each (name, rule) in order, ``rule.check(text, fields) -> Verdict``; the first drop
     ends the chain, a changed text is passed on and reported as modified by that stage, and the signals a rule
     measured (``Verdict.meta``) and found (``Verdict.counts``) are kept. ``fields`` are the document's input fields (``metas``) with what earlier
     stages measured. With a ``clock``, a stage that runs past its limit on a document drops it with reason
-    ``timeout``."""
+    ``timeout``. With ``mark``, a kept document's Decision also holds its text after the first ``mark`` stages.
+    """
     out: list[Decision] = []
     for i, text in enumerate(texts):
         decision = None
@@ -48,7 +51,10 @@ def run_chain(stages: Sequence[tuple[str, StageRule]], texts: list[str],
         found: dict[str, int] | None = None
         given = metas[i] if metas else None
         fields: Mapping[str, Any] = given or NO_FIELDS
-        for name, rule in stages:
+        marked = None
+        for done, (name, rule) in enumerate(stages):
+            if done == mark:
+                marked = text
             try:
                 timed = clock is not None and not rule.own_limit
                 verdict = clock.call(rule.check, text, fields) if timed else rule.check(text, fields)
@@ -68,7 +74,8 @@ def run_chain(stages: Sequence[tuple[str, StageRule]], texts: list[str],
             if not verdict.keep:
                 decision = Decision(False, text, name, verdict.reason or name, tuple(modified), meta, found)
                 break
-        out.append(decision or Decision(True, text, modified_by=tuple(modified), meta=meta, counts=found))
+        out.append(decision or Decision(True, text, modified_by=tuple(modified), meta=meta, counts=found,
+                                        marked=marked))
     return out
 
 

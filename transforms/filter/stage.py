@@ -11,7 +11,7 @@ datatrove filter live here, in the base, so that a stage module holds only what 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -29,10 +29,12 @@ NO_FIELDS: Mapping[str, Any] = MappingProxyType({})  # a document without input 
 
 @dataclass(frozen=True)
 class Stage:
-    """One configured filter: its name and every parameter (defaults filled in)."""
+    """One configured filter: its name and every parameter (defaults filled in); ``files``: what the launcher
+    wrote for the workers (``FilterStage.place_files``), not part of the recipe (nor of its identity)."""
 
     name: str
     params: dict[str, Any]
+    files: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,12 @@ class FilterStage:
     def check_files(self, stage: Stage) -> None:
         """Raise RecipeError if a file the configured stage names cannot be used (checked before the output is
         touched); none by default."""
+
+    def place_files(self, stage: Stage, temp_dir: str) -> Stage:
+        """The stage as the workers get it, with what it builds once per job written under ``temp_dir`` (the job's
+        temp folder on the output's filesystem, once the output is claimed) and named in ``files``; the stage itself
+        by default."""
+        return stage
 
     def datatrove_kwargs(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Keyword arguments for the datatrove filter class (without tokenmill's own parameters)."""

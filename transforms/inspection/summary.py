@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import shlex
 from typing import Any
@@ -14,7 +15,8 @@ from transforms.report.summary import key_value_table, summary_table
 def manifest_counts(manifest: dict[str, Any]) -> dict[str, Any]:
     """The manifest's counts with every field present (older manifests lack some)."""
     known = Counts().totals()
-    return {**known, **{k: v for k, v in manifest.get(m.K_COUNTS, {}).items() if k in known}}
+    fields = {f.name for f in dataclasses.fields(Counts)} - {"sources", "stage_seconds"}  # with those left out
+    return {**known, **{k: v for k, v in manifest.get(m.K_COUNTS, {}).items() if k in fields}}  # when empty
 
 
 def _size(n: int | float) -> str:

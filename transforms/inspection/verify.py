@@ -1,7 +1,7 @@
 """Verification of a finished prepare or filter output: every file and total against what the manifest records.
 
-It recomputes, for each file the manifest lists: that it exists, its size and sha256 (shards and document
-files), its rows (shards, document files) or records (rejected/ and modified/ files); for shards, every row's
+It recomputes, for each file the manifest lists: that it exists, its size and sha256 (shards, document files and
+the dedup index's), its rows (shards, document files) or records (rejected/ and modified/ files); for shards, every row's
 length, ``cu_seqlens`` and padding, and the shard's real and padding tokens. Then the totals: the shards' rows,
 real tokens and padding against ``counts.sequences``, ``counts.tokens`` and ``counts.pad_tokens`` (``tokens``
 counts what the shards hold, EOS/BOS included, padding and dropped decompose remainders excluded), the document
@@ -333,6 +333,11 @@ def verify_output(out: OutputDir) -> list[Problem]:
         for key, value in again.items():
             if dedup.get(key) != value:
                 problems.append(Problem(where, f"{m.K_DEDUP}.{key}", value, dedup.get(key)))
+
+    index = man.get(m.K_DEDUP_INDEX)
+    for entry in (index.get(m.DI_FILES) or []) if isinstance(index, dict) else []:  # dedup.save_index: bytes, sha256
+        listed.add(entry[E_PATH])
+        _check_bytes(out, entry, problems)
 
     listed |= {MANIFEST_FILE, m.REPORT_HTML}
     for rel, link in sorted(walk(out.fs, out.root)):  # every file anywhere: top level, temp folder, symlinks

@@ -28,6 +28,7 @@ from schemas.shards import (
     TEMP_DIR,
 )
 from schemas.stream_result import StreamResult
+from transforms.dedup.clusters import Sizes, merge_cluster_samples
 from transforms.output.faults import fault_point
 from transforms.output.guard import COMMIT_JOURNAL, RESULT_DIRS, remove_temp
 from transforms.output.location import output_fs, write_json
@@ -93,10 +94,12 @@ def _streams(ids: list[int]) -> str:
 
 def commit(results: list[StreamResult], output: str, manifest_base: dict[str, Any], started: float,
            planned: list[tuple[int, list[list[Any]]]], selection: dict[str, Any] | None = None,
-           shuffled: list[dict[str, Any]] | None = None) -> dict:
+           shuffled: list[dict[str, Any]] | None = None, index: dict[str, Any] | None = None,
+           clusters: Sizes | None = None) -> dict:
     """Check that every planned stream reported exactly once, journal and rename the temp shards, document files and
-    rejected files into place in stream order, write manifest.json last (then report.html; then the temp folder
-    goes)."""
+    rejected files into place in stream order (and the files of the dedup ``index``, dedup.save_index), write
+    manifest.json last (then report.html; then the temp folder goes). ``clusters``: the largest duplicate
+    clusters, listed with the members pass 2 sampled."""
     check_complete(results, planned, manifest_base.get(m.K_INPUTS) or [])
     fs, root = output_fs(output)
     results = sorted(results, key=lambda r: r.stream)
@@ -153,6 +156,14 @@ def commit(results: list[StreamResult], output: str, manifest_base: dict[str, An
     recipe = manifest.get(m.K_RECIPE)
     if recipe and (recipe[m.R_DEDUP][m.R_EXACT] or recipe[m.R_DEDUP].get(m.R_MINHASH)):
         manifest[m.K_DEDUP] = dedup_summary(counts, recipe)
+        if clusters:
+            manifest[m.K_DEDUP][m.DEDUP_CLUSTERS] = merge_cluster_samples(clusters,
+                                                                           (r.cluster_samples for r in results))
+    if index is not None:
+        for item in index[m.DI_FILES]:
+            moves.append((item[m.E_TEMP_URL], item[m.E_PATH]))
+        manifest[m.K_DEDUP_INDEX] = {**index, m.DI_FILES: [{k: v for k, v in item.items() if k != m.E_TEMP_URL}
+                                                           for item in index[m.DI_FILES]]}
     manifest[m.K_WALL_TIME] = round(time.time() - started, 3)
     manifest[m.K_STAGE_SECONDS] = {k: round(v, 3) for k, v in counts.to_dict()["stage_seconds"].items()}
     if counts.records != counts.docs_written + counts.rejected_total() or not sources_add_up(counts):
@@ -234,16 +245,19 @@ def dedup_summary(counts: Counts, recipe: dict[str, Any] | None = None) -> dict[
     rejected (reading, the filters, and a ``min_score`` selection, which decides as each document is scored);
     ``recipe``: the manifest's recipe section. Selection by budget, fraction or bucket, and packing come after."""
     found = {k.split("/", 1)[1]: v for k, v in counts.docs_rejected.items() if k.startswith(f"{STAGE_DEDUP}/")}
-    total = sum(found.values())
     later = {STAGE_DEDUP, STAGE_PACK}
     if MIN_SCORE not in ((recipe or {}).get(m.R_SELECT) or {}):
         later.add(STAGE_SELECT)
     # "<stage>/<reason>" keys name their stage; bare keys are the reader's rejections (the first stage)
     earlier = sum(n for k, n in counts.docs_rejected.items() if "/" not in k or k.partition("/")[0] not in later)
     considered = counts.records - earlier
+    summary = {m.EXACT_DUPLICATE: found.get(m.EXACT_DUPLICATE, 0), m.NEAR_DUPLICATE: found.get(m.NEAR_DUPLICATE, 0)}
+    if ((recipe or {}).get(m.R_DEDUP) or {}).get(m.R_AGAINST):  # duplicates of the earlier outputs' documents
+        summary[m.EARLIER_EXACT_DUPLICATE] = found.get(m.EARLIER_EXACT_DUPLICATE, 0)
+        summary[m.EARLIER_NEAR_DUPLICATE] = found.get(m.EARLIER_NEAR_DUPLICATE, 0)
+    total = sum(summary.values())  # documents, not those left empty by line dedup (dedup/lines_empty)
     return {
-        m.EXACT_DUPLICATE: found.get(m.EXACT_DUPLICATE, 0),
-        m.NEAR_DUPLICATE: found.get(m.NEAR_DUPLICATE, 0),
+        **summary,
         m.DEDUP_CONSIDERED: considered,
         m.DEDUP_RATE: round(total / considered, 6) if considered else 0.0,
     }

@@ -35,15 +35,17 @@ from transforms.output.faults import fault_point
 from transforms.output.location import OutputError, is_local, output_fs, write_json
 from transforms.output.lock import OutputLock, acquire_lock
 
-RESULT_DIRS = (SHARDS_DIR, DOCUMENTS_DIR, REJECTED_DIR, MODIFIED_DIR)
+RESULT_DIRS = (SHARDS_DIR, DOCUMENTS_DIR, REJECTED_DIR, MODIFIED_DIR, m.DEDUP_INDEX_DIR)
 OWNED_JOURNAL = "owned.json"  # in TEMP_DIR: every file of earlier results a run is about to remove
 COMMIT_JOURNAL = "commit.json"  # in TEMP_DIR: every file a commit is about to place
 WRITE_PROBE = ".tokenmill-write-check"
 # top-level names that are tokenmill's by name alone (temporary names and the lock)
 _OURS_BY_NAME = {MANIFEST_FILE + ".tmp", m.REPORT_HTML + ".tmp", LOCK_FILE, WRITE_PROBE}
-# temp names: a stream attempt's files (see transforms.stream.attempts), the row shuffle's parts, the journals
+# temp names: a stream attempt's files (see transforms.stream.attempts), the row shuffle's parts, the dedup index's
+# files, decontam's n-gram index (transforms.filter.decontam_index.INDEX_FILE), the journals
 _TEMP_NAME = re.compile(
-    r"(s\d{5}-[a-z]-[0-9a-f]{12}-[^/]+|shuffle/(part|out)-[^/]+|"
+    r"(s\d{5}-[a-z]-[0-9a-f]{12}-[^/]+|shuffle/(part|out)-[^/]+|" + re.escape(m.DEDUP_INDEX_DIR) + r"/[^/]+|"
+    r"decontam-[0-9a-f]{64}\.npy|"
     + "|".join(re.escape(n) + r"(\.tmp)?" for n in (OWNED_JOURNAL, COMMIT_JOURNAL)) + r")"
 )
 
@@ -55,6 +57,9 @@ def manifest_files(manifest: dict[str, Any]) -> set[str]:
         for entry in manifest.get(key) or []:
             if isinstance(entry, dict) and isinstance(entry.get(m.E_PATH), str):
                 files.add(entry[m.E_PATH])
+    index = manifest.get(m.K_DEDUP_INDEX)  # dedup.save_index
+    entries = (index.get(m.DI_FILES) or []) if isinstance(index, dict) else []
+    files.update(e[m.E_PATH] for e in entries if isinstance(e, dict) and isinstance(e.get(m.E_PATH), str))
     return files
 
 

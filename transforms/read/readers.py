@@ -14,7 +14,8 @@ import pyarrow as pa
 from schemas import manifest as m
 from transforms.read.compressed import iter_decoded
 from transforms.read.records import Rejection, Repairs, id_of, parse_json_line, raw_record, text_of
-from transforms.read.sources import ARROW, JSONL, PARQUET, TEXT, Split
+from transforms.read.sources import ARROW, JSONL, PARQUET, TEXT, WARC, Split
+from transforms.read.warc import read_warc, warc_meta_fields
 from transforms.errors import TokenmillError
 
 DEFAULT_BATCH_BYTES = 2 << 20
@@ -50,6 +51,7 @@ class DocBatch:
     raws: list[Any] = field(default_factory=list)
     source: str = ""
     rejections: list[Rejection] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  # input records that are no documents, by kind (WARC)
     repairs: dict[str, int] = field(default_factory=dict)
     records: int = 0
     bytes_read: int = 0
@@ -131,8 +133,10 @@ def read_split(
 
     ``meta_fields``: input fields/columns kept in each document's meta (those present and not null).
     """
-    batcher = _Batcher(split.url, batch_bytes, strict, tuple(meta_fields))
-    reader = {JSONL: _read_jsonl, PARQUET: _read_table, ARROW: _read_table, TEXT: _read_text}[split.format]
+    fields = warc_meta_fields(meta_fields) if split.format == WARC else tuple(meta_fields)  # WARC: url, date too
+    batcher = _Batcher(split.url, batch_bytes, strict, fields)
+    reader = {JSONL: _read_jsonl, PARQUET: _read_table, ARROW: _read_table, TEXT: _read_text,
+              WARC: read_warc}[split.format]
     yield from reader(split, text_field, id_field, batcher)
 
 
@@ -308,17 +312,19 @@ def _iter_table_batches(split: Split) -> Iterator[tuple[pa.RecordBatch | _Damage
                 if left > 0:  # fewer rows than the footer promises: the group's data is cut short
                     yield _DamagedRowGroup(g, left, EOFError(f"{left} rows missing"), int(per_row * left)), 0
         else:
-            try:
-                reader = pa.ipc.open_stream(fh)
-            except pa.ArrowInvalid:
-                fh.seek(0)
-                reader = pa.ipc.open_file(fh)
-                for i in range(reader.num_record_batches):
-                    batch = reader.get_batch(i)
-                    yield batch, batch.nbytes
-                return
-            for batch in reader:
+            for batch in arrow_batches(fh):
                 yield batch, batch.nbytes
+
+
+def arrow_batches(fh: Any) -> Iterator[Any]:
+    """The record batches of an Arrow IPC stream, or of an Arrow IPC file (the two layouts ``.arrow`` names)."""
+    try:
+        reader = pa.ipc.open_stream(fh)
+    except pa.ArrowInvalid:
+        fh.seek(0)
+        reader = pa.ipc.open_file(fh)
+        return (reader.get_batch(i) for i in range(reader.num_record_batches))
+    return iter(reader)
 
 
 def _read_table(split: Split, text_field: str, id_field: str, batcher: _Batcher) -> Iterator[DocBatch]:

@@ -33,6 +33,8 @@ class Rejection:
     counted_as: str = ""  # the docs_rejected key when it is not the reason (filters: "<stage>/<reason>")
     duplicate_of: str | None = None  # dedup: id of the kept document this one duplicates
     scores: dict[str, float] | None = None  # select: the document's scores
+    contamination: dict[str, Any] | None = None  # decontam: the evaluation set and n-gram it matched
+    offset: int | None = None  # WARC: byte offset where the record (its gzip member in a .warc.gz) starts
 
     @property
     def count_key(self) -> str:
@@ -46,6 +48,8 @@ class Rejection:
             d[m.REJ_LINE] = self.line
         if self.row is not None:
             d["row"] = self.row
+        if self.offset is not None:
+            d[m.REJ_OFFSET] = self.offset
         d[m.REJ_ID] = None if self.id is None else scrub(self.id)
         d[m.REJ_REASON] = self.reason
         d[m.REJ_STAGE] = self.stage
@@ -55,14 +59,18 @@ class Rejection:
             d[m.REJ_DUPLICATE_OF] = scrub(self.duplicate_of)
         if self.scores is not None:
             d[m.REJ_SCORES] = self.scores
+        if self.contamination is not None:
+            d[m.REJ_CONTAMINATION] = self.contamination
         return d
 
     def where(self) -> str:
-        """'file:line' / 'file row N' for messages."""
+        """'file:line' / 'file row N' / 'file at byte N' for messages."""
         if self.line is not None:
             return f"{self.source}:{self.line}"
         if self.row is not None:
             return f"{self.source} row {self.row}"
+        if self.offset is not None:
+            return f"{self.source} at byte {self.offset}"
         return self.source
 
 

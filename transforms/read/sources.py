@@ -16,12 +16,14 @@ from typing import Any
 
 import fsspec
 from transforms.errors import TokenmillError
+from transforms.read.gzip_members import cut_offsets
 
 JSONL = "jsonl"
 PARQUET = "parquet"
 TEXT = "text"
 ARROW = "arrow"
-FORMATS = (JSONL, PARQUET, TEXT, ARROW)
+WARC = "warc"  # WARC and WET (transforms/read/warc.py), plain or gzip
+FORMATS = (JSONL, PARQUET, TEXT, ARROW, WARC)
 
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".bz2": "bz2", ".xz": "xz"}
 EXTENSIONS = {
@@ -33,6 +35,8 @@ EXTENSIONS = {
     ".txt": TEXT,
     ".text": TEXT,
     ".arrow": ARROW,
+    ".warc": WARC,
+    ".wet": WARC,  # .warc.wet.gz too
 }
 DEFAULT_STREAM_BYTES = 32 * 1024 * 1024
 _SCAN_CHUNK = 8 * 1024 * 1024
@@ -116,7 +120,8 @@ class Split:
 
     For plain JSONL, ``start``/``end`` are byte offsets of whole lines and ``first_record`` the 1-based line number
     of the first line; for Parquet, ``start``/``end`` are row-group indices and ``first_record`` the 0-based row
-    index of the first row; otherwise the split is the whole file (``start=0, end=-1``).
+    index of the first row; for a .warc.gz cut in ranges, ``start``/``end`` are byte offsets of gzip member starts
+    (the split reads the members starting in it); otherwise the split is the whole file (``start=0, end=-1``).
     """
 
     file_index: int
@@ -166,10 +171,13 @@ def detect_format(url: str, forced: str | None = None) -> tuple[str, str | None]
         raise InputError(
             f"cannot tell the format of input file {url!r} from its name; supported endings are "
             f"{', '.join(sorted(EXTENSIONS))} (optionally with {', '.join(sorted(COMPRESSIONS))}), "
-            "or pass --input-format jsonl|parquet|text|arrow"
+            "or pass --input-format jsonl|parquet|text|arrow|warc"
         )
     if fmt in (PARQUET, ARROW) and compression:
         raise InputError(f"input file {url!r}: {fmt} files cannot be read through {compression} compression")
+    if fmt == WARC and compression not in (None, "gzip"):
+        raise InputError(f"input file {url!r}: WARC files are read plain or gzip-compressed (.warc.gz), "
+                         f"not through {compression} compression")
     return fmt, compression
 
 
@@ -277,7 +285,7 @@ def _saved_dataset_state(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, 
 
 
 def plan_splits(file_index: int, f: InputFile, stream_bytes: int = DEFAULT_STREAM_BYTES) -> list[Split]:
-    """Cut one file into splits of at least ``stream_bytes`` (only plain JSONL and Parquet can be cut)."""
+    """Cut one file into splits of at least ``stream_bytes`` (only plain JSONL, Parquet and .warc.gz can be cut)."""
     first = 0 if f.format in (PARQUET, ARROW) else 1  # rows are 0-based, lines 1-based
     whole = [Split(file_index, 0, f.url, f.format, f.compression, 0, -1, first, f.size, f.path)]
     try:
@@ -287,6 +295,8 @@ def plan_splits(file_index: int, f: InputFile, stream_bytes: int = DEFAULT_STREA
             # n near-equal ranges of at least stream_bytes: a file under two streams' worth stays whole (its
             # ranges would not add parallelism, only a small tail stream and a scan for line starts)
             return _jsonl_splits(file_index, f, f.size // (f.size // stream_bytes))
+        if f.format == WARC and f.compression == "gzip" and f.size >= 2 * stream_bytes:
+            return _warc_splits(file_index, f, stream_bytes) or whole
     except (OSError, ValueError):
         return whole  # unreadable here: the reader reports it, with its reason, as a rejected record
     return whole
@@ -321,6 +331,18 @@ def _jsonl_splits(file_index: int, f: InputFile, stream_bytes: int) -> list[Spli
               f.path)
         for i in range(len(cuts))
     ]
+
+
+def _warc_splits(file_index: int, f: InputFile, stream_bytes: int) -> list[Split]:
+    """Byte ranges of a .warc.gz, each starting at a gzip member whose data begins with ``WARC/`` (a few small
+    reads per cut, see transforms.read.gzip_members); empty when no cut is found."""
+    with fsspec.open(f.open_url, "rb") as fh:
+        cuts = cut_offsets(fh, f.size, stream_bytes)
+    bounds = cuts + [f.size]
+    return [
+        Split(file_index, i, f.url, WARC, "gzip", bounds[i], bounds[i + 1], 1, bounds[i + 1] - bounds[i], f.path)
+        for i in range(len(cuts))
+    ] if len(cuts) > 1 else []
 
 
 def _parquet_splits(file_index: int, f: InputFile, stream_bytes: int) -> list[Split]:

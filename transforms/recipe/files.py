@@ -1,7 +1,10 @@
 """Every file a recipe names, opened and checked before the output is touched (a bad one fails the run up front,
-in one line, instead of inside the pipeline after the output was cleared)."""
+in one line, instead of inside the pipeline after the output was cleared); and what stages build from them once
+per job, placed in the job's temp folder for the workers once the output is claimed."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from transforms.filter.registry import STAGES
 from transforms.recipe.recipes import Recipe
@@ -16,3 +19,9 @@ def check_recipe_files(recipe: Recipe) -> None:
     selection = recipe.selection
     for scorer in selection.scorers if selection is not None else ():
         SCORERS[scorer.name].check_files(scorer, f"scorer {scorer.key!r} ({scorer.name})")
+
+
+def place_recipe_files(recipe: Recipe, temp_dir: str) -> Recipe:
+    """The recipe as the workers get it: each stage with what it builds once per job (decontam's n-gram index)
+    written under ``temp_dir`` (see ``FilterStage.place_files``); its identity is unchanged."""
+    return replace(recipe, filters=tuple(STAGES[s.name].place_files(s, temp_dir) for s in recipe.filters))

@@ -5,12 +5,14 @@
   document as ``<stage>/timeout``. Work inside one long C call cannot be stopped this way, so:
 - a ``regex`` stage's pattern runs on RE2 (``google-re2``: linear time, no catastrophic backtracking) whenever it
   means the same there as in Python's ``re``; otherwise (backreferences, lookarounds, Unicode classes, flags) it runs
-  on ``re`` in a helper process that is killed and restarted when one document passes the limit.
+  on ``re`` in a helper process that is killed and restarted when one document passes the limit (``KillableCall``,
+  which the ``extract`` stage's HTML parsers use too).
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import multiprocessing
 import re
 import threading
@@ -164,18 +166,10 @@ def compile_search(pattern: str, limit: float) -> tuple[str, Any]:
     return "re", KillableSearch(pattern, limit)
 
 
-def _serve(pattern: str, conn: Any) -> None:
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to report; this ends with its pipe
+def regex_searcher(pattern: str) -> Callable[[str], bool]:
+    """Whether ``pattern`` occurs in a text (``re``): the regex helper process's function."""
     compiled = re.compile(pattern)
-    conn.send(True)  # ready: the start-up does not count against the first document's limit
-    while True:
-        try:
-            text = conn.recv()
-        except (EOFError, OSError):  # the parent is gone
-            return
-        conn.send(compiled.search(text) is not None)
+    return lambda text: compiled.search(text) is not None
 
 
 class _Found:
@@ -186,38 +180,103 @@ class _Found:
 
 
 class KillableSearch:
-    """``re.search`` of one pattern in a helper process, killed and restarted when a document passes the limit
-    (started ahead, so that its start-up never counts against a document)."""
+    """``re.search`` of one pattern in a helper process, killed and restarted when a document passes the limit."""
 
     def __init__(self, pattern: str, limit: float) -> None:
         self.pattern = pattern
+        self._call = KillableCall(functools.partial(regex_searcher, pattern), limit, f"regex {pattern!r}")
+
+    def search(self, text: str) -> _Found | None:
+        """A truthy object if the pattern occurs in ``text``, None if not; StageTimeout past the limit."""
+        return _Found() if self._call(text) else None
+
+    def close(self) -> None:
+        """Stop the helper process."""
+        self._call.close()
+
+
+# ------------------------------------------------------------------------------------------------ helper processes
+
+
+class HelperError(Exception):
+    """The function in a helper process raised, or the process died (its message says which)."""
+
+
+def _serve(build: Callable[[], Callable[[Any], Any]], conn: Any) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to report; this ends with its pipe
+    try:
+        fn = build()
+    except Exception as exc:  # reported to the parent, which raises it where the stage is built
+        conn.send(f"{type(exc).__name__}: {exc}")
+        return
+    conn.send(True)  # ready: the start-up does not count against the first call's limit
+    while True:
+        try:
+            arg = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            return
+        try:
+            conn.send((True, fn(arg)))
+        except Exception as exc:
+            conn.send((False, f"{type(exc).__name__}: {exc}"))
+
+
+class KillableCall:
+    """A one-argument function, ``build()``'s result, called in a helper process that is killed and restarted when
+    a call passes the limit: the only way to stop work inside one long C call (a regular expression, an HTML
+    parser). Started ahead, so that its start-up never counts against a call; ``build`` must pickle (a module-level
+    function or a ``functools.partial`` of one), the function it returns need not."""
+
+    def __init__(self, build: Callable[[], Callable[[Any], Any]], limit: float, what: str) -> None:
+        self.build = build
         self.limit = limit
+        self.what = what  # names the work in a timeout's message
         self._process: Any = None
         self._conn: Any = None
         self._start()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"pattern": self.pattern, "limit": self.limit, "_process": None, "_conn": None}
+        return {**self.__dict__, "_process": None, "_conn": None}
 
     def _start(self) -> None:
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(self.pattern, child), daemon=True)
+        self._process = context.Process(target=_serve, args=(self.build, child), daemon=True)
         with children_skip_main():
             self._process.start()
+        child.close()  # the child holds its end now: its death reads as the end of the pipe, not as silence
         self._conn = parent
-        parent.recv()
+        try:
+            ready = parent.recv()
+        except EOFError:
+            ready = "the helper process died while starting"
+        if ready is not True:
+            self.close()
+            raise HelperError(f"{self.what}: {ready}")
 
-    def search(self, text: str) -> _Found | None:
-        """A truthy object if the pattern occurs in ``text``, None if not; StageTimeout past the limit."""
+    def __call__(self, arg: Any) -> Any:
+        """The function's result on ``arg``; StageTimeout past the limit, HelperError if it raised or the process
+        died (killed by the system, a crash in C): a new process takes the next call."""
         if self._process is None:
             self._start()
-        self._conn.send(text)
-        if not self._conn.poll(self.limit):
+        try:
+            self._conn.send(arg)
+            answered = self._conn.poll(self.limit)
+            reply = self._conn.recv() if answered else None
+        except (EOFError, OSError):  # the pipe ended: the process is gone
             self.close()
-            self._start()  # ready for the next document before this one is reported
-            raise StageTimeout(f"regex {self.pattern!r} ran past {self.limit:g} s")
-        return _Found() if self._conn.recv() else None
+            self._start()
+            raise HelperError(f"{self.what}: the helper process died") from None
+        if not answered:
+            self.close()
+            self._start()  # ready for the next call before this one is reported
+            raise StageTimeout(f"{self.what} ran past {self.limit:g} s")
+        ok, result = reply
+        if not ok:
+            raise HelperError(result)
+        return result
 
     def close(self) -> None:
         """Stop the helper process."""

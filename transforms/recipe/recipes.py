@@ -30,6 +30,7 @@ from transforms.filter.registry import STAGES
 from transforms.filter.stage import Stage, is_number
 from transforms.recipe.errors import RecipeError
 from transforms.recipe.limits import DEFAULT_STAGE_TIMEOUT
+from transforms.recipe.line_dedup import LineDedup, parse_line_dedup
 from transforms.select.scoring import Selection, parse_selection
 
 FAST = "fast"
@@ -45,6 +46,37 @@ PRESETS: dict[str, dict[str, Any]] = {
             {"name": "c4_quality", "params": {"filter_no_terminal_punct": False}},
             {"name": "fineweb_quality"},
         ],
+    },
+    # FineWeb from the raw crawl (WARC): its whole datatrove pipeline in its order and parameters - URL filter,
+    # trafilatura, English at 0.65, the quality chain above, MinHash (5-grams, 14 bands x 8 rows, on the text the
+    # quality chain passes on) and PII formatting of what is kept
+    "fineweb-full": {
+        "filters": [
+            {"name": "url_filter"},
+            {"name": "extract", "params": {"engine": "trafilatura"}},
+            {"name": "language", "params": {"languages": ["en"], "min_score": 0.65}},
+            {"name": "gopher_repetition"},
+            {"name": "gopher_quality"},
+            {"name": "c4_quality", "params": {"filter_no_terminal_punct": False}},
+            {"name": "fineweb_quality"},
+            {"name": "pii"},
+        ],
+        "dedup": {"minhash": {"ngram": 5, "bands": 14, "rows": 8}, "after": "fineweb_quality"},
+    },
+    # Dolma's web rules: English (fastText >= 0.5 there), Gopher's rules, C4's NoPunc line rule alone, then
+    # exact document dedup and its paragraph dedup (a line seen in an earlier document is removed), PII masked
+    "dolma": {
+        "filters": [
+            {"name": "language", "params": {"languages": ["en"], "min_score": 0.5}},
+            {"name": "gopher_repetition"},
+            {"name": "gopher_quality"},
+            {"name": "c4_quality", "params": {
+                "remove_citations": False, "filter_no_terminal_punct": True, "min_num_sentences": -1,
+                "min_words_per_line": -1, "max_word_length": -1, "filter_lorem_ipsum": False,
+                "filter_javascript": False, "filter_curly_bracket": False, "filter_policy": False}},
+            {"name": "pii"},
+        ],
+        "dedup": {"exact": True, "lines": {"unit": "line", "min_docs": 2, "keep_first": True}, "after": "c4_quality"},
     },
     "gopher": {"filters": [{"name": "gopher_repetition"}, {"name": "gopher_quality"}]},
     "c4": {"filters": [{"name": "c4_quality"}]},
@@ -70,11 +102,25 @@ class MinHash:
 
 
 @dataclass(frozen=True)
+class EarlierOutput:
+    """An earlier output whose saved dedup index a run deduplicates against (``dedup.against``);
+    ``index_sha256``: the identity of that index, filled in when the job starts (``transforms.dedup.index``)."""
+
+    path: str
+    index_sha256: str | None = None
+
+
+@dataclass(frozen=True)
 class Dedup:
-    """Which deduplication runs."""
+    """Which deduplication runs; ``save_index``: save the kept documents' keys with the output; ``against``:
+    also drop documents that duplicate these earlier outputs' (saved) documents."""
 
     exact: bool = False
     minhash: MinHash | None = None
+    save_index: bool = False
+    against: tuple[EarlierOutput, ...] = ()
+    lines: LineDedup | None = None  # line/paragraph dedup (transforms.recipe.line_dedup)
+    after: str | None = None  # keys of the text this filter stage passes on (None: after the last stage)
 
 
 @dataclass(frozen=True)
@@ -104,6 +150,14 @@ class Recipe:
             mh = self.dedup.minhash
             dedup[m.R_MINHASH] = {m.MH_NGRAM: mh.ngram, m.MH_BANDS: mh.bands, m.MH_ROWS: mh.rows, m.MH_SEED: mh.seed,
                                   m.MH_THRESHOLD: round(mh.threshold, 4)}
+        if self.dedup.save_index:  # both only when used: earlier results keep their identity
+            dedup[m.R_SAVE_INDEX] = True
+        if self.dedup.against:
+            dedup[m.R_AGAINST] = [{m.AG_PATH: e.path, m.AG_INDEX_SHA256: e.index_sha256} for e in self.dedup.against]
+        if self.dedup.lines is not None:  # only when used, like the two above
+            dedup[m.R_LINES] = self.dedup.lines.to_dict()
+        if self.dedup.after is not None:
+            dedup[m.R_KEYS_AFTER] = self.dedup.after
         out = {
             m.R_NAME: self.name,
             m.R_ENGINE: self.engine,
@@ -170,7 +224,9 @@ def parse_recipe(config: Any, name: str) -> Recipe:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 86400:
         raise RecipeError(f"{where}: 'stage_timeout' must be a number of seconds above 0 (the time one stage may "
                           f"spend on one document), got {timeout!r}")
-    return Recipe(str(config.get("name", name)), filters, _dedup(config.get("dedup"), where), engine, selection,
+    dedup = replace(_dedup(config.get("dedup"), where), lines=parse_line_dedup(config.get("dedup"), where),
+                    after=_keys_after(config.get("dedup"), filters, where))
+    return Recipe(str(config.get("name", name)), filters, dedup, engine, selection,
                   float(timeout))
 
 
@@ -193,15 +249,17 @@ def _dedup(config: Any, where: str) -> Dedup:
         return Dedup()
     if not isinstance(config, dict):
         raise RecipeError(f"{where}: 'dedup' must be a mapping with keys exact, minhash")
-    unknown = sorted(set(config) - {"exact", "minhash"})
+    unknown = sorted(set(config) - {"exact", "minhash", "save_index", "against", "lines", "after"})
     if unknown:
-        raise RecipeError(f"{where}: dedup has unknown key(s) {', '.join(map(repr, unknown))}; valid: exact, minhash")
+        raise RecipeError(f"{where}: dedup has unknown key(s) {', '.join(map(repr, unknown))}; valid: exact, minhash, "
+                          "save_index, against, lines, after")
     exact = config.get("exact", False)
     if not isinstance(exact, bool):
         raise RecipeError(f"{where}: dedup.exact must be true or false")
     mh_config = config.get("minhash")
+    incremental = _incremental(config, where, exact or mh_config not in (None, False))
     if mh_config is None or mh_config is False:
-        return Dedup(exact, None)
+        return Dedup(exact, None, **incremental)
     if mh_config is True:
         mh_config = {}
     if not isinstance(mh_config, dict):
@@ -229,7 +287,41 @@ def _dedup(config: Any, where: str) -> Dedup:
                 f"{where}: dedup.minhash.threshold {t} does not match bands={minhash.bands}, rows={minhash.rows} "
                 f"(their threshold is {minhash.threshold:.2f}); change bands/rows or drop threshold"
             )
-    return Dedup(exact, minhash)
+    return Dedup(exact, minhash, **incremental)
+
+
+def _keys_after(config: Any, filters: tuple[Stage, ...], where: str) -> str | None:
+    """dedup.after: the filter stage whose output text the exact and MinHash keys are computed on (the stages
+    after it still run, as FineWeb's PII formatting after its MinHash); it must name one stage of the recipe."""
+    after = config.get("after") if isinstance(config, dict) else None
+    if after is None:
+        return None
+    names = [s.name for s in filters]
+    if not isinstance(after, str) or names.count(after) != 1:
+        raise RecipeError(f"{where}: dedup.after must name one filter stage of the recipe ({', '.join(names) or 'none'}"
+                          f"), got {after!r}")
+    if not (config.get("exact") or config.get("minhash")):
+        raise RecipeError(f"{where}: dedup.after needs dedup keys: set dedup.exact or dedup.minhash")
+    return None if after == names[-1] else after  # after the last stage is the default
+
+
+def _incremental(config: dict[str, Any], where: str, keys: bool) -> dict[str, Any]:
+    """dedup.save_index and dedup.against (an output folder or a list of them) as Dedup fields; ``keys``: whether
+    the recipe computes dedup keys (exact or minhash), which both need."""
+    save_index = config.get("save_index", False)
+    if not isinstance(save_index, bool):
+        raise RecipeError(f"{where}: dedup.save_index must be true or false")
+    against = config.get("against") or []
+    if isinstance(against, str):
+        against = [against]
+    if not isinstance(against, list) or not all(isinstance(p, str) and p.strip() for p in against):
+        raise RecipeError(f"{where}: dedup.against must be an earlier output folder or a list of them, got {against!r}")
+    if len(set(against)) != len(against):
+        raise RecipeError(f"{where}: dedup.against lists an output twice: {against!r}")
+    if (save_index or against) and not keys:
+        raise RecipeError(f"{where}: dedup.save_index and dedup.against need dedup keys: set dedup.exact or "
+                          "dedup.minhash")
+    return {"save_index": save_index, "against": tuple(EarlierOutput(p) for p in against)}
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,8 @@ class RecipeWork:
         self.scoring = Scoring(recipe.selection, fitted) if recipe.scores else None
         self.exact = keys and recipe.dedup.exact
         self.hasher = None
+        names = [s.name for s in recipe.filters]
+        self.mark = names.index(recipe.dedup.after) + 1 if recipe.dedup.after is not None else None
         if keys and recipe.dedup.minhash is not None:
             from transforms.dedup.keys import MinHasher
 
@@ -44,7 +46,7 @@ class RecipeWork:
         """One Decision per text (``metas``: the documents' input fields, for stages that read them), and per text
         its keys (None for dropped texts or without dedup)."""
         if self.engine is not None:
-            decisions = run_chain(self.engine.stages, texts, metas, self.clock)
+            decisions = run_chain(self.engine.stages, texts, metas, self.clock, self.mark)
         else:
             decisions = [Decision(True, t) for t in texts]
         if self.scoring is not None:
@@ -55,8 +57,11 @@ class RecipeWork:
 
             for i, d in enumerate(decisions):
                 if d.keep:
-                    keys[i] = (exact_key(d.text) if self.exact else None,
-                               self.hasher.band_keys(d.text) if self.hasher is not None else [])
+                    text = d.text if d.marked is None else d.marked  # dedup.after: the text that stage passed on
+                    keys[i] = (exact_key(text) if self.exact else None,
+                               self.hasher.band_keys(text) if self.hasher is not None else [])
+        if self.mark is not None:  # the marked texts served the keys: they do not travel further
+            decisions = [replace(d, marked=None) if d.marked is not None else d for d in decisions]
         return decisions, keys
 
 

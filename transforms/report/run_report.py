@@ -2,9 +2,9 @@
 
 Sections: the run, the documents' funnel (read → parsed → each filter stage → dedup → selection → written), the
 rejections by reason, the sources (per input file, from the manifest's ``sources``), packing (prepare),
-deduplication and selection (when the recipe has them) and throughput (per stage, from ``stage_seconds``). Every
-number comes from the manifest; what it does not record (older manifests lack the per-source and per-stage
-sections) is said, not estimated.
+deduplication, selection and decontamination (``transforms.report.decontam``; when the recipe has them) and
+throughput (per stage, from ``stage_seconds``). Every number comes from the manifest; what it does not record
+(older manifests lack the per-source and per-stage sections) is said, not estimated.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from transforms.report.charts import (
     percent,
     table,
 )
+from transforms.report.clusters import clusters_table
+from transforms.report.decontam import decontam_section
 
 EXTRA_CSS = """
 section{margin-bottom:12px}.note{font-size:13px;color:#555}.kv td{text-align:left}
@@ -80,6 +82,9 @@ def render_run_html(manifest: dict[str, Any]) -> str:
         body.append(_dedup_section(manifest))
     if manifest.get(m.K_SELECTION):
         body.append(_selection_section(manifest))
+    decontamination = decontam_section(manifest)  # None without a decontam stage
+    if decontamination is not None:
+        body.append(decontamination)
     body.append(_throughput_section(manifest))
     return page(f"tokenmill {command} run", body, EXTRA_CSS)
 
@@ -110,6 +115,14 @@ def _run_section(manifest: dict[str, Any]) -> str:
         ["documents modified (kept)", sum(c.docs_modified.values())],
         ["documents repaired (kept)", sum(c.docs_repaired.values())],
     ]
+    if c.skipped_records:  # WARC records that are no documents, apart from the records read
+        kinds = sorted(c.skipped_records.items(), key=lambda kv: (-kv[1], kv[0]))
+        rows.append(["records skipped (not documents)",
+                     f"{sum(c.skipped_records.values()):,}: " + ", ".join(f"{k} {n:,}" for k, n in kinds[:8])
+                     + (", ..." if len(kinds) > 8 else "")])
+    if c.lines_removed:
+        rows.append(["lines or paragraphs removed (dedup.lines)",
+                     f"{c.lines_removed:,} ({c.line_bytes_removed / 1e6:,.2f} MB)"])
     tok = manifest.get(m.K_TOKENIZER)
     if tok is not None:
         rows += [["tokenizer", f"{tok.get(m.T_PATH)} (vocabulary {tok.get(m.T_VOCAB_SIZE)}, "
@@ -267,14 +280,19 @@ def _dedup_section(manifest: dict[str, Any]) -> str:
     d = manifest[m.K_DEDUP]
     considered = d.get(m.DEDUP_CONSIDERED, 0)
     exact, near = d.get(m.EXACT_DUPLICATE, 0), d.get(m.NEAR_DUPLICATE, 0)
-    unique = considered - exact - near
-    chart = hbar_chart(["documents considered", "kept (unique)", m.EXACT_DUPLICATE, m.NEAR_DUPLICATE],
-                       {"documents": [considered, unique, exact, near]}, "deduplication")
+    earlier = [d[k] for k in (m.EARLIER_EXACT_DUPLICATE, m.EARLIER_NEAR_DUPLICATE) if k in d]  # dedup.against
+    unique = considered - exact - near - sum(earlier)
+    labels = ["documents considered", "kept (unique)", m.EXACT_DUPLICATE, m.NEAR_DUPLICATE]
+    chart = hbar_chart(labels + ([m.EARLIER_EXACT_DUPLICATE, m.EARLIER_NEAR_DUPLICATE] if earlier else []),
+                       {"documents": [considered, unique, exact, near, *earlier]}, "deduplication")
     recipe_dedup = (manifest.get(m.K_RECIPE) or {}).get(m.R_DEDUP) or {}
     rows = [["documents considered (reached dedup)", considered], ["exact duplicates", exact],
-            ["near duplicates", near], ["duplicate rate", percent(exact + near, considered)],
+            ["near duplicates", near],
+            *([["exact duplicates of earlier outputs", earlier[0]], ["near duplicates of earlier outputs", earlier[1]]]
+              if earlier else []),
+            ["duplicate rate", percent(exact + near + sum(earlier), considered)],
             ["settings", ", ".join(f"{k}={v}" for k, v in recipe_dedup.items()) or None]]
-    return _section("dedup", "Deduplication", chart, table(["", "value"], rows, "kv"))
+    return _section("dedup", "Deduplication", chart, table(["", "value"], rows, "kv"), clusters_table(d))
 
 
 def _selection_section(manifest: dict[str, Any]) -> str:

@@ -38,9 +38,19 @@ def summary_table(manifest: dict[str, Any], output: str) -> str:
         ("documents rejected", f"{sum(c['docs_rejected'].values()):,}"),
     ]
     rows += [(f"  {reason}", f"{n:,}") for reason, n in c["docs_rejected"].items()]
+    if c.get("skipped_records"):  # WARC records that are no documents (not among the records read)
+        kinds = sorted(c["skipped_records"].items(), key=lambda kv: (-kv[1], kv[0]))
+        rows.append(("records skipped (not documents)", f"{sum(n for _, n in kinds):,}"))
+        rows += [(f"  {kind}", f"{n:,}") for kind, n in kinds[:8]]
+        if kinds[8:]:
+            rows.append((f"  {len(kinds) - 8} other kinds", f"{sum(n for _, n in kinds[8:]):,}"))
     if c.get("docs_modified"):
         rows.append(("documents modified (kept)", f"{sum(c['docs_modified'].values()):,}"))
         rows += [(f"  {stage}", f"{n:,}") for stage, n in c["docs_modified"].items()]
+    if c.get("lines_removed"):
+        unit = (((manifest.get(m.K_RECIPE) or {}).get(m.R_DEDUP) or {}).get(m.R_LINES) or {}).get(m.LD_UNIT, "line")
+        rows.append((f"{unit}s removed (dedup.lines)",
+                     f"{c['lines_removed']:,} ({c['line_bytes_removed'] / 1e6:,.2f} MB)"))
     if c.get("stage_counts"):
         rows.append(("found by stages", f"{sum(c['stage_counts'].values()):,}"))
         rows += [(f"  {key}", f"{n:,}") for key, n in c["stage_counts"].items()]
@@ -51,6 +61,9 @@ def summary_table(manifest: dict[str, Any], output: str) -> str:
     if dedup:
         rows.append(("duplicate rate", f"{100 * dedup[m.DEDUP_RATE]:.2f}% of {dedup[m.DEDUP_CONSIDERED]:,} "
                                        "documents after filtering"))
+        if m.EARLIER_EXACT_DUPLICATE in dedup:  # dedup.against: within the rate, counted apart
+            exact, near = dedup[m.EARLIER_EXACT_DUPLICATE], dedup[m.EARLIER_NEAR_DUPLICATE]
+            rows.append(("  of earlier outputs", f"{exact + near:,} ({exact:,} exact, {near:,} near)"))
     if packed:
         seq_len = manifest[m.K_SEQ_LEN]
         slots = c["tokens"] + c["pad_tokens"]
@@ -77,6 +90,9 @@ def summary_table(manifest: dict[str, Any], output: str) -> str:
         rows.append(("documents", f"{len(manifest[m.K_DOCUMENTS])} files in {out}/documents/"))
     if manifest.get(m.K_REJECTED):
         rows.append(("rejected records", f"{out}/rejected/"))
+    if m.K_DEDUP_INDEX in manifest:
+        rows.append(("dedup index", f"{manifest[m.K_DEDUP_INDEX][m.DI_DOCUMENTS]:,} documents in "
+                                    f"{out}/{m.DEDUP_INDEX_DIR}/"))
     rows.append(("manifest", f"{out}/manifest.json"))
     rows.append(("report", f"{out}/{m.REPORT_HTML}"))
     return key_value_table(rows)

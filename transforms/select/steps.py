@@ -92,7 +92,7 @@ class RadixSearch(beam.PTransform):
 def population(element: tuple[int, dict[str, list]]) -> Iterator[Candidate]:
     """A stream's candidates that are not duplicates."""
     _, joined = element
-    duplicates = {ordinal for found in joined["duplicates"] for ordinal, _, _ in found}
+    duplicates = {ordinal for found in joined["duplicates"] for ordinal, *_ in found}
     for candidate in joined["candidates"]:
         if split_ref(candidate.ref)[1] not in duplicates:
             yield candidate

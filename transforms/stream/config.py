@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from schemas.shards import TEMP_DIR
 from transforms.pack.packers import PackingSpec
 from transforms.read.readers import DEFAULT_BATCH_BYTES
+from transforms.recipe.line_dedup import LineDedup
 from transforms.recipe.recipes import Recipe
 from transforms.recipe.work import RecipeRunner
 from transforms.report.progress import ProgressWriter
@@ -41,6 +42,11 @@ class StreamConfig:
         return self.recipe is not None and (self.recipe.dedup.exact or self.recipe.dedup.minhash is not None)
 
     @property
+    def lines(self) -> LineDedup | None:
+        """The recipe's line dedup (two passes: the line keys are counted between them), if any."""
+        return self.recipe.dedup.lines if self.recipe is not None else None
+
+    @property
     def selects(self) -> bool:
         """Whether selection needs the whole corpus first (cut-points, a budget): two passes with a plan between."""
         return self.recipe is not None and self.recipe.selection is not None and self.recipe.selection.global_pass
@@ -48,7 +54,7 @@ class StreamConfig:
     @property
     def staged(self) -> bool:
         """Whether the job runs in two passes (pass 1 stages the kept documents)."""
-        return self.dedup or self.selects
+        return self.dedup or self.selects or self.lines is not None
 
     @property
     def temp_dir(self) -> str:

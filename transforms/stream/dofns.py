@@ -19,6 +19,8 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas.manifest import Counts
 from schemas.stream_result import StreamResult
+from transforms.dedup.clusters import Sizes
+from transforms.dedup.lines import FrequentLines
 from transforms.read.sources import Stream
 from transforms.select.selection import Plan
 from transforms.stream.config import StreamConfig, StreamTools
@@ -41,7 +43,7 @@ class _StreamDoFn(beam.DoFn):
 
     def setup(self) -> None:
         self.tools = StreamTools(self.cfg, keys=self.keys, recipe=self.runs_recipe)
-        if self.cfg.tokenizer is not None and not (self.keys and self.cfg.dedup):
+        if self.cfg.tokenizer is not None and not (self.keys and (self.cfg.dedup or self.cfg.lines is not None)):
             self.tools.encoders  # start loading the tokenizer while the first stream is read
         self._finisher = ThreadPoolExecutor(1, thread_name_prefix="tokenmill-finish")
 
@@ -91,19 +93,21 @@ class ProcessStream(_StreamDoFn):
 
 class StageStream(_StreamDoFn):
     """Pass 1: a stream in; its documents' dedup keys out on the ``exact`` and ``near`` outputs (with ``key_files``:
-    the stream's key file on ``keys``), their selection candidates on ``candidates``, and (stream index, staged
-    result) on the main output."""
+    the stream's key file on ``keys``), their line keys on ``lines`` (``line_keys``: the line key file), their
+    selection candidates on ``candidates``, and (stream index, staged result) on the main output; ``save_keys``:
+    the key file too (a remote run saving its dedup index)."""
 
     keys = True
 
-    def __init__(self, cfg: StreamConfig, key_files: bool = False) -> None:
+    def __init__(self, cfg: StreamConfig, key_files: bool = False, save_keys: bool = False) -> None:
         super().__init__(cfg)
         self.key_files = key_files
+        self.save_keys = save_keys
 
     def process(self, stream: Stream, fitted: dict | None = None) -> Iterator[Any]:
         if fitted is not None:
             self.tools.runner.fit(fitted)
-        for tag, value in stage_stream(stream, self.cfg, self.tools, self.key_files):
+        for tag, value in stage_stream(stream, self.cfg, self.tools, self.key_files, self.save_keys):
             yield value if tag == "staged" else beam.pvalue.TaggedOutput(tag, value)
 
     def finish_bundle(self) -> Iterator[WindowedValue]:
@@ -111,14 +115,17 @@ class StageStream(_StreamDoFn):
 
 
 class FinishStaged(_StreamDoFn):
-    """Pass 2: (stream index, {staged: [result], duplicates: [[(ordinal, reason, kept id)], ...]}) in (and the
-    selection plan as a side input), the stream's result out."""
+    """Pass 2: (stream index, {staged: [result], duplicates: [[(ordinal, reason, kept id)], ...]}) in (and as side
+    inputs the selection plan, ``lines``: the frequent lines of line dedup, ``clusters``: the largest duplicate
+    clusters, whose members it samples), the stream's result out."""
 
     runs_recipe = False
 
-    def process(self, element: tuple[int, dict[str, list]], plan: Plan | None = None) -> Iterator[StreamResult]:
+    def process(self, element: tuple[int, dict[str, list]], plan: Plan | None = None,
+                lines: FrequentLines | None = None, clusters: Sizes | None = None) -> Iterator[StreamResult]:
         yield from self._finished(wait=False)
         _, joined = element
         (staged,) = joined["staged"]
-        duplicates = {ordinal: (reason, kept) for found in joined["duplicates"] for ordinal, reason, kept in found}
-        self._submit(finish_staged(staged, duplicates, self.cfg, self.tools, plan))
+        # (reason, kept id), and the earlier output for a duplicate of an earlier one (dedup.against)
+        duplicates = {found[0]: found[1:] for founds in joined["duplicates"] for found in founds}
+        self._submit(finish_staged(staged, duplicates, self.cfg, self.tools, plan, lines, clusters))

@@ -17,7 +17,10 @@ from schemas.documents import META_SCORES
 from schemas.manifest import E_TEMP_URL, TIME_READ, TIME_RECIPE, TIME_TOKENIZE, TIME_WRITE
 from schemas.stream_result import StreamResult
 from transforms.dedup.arrays import KeyFileWriter
+from transforms.dedup.clusters import ClusterSampler, Sizes
 from transforms.dedup.keys import make_ref
+from transforms.dedup.line_files import LineKeyWriter
+from transforms.dedup.lines import FrequentLines, LineEditor
 from transforms.output.document_writer import DocumentWriter
 from transforms.output.faults import fault_point
 from transforms.read.readers import DocBatch
@@ -26,6 +29,7 @@ from transforms.recipe.work import DocKeys
 from transforms.select.selection import Candidate, Plan, tie_break
 from transforms.stream.attempts import Attempt
 from transforms.stream.config import StreamConfig, StreamTools
+from transforms.stream.line_pass import stage_line_keys
 from transforms.stream.prefetch import call_timed, timed
 from transforms.stream.read_pass import read_stream
 from transforms.stream.sink import PackSink, UseReference
@@ -118,16 +122,19 @@ def process_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools) -> Cal
 
 
 def stage_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools,
-                 key_files: bool = False) -> Iterator[tuple[str, Any]]:
+                 key_files: bool = False, save_keys: bool = False) -> Iterator[tuple[str, Any]]:
     """Dedup pass 1: read → recipe → staged documents; yields ("exact"|"near", (key, (ref, id))) for every kept
     document as it goes, and last ("staged", (stream index, result)). With ``key_files`` the keys go to the
-    stream's key file instead (``dedup_arrays``), handed on once as ("keys", KeyFile) before "staged"."""
+    stream's key file instead (``dedup_arrays``), handed on once as ("keys", KeyFile) before "staged". With line
+    dedup, ("lines", (stream index, (keys, ordinals))) per batch, or with ``key_files`` ("line_keys", LineKeyFile)
+    once before "staged". With ``save_keys`` (a run saving its dedup index) the keys also go to the key file."""
     attempt = Attempt(cfg, stream.index, tools.progress, "a")
     staged = DocumentWriter(f"{attempt.prefix}-staged.parquet")
     keys: list[tuple[int, str, DocKeys]] = []
     minhash = cfg.recipe.dedup.minhash if cfg.dedup else None
     key_file = KeyFileWriter(attempt.prefix, stream.index, minhash.bands if minhash else 0) \
-        if key_files and cfg.dedup else None
+        if (key_files or save_keys) and cfg.dedup else None
+    line_file = LineKeyWriter(attempt.prefix, stream.index) if key_files and cfg.lines is not None else None
     ordinal = 0
     try:
         for batch in read_stream(stream, cfg, tools, attempt, keys):
@@ -135,10 +142,13 @@ def stage_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools,
             attempt.counts.time(TIME_WRITE, call_timed(write_documents, staged, batch, True))
             if key_file is not None and keys:
                 add_key_file(key_file, stream.index, keys)
-            yield from key_items(keys)
+            if not key_files:
+                yield from key_items(keys)
             keys.clear()
             for candidate in found:
                 yield "candidates", (stream.index, candidate)
+            if cfg.lines is not None:
+                yield from stage_line_keys(batch, stream.index, ordinal, cfg.lines, line_file, attempt)
             ordinal += len(batch.texts)
     except BaseException:
         attempt.close()
@@ -151,6 +161,8 @@ def stage_stream(stream: Stream, cfg: StreamConfig, tools: StreamTools,
                           staged=written[E_TEMP_URL] if written else None, inputs=stream_inputs(stream))
     if key_file is not None:
         yield "keys", key_file.close()
+    if line_file is not None:
+        yield "line_keys", line_file.close()
     yield "staged", (stream.index, result)
 
 
@@ -168,11 +180,10 @@ def stage_candidates(batch: DocBatch, stream: int, first: int, cfg: StreamConfig
 
 
 def add_key_file(key_file: KeyFileWriter, stream: int, keys: list[tuple[int, str, DocKeys]]) -> None:
-    """Append a batch's (ref, id, dedup keys) to the stream's key file and empty ``keys``."""
+    """Append a batch's (ref, id, dedup keys) to the stream's key file."""
     if keys[0][0] != make_ref(stream, key_file.docs):  # a row's place in the file is its ordinal
         raise RuntimeError(f"stream {stream}: dedup keys out of order")
     key_file.add([doc_id for _, doc_id, _ in keys], [doc_keys for _, _, doc_keys in keys])
-    keys.clear()
 
 
 def key_items(keys: list[tuple[int, str, DocKeys]]) -> Iterator[tuple[str, Any]]:
@@ -210,16 +221,28 @@ def candidates(batch: DocBatch, stream: int, first: int, cfg: StreamConfig, tool
     return out
 
 
-def finish_staged(staged: StreamResult, duplicates: dict[int, tuple[str, str]], cfg: StreamConfig,
-                  tools: StreamTools, plan: Plan | None = None) -> Callable[[], StreamResult]:
-    """Pass 2: the staged documents of one stream minus its duplicates, selected by the ``plan`` → sinks."""
+def finish_staged(staged: StreamResult, duplicates: dict[int, tuple[str, ...]], cfg: StreamConfig,
+                  tools: StreamTools, plan: Plan | None = None,
+                  lines: FrequentLines | None = None, clusters: Sizes | None = None) -> Callable[[], StreamResult]:
+    """Pass 2: the staged documents of one stream minus its duplicates, selected by the ``plan``, without the
+    ``lines`` line dedup found frequent → sinks; the result samples the members of the largest ``clusters``."""
     url = staged.staged
+    editor = LineEditor(cfg.lines, lines) if lines is not None and cfg.lines is not None else None
+    sampler = [ClusterSampler(clusters)]
 
     def source(attempt: Attempt) -> Iterator[DocBatch]:
+        sampler[0] = ClusterSampler(clusters)  # a pass started again (UseReference) samples again
         if not url:
             return
-        for batch in timed(read_staged(url, duplicates, attempt, plan, staged.stream)):
+        for batch in timed(read_staged(url, duplicates, attempt, plan, staged.stream, editor, sampler[0])):
             attempt.counts.time(TIME_READ, batch.seconds)
             yield batch
 
-    return run_pass(cfg, tools, staged.stream, "b", source, staged.inputs, earlier=staged)
+    finish = run_pass(cfg, tools, staged.stream, "b", source, staged.inputs, earlier=staged)
+
+    def finished() -> StreamResult:
+        result = finish()
+        result.cluster_samples = sampler[0].result()
+        return result
+
+    return finished

@@ -12,6 +12,7 @@ from schemas.manifest import (
     MOD_ROW,
     MOD_SOURCE,
     MOD_STAGES,
+    REJ_CONTAMINATION,
     STAGE_FILTER,
     STAGE_SELECT,
     TIME_READ,
@@ -68,6 +69,8 @@ def count_read(c: Counts, batch: DocBatch) -> None:
     c.time(TIME_READ, batch.seconds)
     for kind, n in batch.repairs.items():
         c.repair(kind, n)
+    for kind, n in batch.skipped.items():  # WARC records that are no documents (not in records)
+        c.skipped_records[kind] = c.skipped_records.get(kind, 0) + n
 
 
 def apply_decisions(batch: DocBatch, decisions: list, keys: list[DocKeys | None], counts: Counts,
@@ -101,6 +104,7 @@ def apply_decisions(batch: DocBatch, decisions: list, keys: list[DocKeys | None]
             detail=f"{d.stage}/{d.reason}", record=batch.raw_record(i),
             stage=STAGE_SELECT if selected else STAGE_FILTER, counted_as=f"{d.stage}/{d.reason}",
             scores=(d.meta or {}).get(META_SCORES) if selected else None,
+            contamination=(d.meta or {}).get(REJ_CONTAMINATION),  # decontam: the set and n-gram it matched
         ))
     batch.texts, batch.ids, batch.lines, batch.rows, batch.metas, batch.raws = texts, ids, lines, rows, metas, raws
     return dropped, kept_keys

@@ -1,6 +1,7 @@
 """Pass 2's reader: pass 1's staged documents without their duplicates and (with a plan) what selection drops.
 
     staged file ─► tables ─► runs of one source file ─► each document: duplicate? selected? ─► DocBatch
+                                                          ─► [frequent lines removed (dedup.lines)]
 """
 
 from __future__ import annotations
@@ -12,29 +13,38 @@ import numpy as np
 
 from schemas.documents import META_BUCKET, META_SCORES, META_UPSAMPLE
 from schemas.manifest import BELOW_SELECTION_THRESHOLD, STAGE_DEDUP, STAGE_SELECT
+from transforms.dedup.clusters import ClusterSampler
 from transforms.dedup.keys import make_ref
+from transforms.dedup.lines import LineEditor
 from transforms.output.document_writer import TOKENS_COLUMN, read_documents
 from transforms.read.readers import DocBatch
 from transforms.read.records import Rejection, raw_record
 from transforms.select.selection import Plan, tie_break
 from transforms.stream.attempts import Attempt
+from transforms.stream.line_pass import edit_lines
 
 Columns = dict[str, list]  # a staged table's columns as Python lists
 TokenLists = tuple[np.ndarray, np.ndarray]  # a staged table's token ids: (offsets, flat values)
 
 
-def read_staged(url: str, duplicates: dict[int, tuple[str, str]], attempt: Attempt, plan: Plan | None = None,
-                stream: int = 0) -> Iterator[DocBatch]:
+def read_staged(url: str, duplicates: dict[int, tuple[str, ...]], attempt: Attempt, plan: Plan | None = None,
+                stream: int = 0, lines: LineEditor | None = None,
+                sampler: ClusterSampler | None = None) -> Iterator[DocBatch]:
     """Pass 2's documents: the staged file of pass 1 without its duplicates (``ordinal → (reason, kept id)``),
     which go to the attempt's rejected file naming the document they duplicate, and (with a ``plan``) without
-    the documents selection drops, which go there with their scores; kept ones get their ``meta.bucket``."""
+    the documents selection drops, which go there with their scores; kept ones get their ``meta.bucket``. Then
+    (with ``lines``) the frequent lines are removed from those left (a changed batch is tokenized again). The
+    ``sampler`` sees each duplicate (the members of the largest clusters are kept for the manifest)."""
     first = 0  # the stream ordinal of the table's first document
     for table, encoder in read_documents(url):
         cols, token_lists = staged_columns(table, encoder)
         for start, stop in source_runs(cols["source"]):  # one DocBatch per run of documents of one input file
-            batch, dropped, kept = staged_batch(cols, start, stop, first, duplicates, plan, stream)
+            batch, dropped, kept = staged_batch(cols, start, stop, first, duplicates, plan, stream, sampler)
             attempt.reject(dropped)
-            if token_lists is not None:
+            changed = False
+            if lines is not None:
+                kept, changed = edit_lines(batch, kept, first, stream, lines, attempt)
+            if token_lists is not None and not changed:
                 batch.token_ids = kept_token_ids(token_lists, kept, encoder)
             yield batch
         first += len(cols["text"])
@@ -61,8 +71,9 @@ def source_runs(sources: list[str]) -> Iterator[tuple[int, int]]:
         start = stop
 
 
-def staged_batch(cols: Columns, start: int, stop: int, first: int, duplicates: dict[int, tuple[str, str]],
-                 plan: Plan | None, stream: int) -> tuple[DocBatch, list[Rejection], list[int]]:
+def staged_batch(cols: Columns, start: int, stop: int, first: int, duplicates: dict[int, tuple[str, ...]],
+                 plan: Plan | None, stream: int,
+                 sampler: ClusterSampler | None = None) -> tuple[DocBatch, list[Rejection], list[int]]:
     """Rows [start, stop) of one source: the batch of those kept, the rejections of the others (in row order),
     and the kept rows."""
     source = cols["source"][start]
@@ -73,6 +84,8 @@ def staged_batch(cols: Columns, start: int, stop: int, first: int, duplicates: d
         dup = duplicates.get(first + i)
         if dup is not None:
             dropped.append(duplicate_rejection(cols, i, source, *dup))
+            if sampler:
+                sampler.offer(dup, cols["id"][i], source, cols["text"][i])
             continue
         meta = cols["meta"][i]
         if plan is not None:
@@ -90,11 +103,12 @@ def staged_batch(cols: Columns, start: int, stop: int, first: int, duplicates: d
     return batch, dropped, kept
 
 
-def duplicate_rejection(cols: Columns, i: int, source: str, reason: str, kept_id: str) -> Rejection:
-    """The rejection of staged row ``i``, a duplicate of the document ``kept_id``."""
+def duplicate_rejection(cols: Columns, i: int, source: str, reason: str, kept_id: str,
+                        earlier: str | None = None) -> Rejection:
+    """The rejection of staged row ``i``, a duplicate of the document ``kept_id`` (of the ``earlier`` output)."""
     return Rejection(
         source, reason, line=cols["line"][i], row=cols["row"][i], id=cols["id"][i],
-        detail=f"duplicate of {kept_id}", record=raw_record(cols["text"][i]), stage=STAGE_DEDUP,
+        detail=f"duplicate of {kept_id}" + (f" in {earlier}" if earlier else ""), record=raw_record(cols["text"][i]), stage=STAGE_DEDUP,
         counted_as=f"{STAGE_DEDUP}/{reason}", duplicate_of=kept_id,
     )
 
