@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-filter bench-dedup bench-scoring bench-packing bench-loader bench-superbpe bench-stats clean
+.PHONY: demo test bench bench-filter bench-extract bench-dedup bench-scoring bench-packing bench-loader bench-superbpe bench-stats clean
 
 $(STAMP): pyproject.toml transforms/filter/_ngrams.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ bench: $(STAMP)
 
 bench-filter: $(STAMP)
 	$(PY) benchmarks/filter_throughput.py
+
+bench-extract: $(STAMP)
+	$(PY) benchmarks/extract_throughput.py
 
 bench-dedup: $(STAMP)
 	$(PY) benchmarks/dedup_memory.py

@@ -65,6 +65,9 @@ def recipe_epilog() -> str:
     lines = ["Recipe stages (YAML: filters: [{name: STAGE, params: {...}}, ...]; dedup: {exact: true, minhash: "
              "{ngram: 5, bands: 14, rows: 8}}):"]
     lines += [f"  {name:<18} {spec.doc}" for name, spec in STAGES.items()]
+    lines.append("Dedup (dedup: {...}): exact: true; minhash: {ngram, bands, rows, seed}; lines: {unit: line|paragraph, "
+                 "min_docs: 2, keep_first: true} (lines/paragraphs repeated across the corpus); after: STAGE (keys "
+                 "of that stage's text); save_index: true; against: OUTPUT (an earlier output's saved index).")
     lines.append(f"Presets: {', '.join(PRESETS)}.")
     from transforms.select.registry import SCORERS
     from transforms.select.scoring import CRITERIA
@@ -104,8 +107,8 @@ def add_recipe_arguments(ap: argparse.ArgumentParser, required: bool) -> None:
     fl = ap.add_argument_group("quality filtering and deduplication")
     fl.add_argument("--recipe", default=None, required=required, metavar="NAME|FILE",
                     help="filters, language identification and deduplication applied before anything else: a "
-                         "preset (fineweb, gopher, c4) or a recipe YAML file; dropped documents go to rejected/ "
-                         "with stage and reason")
+                         "preset (fineweb, fineweb-full: from WARC, dolma, gopher, c4) or a recipe YAML file; "
+                         "dropped documents go to rejected/ with stage and reason")
     fl.add_argument("--filter-engine", choices=("fast", "datatrove"), default=None,
                     help="fast (the recipe's default): tokenmill's implementation; datatrove: datatrove's own "
                          "filter classes (same decisions, slower)")

@@ -4,6 +4,7 @@ every record accounted for; ``dedup.after``; the ``dolma`` preset (exact and par
 
 from __future__ import annotations
 
+import copy
 import functools
 import gzip
 import html
@@ -20,7 +21,7 @@ from schemas.documents import iter_documents
 from tests.conftest import prepare, write_jsonl
 from transforms.read.demo_corpus import demo_records
 from transforms.recipe.errors import RecipeError
-from transforms.recipe.recipes import load_recipe, parse_recipe
+from transforms.recipe.recipes import PRESETS, load_recipe, parse_recipe
 
 PORTABLE = ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"]
 DATE = "2024-05-06T07:08:09Z"
@@ -108,10 +109,22 @@ def _tree(out: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def fineweb(crawl, tokenizer_path, tmp_path_factory):
+def full_recipe(tmp_path_factory) -> str:
+    """The fineweb-full preset with a per-page extraction limit of 30 s instead of 1 (a wall-clock limit: on a
+    loaded test machine a page may take a second, and the outputs of two runs are compared byte for byte)."""
+    recipe = copy.deepcopy(PRESETS["fineweb-full"])
+    (extract,) = [s for s in recipe["filters"] if s["name"] == "extract"]
+    extract["params"]["timeout"] = 30
+    path = tmp_path_factory.mktemp("recipe") / "fineweb-full.json"
+    path.write_text(json.dumps(recipe))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def fineweb(crawl, full_recipe, tokenizer_path, tmp_path_factory):
     path, _, _ = crawl
     out = tmp_path_factory.mktemp("fineweb") / "out"
-    manifest = prepare([path], out, tokenizer_path, seq_len=256, recipe="fineweb-full", stream_bytes=200_000,
+    manifest = prepare([path], out, tokenizer_path, seq_len=256, recipe=full_recipe, stream_bytes=200_000,
                        emit_modified=True, emit_documents=True)
     return out, manifest
 
@@ -153,6 +166,7 @@ def test_fineweb_full_from_warc_accounts_for_every_record(crawl, fineweb):
     assert not any("@docs-example.org" in t for t in texts) and any("email@example.com" in t for t in texts)
     assert c["docs_modified"]["extract"] >= c["docs_written"]
     assert manifest[m.K_RECIPE][m.R_DEDUP][m.R_KEYS_AFTER] == "fineweb_quality"
+    assert manifest[m.K_RECIPE][m.R_FILTERS][1][m.R_STAGE_PARAMS]["engine"] == "trafilatura"
     assert [f[m.R_STAGE_NAME] for f in manifest[m.K_RECIPE][m.R_FILTERS]] == [
         "url_filter", "extract", "language", "gopher_repetition", "gopher_quality", "c4_quality",
         "fineweb_quality", "pii"]
@@ -161,10 +175,11 @@ def test_fineweb_full_from_warc_accounts_for_every_record(crawl, fineweb):
     assert cli.main(["inspect", str(out), "--verify"]) == 0
 
 
-def test_fineweb_full_is_byte_identical_on_the_portable_runner(crawl, fineweb, tokenizer_path, tmp_path):
+def test_fineweb_full_is_byte_identical_on_the_portable_runner(crawl, fineweb, full_recipe, tokenizer_path,
+                                                               tmp_path):
     path, _, _ = crawl
     out, manifest = fineweb
-    other = prepare([path], tmp_path / "portable", tokenizer_path, seq_len=256, recipe="fineweb-full",
+    other = prepare([path], tmp_path / "portable", tokenizer_path, seq_len=256, recipe=full_recipe,
                     stream_bytes=200_000, emit_modified=True, emit_documents=True, beam_args=PORTABLE)
     assert _tree(tmp_path / "portable") == _tree(out)
     assert other[m.K_COUNTS] == manifest[m.K_COUNTS] and other[m.K_DEDUP] == manifest[m.K_DEDUP]

@@ -112,7 +112,7 @@ def lines_baseline(lines_job, tokenizer_path, tmp_path_factory):
     return out, _run_lines(lines_job, out, tokenizer_path, [])
 
 
-@pytest.mark.parametrize("runner", ["portable", "multi_process"])
+@pytest.mark.parametrize("runner", ["portable"])  # (multi-process: the first job covers it)
 def test_line_dedup_writes_identical_bytes_on_every_runner(lines_job, lines_baseline, tokenizer_path, tmp_path,
                                                            runner):
     out, manifest = lines_baseline
@@ -146,7 +146,7 @@ def incremental(job, tmp_path_factory):
     return config, d / "fnapi", run(FilterConfig(output=str(d / "fnapi"), **config))
 
 
-@pytest.mark.parametrize("runner", ["portable", "multi_process"])
+@pytest.mark.parametrize("runner", ["portable"])  # (multi-process: the first job covers it)
 def test_incremental_dedup_is_the_same_on_every_runner(incremental, tmp_path, runner):
     from pipelines.filter import FilterConfig, run
 

@@ -235,26 +235,41 @@ class KillableCall:
         self.what = what  # names the work in a timeout's message
         self._process: Any = None
         self._conn: Any = None
+        self._spare: tuple[Any, Any] | None = None  # after a restart: the next helper, starting meanwhile
         self._start()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_process": None, "_conn": None}
+        return {**self.__dict__, "_process": None, "_conn": None, "_spare": None}
 
-    def _start(self) -> None:
+    def _launch(self) -> tuple[Any, Any]:
+        """A new helper process and the parent's end of its pipe (it says it is ready when it is)."""
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(self.build, child), daemon=True)
+        process = context.Process(target=_serve, args=(self.build, child), daemon=True)
         with children_skip_main():
-            self._process.start()
+            process.start()
         child.close()  # the child holds its end now: its death reads as the end of the pipe, not as silence
+        return process, parent
+
+    def _start(self) -> None:
+        """Take the spare helper (or start one) and wait until it is ready."""
+        self._process, parent = self._spare or self._launch()
+        self._spare = None
         self._conn = parent
         try:
             ready = parent.recv()
         except EOFError:
             ready = "the helper process died while starting"
         if ready is not True:
-            self.close()
+            self._stop()
             raise HelperError(f"{self.what}: {ready}")
+
+    def _restart(self) -> None:
+        """A new helper for the next call; the one after it starts now, so that a run of pathological pages does
+        not wait for an interpreter's start-up each time (a spawned helper imports its extractor afresh)."""
+        self._stop()
+        self._start()
+        self._spare = self._launch()
 
     def __call__(self, arg: Any) -> Any:
         """The function's result on ``arg``; StageTimeout past the limit, HelperError if it raised or the process
@@ -266,12 +281,10 @@ class KillableCall:
             answered = self._conn.poll(self.limit)
             reply = self._conn.recv() if answered else None
         except (EOFError, OSError):  # the pipe ended: the process is gone
-            self.close()
-            self._start()
+            self._restart()
             raise HelperError(f"{self.what}: the helper process died") from None
         if not answered:
-            self.close()
-            self._start()  # ready for the next call before this one is reported
+            self._restart()  # ready for the next call before this one is reported
             raise StageTimeout(f"{self.what} ran past {self.limit:g} s")
         ok, result = reply
         if not ok:
@@ -279,7 +292,14 @@ class KillableCall:
         return result
 
     def close(self) -> None:
-        """Stop the helper process."""
+        """Stop the helper process (and the spare one)."""
+        self._stop()
+        if self._spare is not None:
+            self._spare[0].kill()
+            self._spare[0].join()
+            self._spare = None
+
+    def _stop(self) -> None:
         if self._process is not None:
             self._process.kill()
             self._process.join()

@@ -56,6 +56,9 @@ class UrlFilterStage(FilterStage):
 
         url_filter = super().datatrove_filter(stage)
         url_filter.tldextractor = TLDExtract(suffix_list_urls=(), cache_dir=None)
+        # loaded now, not on the first document: seconds of list parsing would count against its time limit
+        url_filter.download_data()
+        url_filter.tldextractor("https://example.org/")
         return url_filter
 
     def reference(self, stage: Stage, limit: float) -> StageRule:
