@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from transforms.filter.fast import FastTools
 from transforms.filter.registry import STAGES
-from transforms.filter.stage import NO_FIELDS, FilterStage, Stage, StageRule
+from transforms.filter.stage import NO_FIELDS, FilterStage, Stage, StageRule, Verdict
 from transforms.recipe.errors import RecipeError
 from transforms.recipe.limits import TIMEOUT, StageClock, StageTimeout
 from transforms.recipe.recipes import DATATROVE, FAST, Recipe
@@ -39,44 +39,75 @@ def run_chain(stages: Sequence[tuple[str, StageRule]], texts: list[str],
               mark: int | None = None) -> list[Decision]:
     """One Decision per text: each (name, rule) in order, ``rule.check(text, fields) -> Verdict``; the first drop
     ends the chain, a changed text is passed on and reported as modified by that stage, and the signals a rule
-    measured (``Verdict.meta``) and found (``Verdict.counts``) are kept. ``fields`` are the document's input fields (``metas``) with what earlier
-    stages measured. With a ``clock``, a stage that runs past its limit on a document drops it with reason
-    ``timeout``. With ``mark``, a kept document's Decision also holds its text after the first ``mark`` stages.
-    """
-    out: list[Decision] = []
-    for i, text in enumerate(texts):
-        decision = None
-        modified: list[str] = []
-        meta: dict | None = None
-        found: dict[str, int] | None = None
-        given = metas[i] if metas else None
-        fields: Mapping[str, Any] = given or NO_FIELDS
-        marked = None
-        for done, (name, rule) in enumerate(stages):
-            if done == mark:
-                marked = text
-            try:
-                timed = clock is not None and not rule.own_limit
-                verdict = clock.call(rule.check, text, fields) if timed else rule.check(text, fields)
-            except StageTimeout:
-                decision = Decision(False, text, name, TIMEOUT, tuple(modified), meta, found)
-                break
-            if verdict.counts:
-                found = dict(found or {})
-                for kind, n in verdict.counts.items():
-                    found[f"{name}/{kind}"] = found.get(f"{name}/{kind}", 0) + n
-            if verdict.meta is not None:
-                meta = {**(meta or {}), **verdict.meta}
-                fields = {**(given or {}), **meta}
-            if verdict.text is not None and verdict.text != text:
-                modified.append(name)
-                text = verdict.text
-            if not verdict.keep:
-                decision = Decision(False, text, name, verdict.reason or name, tuple(modified), meta, found)
-                break
-        out.append(decision or Decision(True, text, modified_by=tuple(modified), meta=meta, counts=found,
-                                        marked=marked))
-    return out
+    measured (``Verdict.meta``) and found (``Verdict.counts``) are kept. ``fields`` are the document's input fields
+    (``metas``) with what earlier stages measured. With a ``clock``, a stage that runs past its limit on a document
+    drops it with reason ``timeout``. With ``mark``, a kept document's Decision also holds its text after the first
+    ``mark`` stages. Stage by stage over the batch (each document still meets the stages in order): a ``batched``
+    rule's ``check_many`` takes all the documents left at once (the extract stage's helper process, fed without a round
+    trip per document)."""
+    docs = [_Doc(text, metas[i] if metas else None) for i, text in enumerate(texts)]
+    live = docs
+    for done, (name, rule) in enumerate(stages):
+        if not live:
+            break
+        if done == mark:
+            for doc in live:
+                doc.marked = doc.text
+        if rule.batched:
+            verdicts: list[Verdict | None] = list(rule.check_many([d.text for d in live], [d.fields for d in live]))
+        else:
+            verdicts = [_check(rule, d, clock) for d in live]
+        for doc, verdict in zip(live, verdicts):
+            doc.apply(name, verdict)
+        live = [d for d in live if d.decision is None]
+    return [d.decision or Decision(True, d.text, modified_by=tuple(d.modified), meta=d.meta, counts=d.found,
+                                   marked=d.marked) for d in docs]
+
+
+def _check(rule: StageRule, doc: "_Doc", clock: StageClock | None) -> Verdict | None:
+    """One document's verdict; None when the stage ran past its limit."""
+    try:
+        if clock is not None and not rule.own_limit:
+            return clock.call(rule.check, doc.text, doc.fields)
+        return rule.check(doc.text, doc.fields)
+    except StageTimeout:
+        return None
+
+
+class _Doc:
+    """One document on its way through the chain."""
+
+    __slots__ = ("text", "given", "fields", "meta", "found", "modified", "marked", "decision")
+
+    def __init__(self, text: str, given: dict | None) -> None:
+        self.text = text
+        self.given = given
+        self.fields: Mapping[str, Any] = given or NO_FIELDS
+        self.meta: dict | None = None
+        self.found: dict[str, int] | None = None
+        self.modified: list[str] = []
+        self.marked: str | None = None
+        self.decision: Decision | None = None
+
+    def apply(self, name: str, verdict: Verdict | None) -> None:
+        """Stage ``name``'s verdict (None: it ran past its limit)."""
+        if verdict is None:
+            self.decision = Decision(False, self.text, name, TIMEOUT, tuple(self.modified), self.meta, self.found)
+            return
+        if verdict.counts:
+            found = dict(self.found or {})
+            for kind, n in verdict.counts.items():
+                found[f"{name}/{kind}"] = found.get(f"{name}/{kind}", 0) + n
+            self.found = found
+        if verdict.meta is not None:
+            self.meta = {**(self.meta or {}), **verdict.meta}
+            self.fields = {**(self.given or {}), **self.meta}
+        if verdict.text is not None and verdict.text != self.text:
+            self.modified.append(name)
+            self.text = verdict.text
+        if not verdict.keep:
+            self.decision = Decision(False, self.text, name, verdict.reason or name, tuple(self.modified),
+                                     self.meta, self.found)
 
 
 class FilterEngine:

@@ -62,6 +62,12 @@ class StageRule:
         """The verdict on one document; ``fields``: its input fields with what earlier stages measured."""
         raise NotImplementedError  # pragma: no cover - every rule defines it
 
+    batched: bool = False  # the chain hands it a batch's documents at once (check_many; own_limit too)
+
+    def check_many(self, texts: list[str], fields: list[Mapping[str, Any]]) -> list[Verdict]:
+        """The verdicts on several documents, in order (the chain calls it for ``batched`` rules)."""
+        return [self.check(text, f) for text, f in zip(texts, fields)]
+
 
 class TextRule(StageRule):
     """A rule that keeps or drops a document by its text alone, never changing it (datatrove's ``filter``)."""

@@ -217,10 +217,18 @@ def _serve(build: Callable[[], Callable[[Any], Any]], conn: Any) -> None:
             arg = conn.recv()
         except (EOFError, OSError):  # the parent is gone
             return
-        try:
-            conn.send((True, fn(arg)))
-        except Exception as exc:
-            conn.send((False, f"{type(exc).__name__}: {exc}"))
+        for one in arg.items if isinstance(arg, Many) else (arg,):  # a Many: one reply per item, in order
+            try:
+                conn.send((True, fn(one)))
+            except Exception as exc:
+                conn.send((False, f"{type(exc).__name__}: {exc}"))
+
+
+class Many:
+    """Several arguments sent to a helper process at once (``KillableCall.map``)."""
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
 
 
 class KillableCall:
@@ -290,6 +298,38 @@ class KillableCall:
         if not ok:
             raise HelperError(result)
         return result
+
+    def map(self, args: list[Any]) -> list[Any]:
+        """Each argument's result as ``__call__`` gives it, or the StageTimeout / HelperError it raised (returned,
+        not raised), sent at once: the helper answers one after another without waiting for the parent, and each
+        answer must come within the limit of the one before it. After a timeout or a death the rest goes to the
+        new helper."""
+        out: list[Any] = []
+        while len(out) < len(args):
+            pending = args[len(out):]
+            if self._process is None:
+                self._start()
+            try:
+                self._conn.send(Many(pending))
+            except (EOFError, OSError):
+                self._restart()
+                out.append(HelperError(f"{self.what}: the helper process died"))
+                continue
+            for _ in pending:
+                try:
+                    answered = self._conn.poll(self.limit)
+                    reply = self._conn.recv() if answered else None
+                except (EOFError, OSError):
+                    self._restart()
+                    out.append(HelperError(f"{self.what}: the helper process died"))
+                    break
+                if not answered:
+                    self._restart()
+                    out.append(StageTimeout(f"{self.what} ran past {self.limit:g} s"))
+                    break
+                ok, result = reply
+                out.append(result if ok else HelperError(result))
+        return out
 
     def close(self) -> None:
         """Stop the helper process (and the spare one)."""

@@ -100,6 +100,7 @@ class ExtractRule(StageRule):
     """The extractor in a helper process: each document's text, or why it has none."""
 
     own_limit = True  # the helper process enforces the stage's timeout (the chain's clock cannot stop a C call)
+    batched = True  # a batch's pages go to the helper at once
 
     def __init__(self, engine: str, options: Mapping[str, Any], timeout: float) -> None:
         self.engine = engine
@@ -110,12 +111,21 @@ class ExtractRule(StageRule):
     def check(self, text: str, fields: Mapping[str, Any]) -> Verdict:
         """The extracted text (kept, modified), or a drop: empty, timeout, error."""
         try:
-            extracted = self.extract(text)
-        except StageTimeout:
+            return self._verdict(self.extract(text))
+        except (StageTimeout, HelperError) as exc:
+            return self._verdict(exc)
+
+    def check_many(self, texts: list[str], fields: list[Mapping[str, Any]]) -> list[Verdict]:
+        """``check`` of each text, the texts sent to the helper at once (no round trip per document)."""
+        return [self._verdict(result) for result in self.extract.map(texts)]
+
+    def _verdict(self, extracted: str | None | Exception) -> Verdict:
+        if isinstance(extracted, StageTimeout):
             return Verdict(False, TIMEOUT)
-        except HelperError as exc:
+        if isinstance(extracted, HelperError):
             if not self._warned:  # datatrove's habit: the first error is logged, all are counted
-                log.warning("extract: %s (documents it fails on are rejected as extract/error; shown once)", exc)
+                log.warning("extract: %s (documents it fails on are rejected as extract/error; shown once)",
+                            extracted)
                 self._warned = True
             return Verdict(False, ERROR)
         if not extracted or extracted.isspace():
