@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-filter bench-extract bench-dedup bench-scoring bench-packing bench-loader bench-superbpe bench-stats clean
+.PHONY: demo test bench bench-filter bench-extract bench-dedup bench-runners bench-scale bench-scoring bench-packing bench-loader bench-superbpe bench-stats clean
 
 $(STAMP): pyproject.toml transforms/filter/_ngrams.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ bench-extract: $(STAMP)
 
 bench-dedup: $(STAMP)
 	$(PY) benchmarks/dedup_memory.py
+
+bench-runners: $(STAMP)
+	$(PY) benchmarks/runners.py
+
+bench-scale: $(STAMP)
+	$(PY) benchmarks/scale.py
 
 bench-scoring: $(STAMP)
 	$(PY) benchmarks/scoring_overhead.py

@@ -43,8 +43,8 @@ def _volatile(key: str) -> bool:
 
 def _scrub(value: Any, replace: dict[str, str]) -> Any:
     """``value`` without volatile keys, with every ``replace`` key in strings swapped for its placeholder."""
-    if isinstance(value, dict):
-        return {k: _scrub(v, replace) for k, v in value.items() if not _volatile(str(k))}
+    if isinstance(value, dict):  # keys too: per-file counts are keyed by the input's path
+        return {_scrub(k, replace): _scrub(v, replace) for k, v in value.items() if not _volatile(str(k))}
     if isinstance(value, list):
         return [_scrub(v, replace) for v in value]
     if isinstance(value, str):

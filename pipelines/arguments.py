@@ -11,6 +11,8 @@ EPILOG_BEAM = """\
 Any option not listed here is passed to Apache Beam as a pipeline option, so the same command scales out:
   --runner DataflowRunner --project P --region R --temp_location gs://...   (Dataflow)
   --runner PortableRunner --job_endpoint=embed --environment_type=LOOPBACK  (local portable runner)
+  --runner dask --dask-address HOST:PORT   (a Dask cluster's scheduler; Slurm/PBS through dask-jobqueue)
+  --runner dask --dask-workers N           (a local Dask cluster of N processes, started for the run)
 The default runner is Beam's local FnApiRunner; --workers N runs N local worker processes.
 """
 

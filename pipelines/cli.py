@@ -20,7 +20,7 @@ from typing import Sequence
 from pipelines import demo, eval_tokenizer, export_megatron, inspect_output, prepare, stats, tokenmill_version
 from pipelines import filter as filter_command
 from pipelines import train_classifier, train_tokenizer
-from pipelines.runner import was_interrupted
+from pipelines.runner import beam_arguments, was_interrupted
 from transforms.errors import TokenmillError
 
 COMMANDS: dict[str, ModuleType] = {
@@ -131,6 +131,7 @@ def _main(argv: list[str]) -> int:
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
     try:
         config = command.config_from_args(args, ["tokenmill", *argv])
+        beam_args = beam_arguments(beam_args)  # --runner dask and its options, as Beam reads them
         return command.launch(config, beam_args, not getattr(args, "no_progress", False))  # (no Beam: no option)
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)

@@ -20,7 +20,7 @@ import numpy as np
 
 from pipelines.arguments import EPILOG_BEAM, add_format_and_text_field, positive
 from pipelines.runner import pipeline, run_with_progress
-from transforms.read.sources import expand_inputs, plan_splits
+from transforms.read.sources import check_field_options, expand_inputs, plan_splits
 from transforms.tokenize.evaluation import (
     STAT_FIELDS,
     TokenizerEvalError,
@@ -113,6 +113,7 @@ def corpus_pass(cfg: EvalConfig, infos: list[TokenizerInfo], beam_args: list[str
     from transforms.tokenize.eval_steps import EvalSplit, sum_arrays
 
     files = expand_inputs(cfg.inputs, cfg.input_format)
+    check_field_options(files, cfg.text_field)
     splits = [s for i, f in enumerate(files) for s in plan_splits(i, f)]
     budget = None if cfg.max_bytes is None else max(1, cfg.max_bytes // max(1, len(splits)))
     fs, root = fsspec.core.url_to_fs(cfg.output)

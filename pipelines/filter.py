@@ -15,6 +15,7 @@ from typing import Any
 
 from pipelines.arguments import EPILOG_BEAM
 from pipelines.runner import run_with_progress
+from pipelines.stream_setup import manifest_header, recipe_started, selection_unit, stream_config
 from pipelines.stream_job import (
     JobConfig,
     add_input_arguments,
@@ -27,7 +28,7 @@ from pipelines.stream_job import (
 from schemas import manifest as m
 from transforms import hashing
 from transforms.output.guard import claim_output
-from transforms.read.sources import expand_inputs
+from transforms.read.sources import check_field_options, expand_inputs
 from transforms.recipe.files import check_recipe_files
 from transforms.recipe.recipes import Recipe, load_recipe
 
@@ -72,12 +73,12 @@ def run(cfg: FilterConfig, beam_args: list[str] | None = None,
         progress_dir: str | None = None) -> dict[str, Any] | None:
     """Check everything that can be checked up front, run the pipeline, return the manifest (None for a Dataflow
     template launch)."""
-    from pipelines.stream_graph import execute, manifest_header, selection_unit, stream_config  # Beam: for a run
     from transforms.dedup.index import resolve_against
 
     beam_args = list(beam_args or [])
     started = time.time()
     files = expand_inputs(cfg.inputs, cfg.input_format)
+    check_field_options(files, cfg.text_field, cfg.id_field)
     recipe = resolve_against(load_recipe(cfg.recipe, cfg.filter_engine), cfg.output)  # dedup.against (fingerprint)
     if recipe.selection is not None and recipe.selection.global_pass:
         selection_unit(recipe, tokenizes=False)  # a token budget needs a tokenizer: say so before starting
@@ -87,7 +88,10 @@ def run(cfg: FilterConfig, beam_args: list[str] | None = None,
         stream_cfg = stream_config(cfg, files, recipe, beam_args, progress_dir, tokenizer=None, seq_len=0,
                                    shard_rows=0, emit_documents=True)
         manifest_base = manifest_header(m.DOCUMENTS_FORMAT, "filter", cfg, fp, files, beam_args, stream_cfg)
-        return execute(cfg, files, stream_cfg, manifest_base, fp, beam_args, started)
+        with recipe_started(stream_cfg, beam_args, cfg.workers):  # its processes start while Beam is imported
+            from pipelines.stream_graph import execute  # Beam: for a run, not for --help
+
+            return execute(cfg, files, stream_cfg, manifest_base, fp, beam_args, started)
 
 
 def launch(cfg: FilterConfig, beam_args: list[str], show_progress: bool) -> int:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from pipelines.arguments import EPILOG_BEAM, positive
 from pipelines.runner import run_with_progress
+from pipelines.stream_setup import manifest_header, recipe_started, stream_config
 from pipelines.stream_job import (
     ConfigError,
     JobConfig,
@@ -28,7 +29,7 @@ from schemas import manifest as m
 from transforms import hashing
 from transforms.output.guard import claim_output
 from transforms.pack.packers import LOSS_MASKS, PACKINGS, PackingSpec
-from transforms.read.sources import expand_inputs
+from transforms.read.sources import check_field_options, expand_inputs
 from transforms.recipe.files import check_recipe_files
 from transforms.recipe.recipes import Recipe, load_recipe
 from transforms.tokenize.tokenizer import AUTO, BACKENDS, TIKTOKEN_SCHEMES, resolve_tokenizer
@@ -161,7 +162,6 @@ def run(cfg: PrepareConfig, beam_args: list[str] | None = None,
         progress_dir: str | None = None) -> dict[str, Any] | None:
     """Check everything that can be checked up front, run the pipeline, return the manifest (None when the job was
     only described for a Dataflow template: --template_location)."""
-    from pipelines.stream_graph import execute, manifest_header, stream_config  # Beam: for a run, not for --help
     from transforms.dedup.index import resolve_against
 
     beam_args = list(beam_args or [])
@@ -172,6 +172,7 @@ def run(cfg: PrepareConfig, beam_args: list[str] | None = None,
         raise ConfigError(f"--shard-rows must be positive, got {cfg.shard_rows}")
     packing = packing_spec(cfg)
     files = expand_inputs(cfg.inputs, cfg.input_format)
+    check_field_options(files, cfg.text_field, cfg.id_field)
     recipe = load_recipe(cfg.recipe, cfg.filter_engine) if cfg.recipe is not None else None
     recipe = resolve_against(recipe, cfg.output)  # dedup.against: the earlier indexes' identities (fingerprint)
     spec = resolve_tokenizer(cfg.tokenizer, cfg.eos_token, cfg.bos_token, cfg.pad_token,
@@ -185,7 +186,10 @@ def run(cfg: PrepareConfig, beam_args: list[str] | None = None,
         manifest_base = manifest_header(m.MANIFEST_FORMAT, "prepare", cfg, fp, files, beam_args, stream_cfg)
         manifest_base.update({m.K_TOKENIZER: spec.manifest(), m.K_SEQ_LEN: cfg.seq_len, m.K_PACKING: cfg.packing,
                               m.K_PACKING_SETTINGS: packing.manifest()})
-        return execute(cfg, files, stream_cfg, manifest_base, fp, beam_args, started, shuffle_seed=cfg.shuffle_seed)
+        with recipe_started(stream_cfg, beam_args, cfg.workers):  # its processes start while Beam is imported
+            from pipelines.stream_graph import execute  # Beam: for a run, not for --help
+
+            return execute(cfg, files, stream_cfg, manifest_base, fp, beam_args, started, shuffle_seed=cfg.shuffle_seed)
 
 
 def launch(cfg: PrepareConfig, beam_args: list[str], show_progress: bool) -> int:

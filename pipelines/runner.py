@@ -12,6 +12,7 @@ import sys
 import tempfile
 from typing import Any, Callable, TypeVar
 
+from transforms.errors import TokenmillError
 from transforms.read.sources import expand_inputs
 from transforms.report.progress import ProgressDisplay
 
@@ -30,10 +31,58 @@ def runner_name(args: list[str]) -> str | None:
     return None
 
 
+DASK_RUNNER = "pipelines.dask_runner.DaskRunner"  # --runner dask
+DASK_FLAGS = {"--dask-address": "--dask_client_address", "--dask-workers": "--dask_workers",
+              "--dask-partitions": "--dask_npartitions"}
+
+
+class RunnerOptionError(TokenmillError, ValueError):
+    """A runner option that cannot work (a Dask option without --runner dask, a missing value)."""
+
+
+def beam_arguments(args: list[str]) -> list[str]:
+    """The Beam arguments as Beam reads them: ``--runner dask`` names tokenmill's Dask runner, ``--dask-address``,
+    ``--dask-workers`` and ``--dask-partitions`` become its options, ``--job_endpoint embed`` is spelled with ``=``."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        name, eq, value = a.partition("=")
+        if name in (*DASK_FLAGS, "--runner", "--job_endpoint") and not eq:
+            if i + 1 >= len(args) or args[i + 1].startswith("--"):
+                raise RunnerOptionError(f"{name} needs a value")
+            value, i = args[i + 1], i + 1
+        if name == "--runner" and value.lower() == "dask":
+            a = f"--runner={DASK_RUNNER}"
+        elif name in DASK_FLAGS:
+            a = f"{DASK_FLAGS[name]}={value}"
+        elif name in ("--runner", "--job_endpoint"):
+            a = f"{name}={value}"
+        out.append(a)
+        i += 1
+    dask = [a.partition("=")[0] for a in out if a.startswith("--dask_")]
+    if dask and runner_name(out) != DASK_RUNNER:
+        flag = next(k for k, v in DASK_FLAGS.items() if v == dask[0])
+        raise RunnerOptionError(f"{flag} is an option of the Dask runner: add --runner dask")
+    return out
+
+
 def is_local(args: list[str]) -> bool:
     """Whether workers run on this machine (so progress can be shown)."""
     runner = runner_name(args) or "FnApiRunner"
-    return runner in LOCAL_RUNNERS or (runner == "PortableRunner" and "--job_endpoint=embed" in args)
+    return runner in LOCAL_RUNNERS or (runner == "PortableRunner" and ("--job_endpoint=embed" in args or any(
+        a == "--job_endpoint" and b == "embed" for a, b in zip(args, args[1:]))))
+
+
+DASK_FILES_MAX_BYTES = 32 << 30  # Dask: up to this much input, dedup is resolved from key files in one step
+
+
+def shares_files(args: list[str], input_bytes: int) -> bool:
+    """Whether the job's steps hand each other files in the output's temp folder (dedup keys resolved in one step
+    from compact key files, ~193 bytes a document; lines counted from key files; shuffle parts as files) rather
+    than through the runner's shuffle: on local runners, and on Dask (whose workers share a filesystem) up to
+    ``DASK_FILES_MAX_BYTES`` of input, past which one worker would hold too many keys."""
+    return is_local(args) or (runner_name(args) == DASK_RUNNER and input_bytes <= DASK_FILES_MAX_BYTES)
 
 
 def beam_options(beam_args: list[str], workers: int) -> Any:
@@ -41,6 +90,8 @@ def beam_options(beam_args: list[str], workers: int) -> Any:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     args = list(beam_args)
+    if runner_name(args) == DASK_RUNNER:
+        import pipelines.dask_runner  # noqa: F401  (its options: --dask_client_address, --dask_workers)
     if runner_name(args) is None:
         args.append("--runner=FnApiRunner")
     if workers > 1 and runner_name(args) in LOCAL_RUNNERS:

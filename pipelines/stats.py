@@ -27,7 +27,7 @@ from schemas import manifest as mf
 from schemas import stats as s
 from schemas.shards import MANIFEST_FILE, read_output_manifest
 from transforms.errors import TokenmillError
-from transforms.read.sources import escaped_names, expand_inputs, plan_splits
+from transforms.read.sources import check_field_options, escaped_names, expand_inputs, plan_splits
 from transforms.report.summary import key_value_table
 from transforms.stats.measures import capped_groups, duplicate_summary
 
@@ -135,6 +135,7 @@ def run(cfg: StatsConfig, beam_args: list[str] | None = None, progress_dir: str 
         raise StatsError(f"--output {cfg.output!r} already holds {s.STATS_JSON}; pass --overwrite to replace it")
     inputs, forced, manifest = _run_output(cfg.inputs)
     files = expand_inputs(inputs, forced or cfg.input_format)
+    check_field_options(files, cfg.text_field, cfg.id_field)
     tok_spec = None
     if cfg.tokenizer:
         from transforms.tokenize.tokenizer import resolve_tokenizer

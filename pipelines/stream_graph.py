@@ -20,26 +20,23 @@
 
 from __future__ import annotations
 
-import os
-import sys
-from dataclasses import replace
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.pvalue import AsSingleton
 
-from pipelines import tokenmill_version
 from pipelines.beam_tuning import shorten_state_sampling
 from pipelines.runner import (
     beam_options,
     in_process,
     is_local,
     local_runner,
-    runner_name,
+    shares_files,
     template_location,
     was_interrupted,
 )
-from pipelines.stream_job import ConfigError, JobConfig
+from pipelines.stream_job import JobConfig
+from pipelines.stream_setup import selection_unit
 from schemas import manifest as m
 from schemas.shards import read_manifest
 from transforms.dedup.line_steps import CountLines, CountLinesInFiles
@@ -49,9 +46,7 @@ from transforms.gather import GatherAll
 from transforms.output.commit import commit, stream_plan
 from transforms.output.guard import remove_temp
 from transforms.pack.shuffle_steps import ShuffleRows
-from transforms.read.sources import InputFile, escaped_names, group_into_streams, plan_splits, plan_streams
-from transforms.recipe.files import place_recipe_files
-from transforms.recipe.recipes import Recipe
+from transforms.read.sources import InputFile, group_into_streams, plan_splits, plan_streams
 from transforms.recipe.work import cool_down, warm_up
 from transforms.select.scoring import needs_fitting
 from transforms.select.steps import FitScorers, SelectionPlan, selection_report
@@ -62,7 +57,6 @@ from transforms.stream.dofns import FinishStaged, ProcessStream, StageStream
 # only when there is enough of it to be worth a shuffle (the plan is the same either way).
 PLAN_IN_PARALLEL_BYTES = 1 << 30
 PLAN_IN_PARALLEL_FILES = 64
-AUTO_PROCESSES_MIN_BYTES = 16 << 20
 
 
 def _distribute() -> beam.PTransform:
@@ -92,7 +86,7 @@ def build(p: beam.Pipeline, files: list[InputFile], stream_cfg: StreamConfig, st
 
     Small inputs are planned here and their streams created directly; big ones are planned by the workers.
     ``one_worker`` (an in-process run) skips spreading the streams, which would only cost a shuffle; ``remote``
-    (workers on other machines) shuffles dedup keys and joins MinHash clusters over the workers and sends the row
+    (workers on other machines, ``runner.shares_files`` false) shuffles dedup keys and joins MinHash clusters over the workers and sends the row
     shuffle's parts through the runner's shuffle, instead of key files and part files (on one machine a shuffle
     would only cost memory). ``shuffle_seed`` (prepare) shuffles the rows across all shards.
     """
@@ -171,76 +165,6 @@ def build(p: beam.Pipeline, files: list[InputFile], stream_cfg: StreamConfig, st
     return gathered | "Commit" >> beam.Map(commit, stream_cfg.output, manifest_base, started, **extra)
 
 
-def selection_unit(recipe: Recipe, tokenizes: bool) -> str:
-    """What a selection budget counts, checked against the job: tokens need a tokenizer (``tokenizes``)."""
-    selection = recipe.selection
-    wants_tokens = (selection.select is not None and selection.select.criterion == "tokens") or (
-        selection.ensemble is not None and selection.ensemble.weight == "tokens")
-    if wants_tokens and not tokenizes:
-        raise ConfigError("the recipe counts tokens (select.tokens or ensemble.weight: tokens) but this job has no "
-                          "tokenizer: use select.bytes / ensemble.weight: bytes, or tokenmill prepare")
-    if selection.select is not None and selection.select.criterion == "bytes":
-        return "bytes"
-    return "tokens" if tokenizes else "bytes"
-
-
-def recipe_processes(requested: int | None, recipe: Recipe | None, files: list[InputFile], beam_args: list[str],
-                     workers: int) -> int:
-    """Processes per worker for the recipe's filters: as asked, else the local cores shared among the workers
-    when the filters have enough input to repay starting them (one otherwise, and on remote runners, whose
-    workers already run a process per core)."""
-    if requested is not None:
-        return requested
-    if recipe is None or not (recipe.filters or recipe.scores or recipe.dedup.minhash) or not is_local(beam_args):
-        return 1
-    if sum(f.size for f in files) < AUTO_PROCESSES_MIN_BYTES:
-        return 1
-    return max(1, (os.cpu_count() or 1) // workers)
-
-
-def meta_fields(requested: list[str], recipe: Recipe | None) -> tuple[str, ...]:
-    """Input fields to keep in meta: the user's, and those the recipe's stages read (url_filter's URL)."""
-    fields = list(dict.fromkeys(requested))
-    for stage in recipe.filters if recipe is not None else ():
-        if stage.name == "url_filter" and stage.params["url_field"] not in fields:
-            fields.append(stage.params["url_field"])
-    return tuple(fields)
-
-
-def stream_config(cfg: JobConfig, files: list[InputFile], recipe: Recipe | None, beam_args: list[str],
-                  progress_dir: str | None, **tokenizing: Any) -> StreamConfig:
-    """What every worker needs of the job; ``tokenizing``: prepare's tokenizer, seq_len, shard_rows, packing and
-    emit_documents (filter: no tokenizer, every kept document written)."""
-    stream_cfg = StreamConfig(
-        output=cfg.output, text_field=cfg.text_field, id_field=cfg.id_field, strict=cfg.strict,
-        progress_dir=progress_dir, recipe=recipe, emit_modified=cfg.emit_modified,
-        recipe_processes=recipe_processes(cfg.recipe_processes, recipe, files, beam_args, cfg.workers),
-        meta_fields=meta_fields(cfg.meta_fields, recipe), **tokenizing,
-    )
-    if recipe is None:
-        return stream_cfg
-    # what stages build once per job (decontam's n-gram index) goes to the temp folder, where every worker reads it
-    return replace(stream_cfg, recipe=place_recipe_files(recipe, stream_cfg.temp_dir))
-
-
-def manifest_header(fmt: str, command: str, cfg: JobConfig, fp: str, files: list[InputFile], beam_args: list[str],
-                    stream_cfg: StreamConfig) -> dict[str, Any]:
-    """The manifest keys every job records: format, version, job, fingerprint, inputs, runner, recipe."""
-    header = {
-        m.K_FORMAT: fmt,
-        m.K_VERSION: tokenmill_version(),
-        # an --input named by a non-UTF-8 path is recorded escaped, as its files are
-        m.K_JOB: escaped_names({"command": command, "argv": cfg.argv or sys.argv, "config": cfg.manifest_config()}),
-        m.K_FINGERPRINT: fp,
-        m.K_INPUTS: [f.to_dict() for f in files],
-        m.K_RUNNER: {"runner": runner_name(beam_args) or "FnApiRunner", "workers": cfg.workers,
-                     "recipe_processes": stream_cfg.recipe_processes},
-    }
-    if stream_cfg.recipe is not None:
-        header[m.K_RECIPE] = stream_cfg.recipe.to_dict()
-    return header
-
-
 def execute(cfg: JobConfig, files: list[InputFile], stream_cfg: StreamConfig, manifest_base: dict[str, Any],
             fingerprint_: str, beam_args: list[str], started: float,
             shuffle_seed: int | None = None) -> dict[str, Any] | None:
@@ -257,7 +181,7 @@ def execute(cfg: JobConfig, files: list[InputFile], stream_cfg: StreamConfig, ma
             warm_up(stream_cfg.recipe, stream_cfg.recipe_processes, keys=stream_cfg.staged)
         p = beam.Pipeline(runner=runner, options=options)
         build(p, files, stream_cfg, cfg.stream_bytes, manifest_base, started, one_worker=one_worker,
-              remote=not is_local(beam_args), shuffle_seed=shuffle_seed)
+              remote=not shares_files(beam_args, sum(f.size for f in files)), shuffle_seed=shuffle_seed)
         result = p.run()
         if template_location(options):  # a (flex) template launch: the job runs later, the workers commit it
             return None

@@ -27,7 +27,7 @@ from pipelines import tokenmill_version
 from pipelines.arguments import EPILOG_BEAM, byte_size, positive
 from pipelines.runner import pipeline
 from transforms.errors import TokenmillError
-from transforms.read.sources import FORMATS, expand_inputs
+from transforms.read.sources import FORMATS, check_field_options, expand_inputs
 from transforms.report.summary import key_value_table
 from transforms.tokenize.training import (
     BALANCES,
@@ -215,6 +215,7 @@ def run(cfg: TrainTokenizerConfig, beam_args: list[str] | None = None) -> dict[s
     if fs.exists(path) and not cfg.overwrite:
         raise TokenizerTrainingError(f"--output {cfg.output!r} exists; pass --overwrite to replace it")
     files = expand_inputs(cfg.inputs, cfg.input_format)
+    check_field_options(files, cfg.text_field)
     temp = cfg.output + ".sample-tmp"
     if fs.exists(temp):
         fs.rm(temp, recursive=True)

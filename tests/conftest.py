@@ -127,6 +127,17 @@ def memfs():
         fs.rm(root, recursive=True)
 
 
+@pytest.fixture(scope="module")
+def dask_address(tmp_path_factory):
+    """A real Dask cluster (a scheduler and two one-thread worker processes on 127.0.0.1) for a test module (idle
+    workers are not left polling through the rest of the suite)."""
+    pytest.importorskip("distributed")
+    from tests.dask_cluster import dask_cluster
+
+    with dask_cluster(tmp_path_factory.mktemp("dask-logs")) as address:
+        yield address
+
+
 def pytest_sessionfinish(session, exitstatus) -> None:
     """With TOKENMILL_OUTPUT_DIGESTS=FILE: digest every result the suite left (benchmarks/output_identity.py)."""
     target = os.environ.get("TOKENMILL_OUTPUT_DIGESTS")

@@ -165,6 +165,7 @@ def test_key_files_and_the_shuffle_give_identical_outputs_on_chains(chained, tmp
         return made[-1]
 
     monkeypatch.setattr(prepare_module, "is_local", lambda args: False)
+    monkeypatch.setattr(prepare_module, "shares_files", lambda args, input_bytes: False)
     monkeypatch.setattr(prepare_module, "FindDuplicates", shuffled)
     remote, remote_tree = _filter(files, recipe, tmp_path / "shuffled")
     assert len(made) == 1

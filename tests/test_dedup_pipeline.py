@@ -140,6 +140,7 @@ def test_clusters_joined_over_the_workers_give_identical_bytes(planted, deduped,
         return made[-1]
 
     monkeypatch.setattr(prepare_module, "is_local", lambda args: False)  # as on a remote runner
+    monkeypatch.setattr(prepare_module, "shares_files", lambda args, input_bytes: False)
     monkeypatch.setattr(prepare_module, "FindDuplicates", recording)
     spread = tmp_path / "spread"
     again = prepare(files, spread, tokenizer_path, recipe=recipe, stream_bytes=40_000, emit_documents=True)

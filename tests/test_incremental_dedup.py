@@ -186,6 +186,7 @@ def test_the_shuffle_path_decides_the_same(corpora, run1, run2, tmp_path, monkey
         return made[-1]
 
     monkeypatch.setattr(graph, "is_local", lambda args: False)
+    monkeypatch.setattr(graph, "shares_files", lambda args, input_bytes: False)
     monkeypatch.setattr(graph, "FindDuplicates", recording)
     spread = tmp_path / "spread"
     again = _filter(files2, spread, recipe)

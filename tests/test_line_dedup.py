@@ -236,6 +236,7 @@ def test_the_combine_of_remote_runners_gives_the_same_bytes(corpus, one_stream, 
         return CountLines(config)
 
     monkeypatch.setattr(graph, "is_local", lambda args: False)  # as on a remote runner: no key files
+    monkeypatch.setattr(graph, "shares_files", lambda args, input_bytes: False)
     monkeypatch.setattr(graph, "CountLines", recording)
     spread = _filter_files(files, tmp_path / "spread", d / "r.yaml")
     assert made == [LineDedup("line", 4, True)]

@@ -153,6 +153,7 @@ def test_shuffle_through_the_runner_writes_the_same_bytes_as_through_part_files(
         return made[-1]
 
     monkeypatch.setattr(prepare_module, "is_local", lambda args: False)  # as on a remote runner
+    monkeypatch.setattr(prepare_module, "shares_files", lambda args, input_bytes: False)
     monkeypatch.setattr(prepare_module, "ShuffleRows", recording)
     through, through_manifest = _run(tmp_path, corpus, tokenizer_path, "through", *base)
     assert [s.inline for s in made] == [True]

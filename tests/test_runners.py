@@ -1,6 +1,7 @@
 """One full prepare (filters, language ID, exact and MinHash dedup, a DSIR scorer and a token budget, best-fit packing,
 loss mask, shuffle) gives byte-identical shards, documents and rejections on FnApiRunner, on the portable runner
-(the local stand-in for Flink, Spark and Dataflow Runner v2) and on the multi-process direct runner."""
+(the local stand-in for Flink, Spark and Dataflow Runner v2), on the multi-process direct runner and on a real Dask
+cluster (a scheduler and two worker processes on 127.0.0.1; with key files and through the cluster's shuffle)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 
 import pytest
 
+from pipelines.runner import beam_arguments
 from schemas import manifest as m
 from tests.conftest import prepare, shard_bytes, write_jsonl
 
@@ -72,10 +74,21 @@ def test_the_recipe_does_real_work(baseline):
     assert any(k.startswith(("gopher", "c4")) for k in c["docs_rejected"])  # filter reasons
 
 
-@pytest.mark.parametrize("runner", ["portable", "multi_process"])
-def test_every_runner_writes_identical_bytes(job, baseline, tokenizer_path, tmp_path, runner):
+def _runner_args(runner, request):
+    """The Beam arguments of a runner of the matrix (dask: the session's real cluster)."""
+    if runner.startswith("dask"):
+        return ["--runner=dask", f"--dask-address={request.getfixturevalue('dask_address')}"]
+    return PORTABLE if runner == "portable" else MULTI_PROCESS
+
+
+@pytest.mark.parametrize("runner", ["portable", "multi_process", "dask", "dask_shuffle"])
+def test_every_runner_writes_identical_bytes(job, baseline, tokenizer_path, tmp_path, runner, request, monkeypatch):
     out, manifest = baseline
-    other = _run(job, tmp_path / runner, tokenizer_path, PORTABLE if runner == "portable" else MULTI_PROCESS)
+    if runner == "dask_shuffle":  # past DASK_FILES_MAX_BYTES: dedup keys and shuffle parts through the cluster
+        import pipelines.runner
+
+        monkeypatch.setattr(pipelines.runner, "DASK_FILES_MAX_BYTES", -1)
+    other = _run(job, tmp_path / runner, tokenizer_path, beam_arguments(_runner_args(runner, request)))
     assert shard_bytes(tmp_path / runner) == shard_bytes(out)
     assert _tree(tmp_path / runner) == _tree(out)
     for key in (m.K_COUNTS, m.K_SOURCES, m.K_SHARDS, m.K_SELECTION, m.K_DEDUP, m.K_PACKING_STATS):

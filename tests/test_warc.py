@@ -392,6 +392,22 @@ def test_prepare_and_stats_read_warc(tmp_path, tokenizer_path):
     assert totals[s.DOCUMENTS] == len(docs) and totals[s.RECORDS] == len(docs) + 1
 
 
+@pytest.mark.parametrize("command,option", [("filter", "--text-field"), ("filter", "--id-field"),
+                                            ("prepare", "--id-field"), ("stats", "--text-field")])
+def test_field_options_are_refused_for_warc(tmp_path, tokenizer_path, capsys, command, option):
+    """A WARC record has no fields: --text-field/--id-field other than the default is a one-line error, no output."""
+    recs, _, _ = crawl()
+    write(tmp_path / "a.warc.gz", recs)
+    (tmp_path / "b.jsonl").write_text('{"body": "x"}\n')
+    out = tmp_path / "out"
+    extra = {"filter": ["--recipe", "fineweb"], "prepare": ["-t", tokenizer_path, "--seq-len", "64"], "stats": []}[command]
+    code = cli.main([command, "-i", str(tmp_path / "b.jsonl"), "-i", str(tmp_path / "a.warc.gz"), option, "body",
+                     "-o", str(out), "--no-progress", *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{option} 'body' does not apply to WARC input" in err and "a.warc.gz" in err
+    assert "Traceback" not in err and not out.exists()
+
+
 @pytest.mark.parametrize("gz", [True, False])
 def test_random_damage_loses_only_the_damaged_record(tmp_path, gz):
     """A flipped bit, a cut, inserted bytes (or, gzipped, a bad CRC) in one record: every other record's document is

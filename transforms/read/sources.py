@@ -215,6 +215,17 @@ def expand_inputs(patterns: list[str], forced_format: str | None = None) -> list
     return files
 
 
+def check_field_options(files: list[InputFile], text_field: str = "text", id_field: str = "id") -> None:
+    """Refuse --text-field/--id-field other than the defaults when an input is WARC (its records have no fields)."""
+    warc = next((f for f in files if f.format == WARC), None)
+    if warc is None:
+        return
+    for option, value, default in (("--text-field", text_field, "text"), ("--id-field", id_field, "id")):
+        if value != default:
+            raise InputError(f"{option} {value!r} does not apply to WARC input {warc.url!r}: its "
+                             "documents are the HTML payloads, their id the WARC-Record-ID; leave the option out")
+
+
 def _input_file(fs: fsspec.AbstractFileSystem, path: str, fmt: str, comp: str | None, size: int) -> InputFile:
     url = _unstrip(fs, path)
     shown = escaped_name(url)  # a non-UTF-8 name cannot be written to JSON, Parquet or HTML as it is

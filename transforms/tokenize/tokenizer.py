@@ -13,7 +13,7 @@ import logging
 import posixpath
 import threading
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import fsspec
 import numpy as np
@@ -21,12 +21,16 @@ import tokenizers
 from schemas import manifest as m
 from transforms.errors import TokenmillError
 
-try:  # imported here, once per process, rather than inside the first run
-    import awkward  # noqa: F401  (gigatoken returns awkward arrays; it would import it at the first encode)
-    import gigatoken
-except ImportError as _exc:  # pragma: no cover - a dependency; auto then falls back to the reference
-    gigatoken = None
-    _GIGATOKEN_IMPORT_ERROR = str(_exc)
+
+def _gigatoken() -> Any:
+    """The gigatoken module, imported when a worker first loads it (0.2 s with awkward: not for commands that never
+    tokenize, nor for --help); ImportError names why it is not importable."""
+    try:
+        import awkward  # noqa: F401  (gigatoken returns awkward arrays; it would import it at the first encode)
+        import gigatoken
+    except ImportError as exc:  # a dependency; auto then falls back to the reference
+        raise ImportError(f"gigatoken is not importable here ({exc})") from exc
+    return gigatoken
 
 log = logging.getLogger(__name__)
 
@@ -255,8 +259,7 @@ class GigatokenEncoder:
     name = GIGATOKEN
 
     def __init__(self, path: str, data: bytes, kind: str, scheme: str | None) -> None:
-        if gigatoken is None:
-            raise ImportError(f"gigatoken is not importable here ({_GIGATOKEN_IMPORT_ERROR})")
+        gigatoken = _gigatoken()
         if kind == TIKTOKEN:
             definition = tiktoken_definition(path, data, scheme)
             local = fsspec.open_local(f"simplecache::{path}") if "://" in path else path
