@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml transforms/filter/_ngrams.c
 demo: $(STAMP)
 	$(VENV)/bin/tokenmill demo
 
+# one pytest worker per core (tests that start services pick free ports); TEST_ARGS="-n 0 -x" for a serial run
+TEST_ARGS ?= -n 2 --durations=15
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(TEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/prepare_throughput.py
