@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test bench bench-filter bench-extract bench-dedup bench-runners bench-scale bench-scoring bench-packing bench-loader bench-superbpe bench-stats clean
 
-$(STAMP): pyproject.toml transforms/filter/_ngrams.c
+$(STAMP): pyproject.toml transforms/filter/_ngrams.c transforms/stats/_words.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'

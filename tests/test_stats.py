@@ -11,12 +11,15 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipelines import cli
 from schemas import stats as s
 from tests.conftest import write_jsonl
 from transforms.report.charts import COLORS
 from transforms.stats.measures import TERMINAL_PUNCTUATION, Dist, HeavyHitters, HyperLogLog, measure, merge_all, Partial
+from transforms.stats.measures import word_counts, word_counts_python
 
 
 @pytest.fixture(scope="module")
@@ -274,3 +277,23 @@ def test_bad_inputs_are_clear_errors(tmp_path, corpus, capsys):
     assert cli.main(["stats", "-i", inputs[1], "-o", str(tmp_path / "t"), "--tokenizer",
                      str(tmp_path / "missing.json")]) == 2
     assert "missing.json" in capsys.readouterr().err
+
+
+# word counts: the C version (transforms/stats/_words.c) and the Python definition agree on any text
+_WORD_CHARS = (" \t\n\x0b\x0c\r\x1c\x1f\x85\xa0\u1680\u2028\u3000_#.…" "aZ09²½Ⅻ١٣٫" "éßДжЖ中文かカ한"
+               "\u0301\u200b\ufeff\U0001f600\U00010400")
+
+
+@pytest.mark.skipif(word_counts is None, reason="transforms.stats._words was not built here")
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.sampled_from(_WORD_CHARS), max_size=60) | st.text(max_size=60))
+def test_word_counts_in_c_equal_the_python_definition(text: str) -> None:
+    assert word_counts(text) == word_counts_python(text)
+
+
+def test_word_counts_python_is_split_and_the_letter_regex() -> None:
+    assert word_counts_python("") == (0, 0, 0)
+    assert word_counts_python("  \n ") == (0, 0, 0)
+    # "12" and "__" hold no letter; "x1" and "²" do ([^\W\d_]: word characters but digits and "_"); "Дом" is all letters
+    assert word_counts_python("12 __ x1 ² Дом 中文") == (6, 12, 4)
+    assert word_counts_python("a\u3000b\x85c") == (3, 3, 3)  # Unicode whitespace splits words as str.split does

@@ -24,8 +24,25 @@ SHORT_LINE = 30
 _HAS_LETTER = re.compile(r"[^\W\d_]").search
 _ASCII_UPPER = bytes(range(ord("A"), ord("Z") + 1))
 _ASCII_DIGITS = b"0123456789"
+try:
+    from transforms.stats._words import word_counts
+except ImportError:  # no compiler where the package was installed: word_counts_python below
+    word_counts = None
 _TERMINAL_CODES = np.array([ord(c) for c in TERMINAL_PUNCTUATION], np.uint32)
 _BULLET_CODES = np.array([ord(c) for c in BULLETS], np.uint32)
+
+
+def word_counts_python(text: str) -> tuple[int, int, int]:
+    """(words, letters, alpha_words) of a text: ``len(text.split())``, the characters of those words, and the words
+    that are all letters or hold a letter-like character (``[^\\W\\d_]``). ``_words.c`` computes the same in C."""
+    split = text.split()
+    if not split:
+        return 0, 0, 0
+    rest = list(filterfalse(str.isalpha, split))  # all-letter words need no regex
+    return len(split), sum(map(len, split)), len(split) - len(rest) + len(list(filter(_HAS_LETTER, rest)))
+
+
+WORD_COUNTS = word_counts or word_counts_python
 
 
 def new_dists(with_tokens: bool) -> dict[str, Dist]:
@@ -85,6 +102,7 @@ def measure(texts: Sequence[str]) -> Measures:
     counts (stripped, non-empty lines) for the frequent-lines summary."""
     from xxhash import xxh3_64_intdigest
 
+    count_words = WORD_COUNTS
     n = len(texts)
     hashes = np.empty(n, np.uint64)
     nbytes = np.empty(n, np.int64)
@@ -105,12 +123,8 @@ def measure(texts: Sequence[str]) -> Measures:
         chars[i] = len(text)
         upper[i] = len(raw) - len(raw.translate(None, _ASCII_UPPER))
         digits[i] = len(raw) - len(raw.translate(None, _ASCII_DIGITS))
-        split = text.split()
-        words[i] = len(split)
-        if split:
-            letters[i] = sum(map(len, split))
-            rest = list(filterfalse(str.isalpha, split))  # all-letter words need no regex
-            alpha_words[i] = len(split) - len(rest) + len(list(filter(_HAS_LETTER, rest)))
+        words[i], letters[i], alpha_words[i] = count_words(text)
+        if words[i]:
             symbols[i] = text.count("#") + text.count("...") + text.count("…")
         lines = list(filter(None, map(str.strip, text.splitlines())))
         lines_n[i] = len(lines)
