@@ -273,15 +273,36 @@ def corpus_stats(files: list[str], text_field: str) -> tuple[int, int]:
     return n_docs, text_bytes
 
 
-def corpus_arguments(ap: argparse.ArgumentParser, size_mb: float, unique_ids: bool = False) -> None:
-    """The corpus options every benchmark takes: --corpus, --text-field, --id-field, --size-mb."""
-    ap.add_argument("--corpus", default=None, metavar="GLOB",
-                    help="JSONL files to use instead of the generated corpus (plain or .gz/.zst/.bz2/.xz)")
+REAL_CORPORA = ("multilingual", "code", "mix")  # built by benchmarks/corpora.py from Debian packages' text
+GENERATED = "generated"
+
+
+def corpus_arguments(ap: argparse.ArgumentParser, size_mb: float, unique_ids: bool = False,
+                     default: str = GENERATED) -> None:
+    """The corpus options every benchmark takes: --corpus, --slice-mb, --text-field, --id-field, --size-mb."""
+    ap.add_argument("--corpus", default=default, metavar="NAME|GLOB",
+                    help=f"the corpus: {', '.join(REAL_CORPORA)} (real text nobody here wrote, built and cached by "
+                         f"benchmarks/corpora.py), {GENERATED} (the generated corpus, --size-mb) or a glob of "
+                         f"JSONL files (plain or .gz/.zst/.bz2/.xz) (default: {default})")
+    ap.add_argument("--slice-mb", type=float, default=None, metavar="MB",
+                    help="only the first MB of a named real corpus (its documents interleave languages, so a "
+                         "slice is a small copy of the whole)")
     ap.add_argument("--text-field", default="text", help="text field of --corpus records (default: text)")
     ap.add_argument("--id-field", default="id",
                     help=f"id field of --corpus records{', unique' if unique_ids else ''} (default: id)")
     ap.add_argument("--size-mb", type=float, default=size_mb,
                     help=f"size of the generated corpus in MB of text (default {size_mb:g})")
+
+
+def named_corpus(name: str, slice_mb: float | None, workdir: Path) -> tuple[list[str], str]:
+    """(files, description) of a real corpus of benchmarks/corpora.py, whole or its first ``slice_mb`` MB."""
+    import corpora
+
+    corpus = corpora.build(name)
+    if slice_mb is None:
+        return corpus.files, f"real: {corpus.describe()}"
+    files = corpora.slice_files(corpus, slice_mb, workdir / f"slice-{name}-{slice_mb:g}mb")
+    return files, f"real: the first {slice_mb:g} MB of {corpus.describe()}"
 
 
 def read_texts(files: list[str], text_field: str) -> list[str]:
@@ -705,15 +726,19 @@ def run_benchmark(argv: list[str], parse: Callable, child: Callable, bench: Call
 
 def corpus_files(args: argparse.Namespace, workdir: Path, generate: Callable[[Path, float], list[str]],
                  generated_desc: str) -> tuple[list[str], str]:
-    """(files, description): the user's --corpus, or the generated corpus (whose fields are text and id)."""
-    if args.corpus:
-        files = [os.path.abspath(f) for f in sorted(glob.glob(os.path.expanduser(args.corpus)))]
-        if not files:
-            raise SystemExit(f"--corpus {args.corpus!r} matches no file")
-        return files, f"{len(files)} file(s) matching {args.corpus!r}"
-    args.text_field, args.id_field = "text", "id"
-    files = generate(workdir, args.size_mb)
-    return files, f"generated ({generated_desc}), {len(files)} JSONL files in {Path(files[0]).parent}"
+    """(files, description): a named real corpus (the default), the generated corpus, or the files of a glob."""
+    if args.corpus in REAL_CORPORA:
+        args.text_field, args.id_field = "text", "id"
+        return named_corpus(args.corpus, args.slice_mb, workdir)
+    if args.corpus == GENERATED:
+        args.text_field, args.id_field = "text", "id"
+        files = generate(workdir, args.size_mb)
+        return files, f"generated ({generated_desc}), {len(files)} JSONL files in {Path(files[0]).parent}"
+    files = [os.path.abspath(f) for f in sorted(glob.glob(os.path.expanduser(args.corpus)))]
+    if not files:
+        raise SystemExit(f"--corpus {args.corpus!r} is neither a corpus name ({', '.join(REAL_CORPORA)}, "
+                         f"{GENERATED}) nor a glob matching a file")
+    return files, f"{len(files)} file(s) matching {args.corpus!r}"
 
 
 def benchmark(args: argparse.Namespace, workdir: Path, cores: int) -> int:

@@ -206,7 +206,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     corpus_arguments(ap, 40)
-    ap.add_argument("--quick", action="store_true", help="a smoke run on a 3 MB generated corpus and a classifier "
+    ap.add_argument("--quick", action="store_true", help="a smoke run on 3 MB of the corpus and a classifier "
                     f"trained on {CLASSIFIER_PER_CLASS_QUICK} paragraphs per class (still a full-size model)")
     ap.add_argument("--repeat", type=int, default=None,
                     help="runs of each system, in rounds; the median is reported (default 3, with --quick 1)")
@@ -220,6 +220,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         ap.error("--repeat must be >= 1")
     if args.quick:
         args.size_mb = 3
+        args.slice_mb = args.slice_mb or 3
     return args
 
 

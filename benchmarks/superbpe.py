@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from prepare_throughput import (  # noqa: E402  (a sibling script)
     cached_corpus,
     corpus_arguments,
+    corpus_files,
     generated_corpus,
     iter_json_records,
     log,
@@ -114,12 +115,8 @@ def main() -> int:
     started = time.perf_counter()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="tokenmill-superbpe-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    if args.corpus:
-        import glob
-
-        files = sorted(glob.glob(args.corpus))
-    else:
-        files = generated_corpus(workdir, args.size_mb)
+    files, description = corpus_files(args, workdir, generated_corpus, "stdlib sources/docstrings + chatterbot")
+    log(f"corpus: {description}")
     train_files, held = split_corpus(files, workdir, args.size_mb)
     log(f"{len(held)} held-out documents, {sum(len(r[args.text_field].encode()) for r in held) / 1e6:.1f} MB")
     runs = {}
