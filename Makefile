@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-filter bench-extract bench-dedup bench-runners bench-scale bench-scoring bench-packing bench-loader bench-superbpe bench-stats clean
+.PHONY: demo test bench bench-filter bench-extract bench-dedup bench-runners bench-scale bench-scoring bench-packing bench-loader bench-superbpe bench-stats bench-corpora clean
 
 $(STAMP): pyproject.toml transforms/filter/_ngrams.c transforms/stats/_words.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ bench-superbpe: $(STAMP)
 
 bench-stats: $(STAMP)
 	$(PY) benchmarks/stats_throughput.py
+
+# the real benchmark corpora (multilingual, code, mix) from Debian packages, built once into .bench-cache/corpora
+bench-corpora: $(STAMP)
+	$(PY) benchmarks/corpora.py
 
 clean:
 	rm -rf $(VENV) demo-output build *.egg-info
