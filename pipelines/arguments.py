@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-from transforms.read.sources import FORMATS
+from schemas.options import FORMATS
 
 EPILOG_BEAM = """\
 Any option not listed here is passed to Apache Beam as a pipeline option, so the same command scales out:

@@ -1,4 +1,8 @@
-"""``tokenmill demo``: embedded corpus → tokenizer → ``prepare`` → summary. No download, no arguments needed."""
+"""``tokenmill demo``: embedded corpus → tokenizer → ``prepare`` → summary. No download, no arguments needed.
+
+orjson and ``prepare`` (with what it runs) are imported by the functions that build and run the demo, so
+``demo --help`` loads neither.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +14,12 @@ import sys
 import time
 from dataclasses import dataclass
 
-import orjson
-
-from pipelines import prepare
 from pipelines.arguments import EPILOG_BEAM, positive
 from pipelines.runner import run_with_progress
 from transforms.read.demo_corpus import demo_records, stdlib_root
 from transforms.report.summary import summary_table
 from transforms.tokenize.training import train_byte_level_bpe
 
-HELP = "build a corpus from this Python's standard library, train a small tokenizer, run prepare on it"
 DESCRIPTION = ("The quick start: writes a JSONL corpus made of the running Python's standard library (module sources "
                "and their docstrings), trains a byte-level BPE tokenizer on it, runs prepare and prints where the "
                "shards and the manifest are. Needs no download.")
@@ -57,6 +57,8 @@ def config_from_args(args: argparse.Namespace, command_line: list[str]) -> DemoC
 
 def write_corpus(directory: str) -> list[str]:
     """Write the stdlib corpus as JSONL files (the last one gzipped) and return their paths."""
+    import orjson
+
     os.makedirs(directory, exist_ok=True)
     records = list(demo_records())
     paths = []
@@ -73,6 +75,8 @@ def write_corpus(directory: str) -> list[str]:
 
 
 def _training_texts(paths: list[str]) -> list[str]:
+    import orjson
+
     texts, total = [], 0
     for path in paths:
         opener = gzip.open if path.endswith(".gz") else open
@@ -88,6 +92,8 @@ def _training_texts(paths: list[str]) -> list[str]:
 
 def launch(cfg: DemoConfig, beam_args: list[str], show_progress: bool) -> int:
     """Build the corpus and tokenizer (once), run prepare, print where everything is; the exit code."""
+    from pipelines import prepare
+
     out = cfg.output
     corpus_dir = os.path.join(out, "corpus")
     tok_path = os.path.join(out, f"tokenizer-{cfg.vocab_size}.json")

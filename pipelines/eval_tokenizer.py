@@ -4,6 +4,7 @@ The corpus pass is a Beam pipeline: each input split is read, languages identifi
 each batch (batch encoding); a split emits small fixed-size arrays (per group stats, one bincount per tokenizer)
 which are summed per key. Texts are never collected. The tokenizer-only checks and the parallel set run in this
 process. Writes ``report.json`` (schema: ``transforms.tokenize.evaluation``) and a self-contained ``report.html``.
+Beam, fsspec, numpy and the evaluation are imported by the functions that run it (``--help`` loads none of them).
 """
 
 from __future__ import annotations
@@ -13,31 +14,14 @@ import json
 import sys
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
-
-import fsspec
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from pipelines.arguments import EPILOG_BEAM, add_format_and_text_field, positive
 from pipelines.runner import pipeline, run_with_progress
-from transforms.read.sources import check_field_options, expand_inputs, plan_splits
-from transforms.tokenize.evaluation import (
-    STAT_FIELDS,
-    TokenizerEvalError,
-    TokenizerInfo,
-    corpus_section,
-    load_tokenizer,
-    magikarp,
-    parity,
-    qtok,
-    read_parallel,
-    summary_table,
-    tokenizer_names,
-    vocabulary_section,
-)
-from transforms.tokenize.eval_report import render_html
 
-HELP = "compare tokenizers: compression per language and source, parity premium, vocabulary checks"
+if TYPE_CHECKING:
+    from transforms.tokenize.evaluation import TokenizerInfo
+
 DESCRIPTION = ("Run every tokenizer over the inputs (a Beam pipeline; language identified per document) and report "
                "bytes/token, chars/token, fertility, NSL (vs the first tokenizer), vocabulary utilisation and token "
                "lengths, overall, per source file and per language; the parity premium per language on aligned "
@@ -99,6 +83,10 @@ def config_from_args(args: argparse.Namespace, command_line: list[str]) -> EvalC
 
 def check_output(output: str, overwrite: bool) -> None:
     """Refuse to replace an existing report unless --overwrite."""
+    import fsspec
+
+    from transforms.tokenize.evaluation import TokenizerEvalError
+
     fs, root = fsspec.core.url_to_fs(output)
     if fs.exists(f"{root.rstrip('/')}/{REPORT_JSON}") and not overwrite:
         raise TokenizerEvalError(f"--output {output}: already holds a report (use --overwrite to replace it)")
@@ -108,8 +96,10 @@ def corpus_pass(cfg: EvalConfig, infos: list[TokenizerInfo], beam_args: list[str
                 progress_dir: str | None = None) -> dict[tuple[Any, int], Any]:
     """Run the Beam corpus pass; returns the summed arrays keyed by (group or "counts", tokenizer index)."""
     import apache_beam as beam  # for a run, not for --help
+    import fsspec
 
     from transforms.gather import read_pickle, write_pickle
+    from transforms.read.sources import check_field_options, expand_inputs, plan_splits
     from transforms.tokenize.eval_steps import EvalSplit, sum_arrays
 
     files = expand_inputs(cfg.inputs, cfg.input_format)
@@ -135,6 +125,23 @@ def corpus_pass(cfg: EvalConfig, infos: list[TokenizerInfo], beam_args: list[str
 def run(cfg: EvalConfig, beam_args: list[str] | None = None, progress_dir: str | None = None) -> dict[str, Any]:
     """Evaluate every tokenizer; writes report.json and report.html under ``cfg.output`` and returns the report
     (``progress_dir``: where the workers report progress for a live display)."""
+    import fsspec
+    import numpy as np
+
+    from transforms.tokenize.eval_report import render_html
+    from transforms.tokenize.evaluation import (
+        STAT_FIELDS,
+        TokenizerEvalError,
+        corpus_section,
+        load_tokenizer,
+        magikarp,
+        parity,
+        qtok,
+        read_parallel,
+        tokenizer_names,
+        vocabulary_section,
+    )
+
     if not cfg.tokenizers:
         raise TokenizerEvalError("--tokenizer: give at least one tokenizer.json")
     check_output(cfg.output, cfg.overwrite)
@@ -168,5 +175,7 @@ def run(cfg: EvalConfig, beam_args: list[str] | None = None, progress_dir: str |
 def launch(cfg: EvalConfig, beam_args: list[str], show_progress: bool) -> int:
     """Run as ``tokenmill eval-tokenizer`` does (a progress line on a terminal, the summary on stderr); the exit
     code."""
+    from transforms.tokenize.evaluation import summary_table
+
     print(summary_table(run_with_progress(run, cfg, beam_args, show_progress), cfg.output), file=sys.stderr)
     return 0

@@ -2,6 +2,7 @@
 
 No Beam: the export is one sequential pass over the shards in manifest order (the order training reads them),
 writing one file, so it streams in one process. Memory holds one batch of rows plus one end offset per document.
+The export (numpy, pyarrow) is imported by the functions that run it, so ``export-megatron --help`` loads neither.
 """
 
 from __future__ import annotations
@@ -10,17 +11,11 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from transforms.export.megatron import (
-    ExportSummary,
-    IndexedDatasetWriter,
-    check_output_prefix,
-    choose_dtype,
-    summary_table,
-)
-from transforms.export.packed_source import iter_token_blocks, load_packed_source
+if TYPE_CHECKING:
+    from transforms.export.megatron import ExportSummary
 
-HELP = "write a prepare output as a Megatron-LM indexed dataset (PREFIX.bin + PREFIX.idx)"
 DESCRIPTION = ("Rebuild the documents of a finished prepare output (shards in manifest order, padding dropped, each "
                "document ending with its EOS, BOS kept if configured) and write them as Megatron-LM's "
                "MMapIndexedDataset, one sequence and one document each, as preprocess_data.py --append-eod writes "
@@ -61,6 +56,9 @@ def config_from_args(args: argparse.Namespace, command_line: list[str]) -> Expor
 
 def run(cfg: ExportConfig) -> ExportSummary:
     """Export every document of ``cfg.out_dir``'s shards, in order, one Megatron sequence and document each."""
+    from transforms.export.megatron import ExportSummary, IndexedDatasetWriter, check_output_prefix, choose_dtype
+    from transforms.export.packed_source import iter_token_blocks, load_packed_source
+
     check_output_prefix(cfg.output, cfg.overwrite)  # before reading anything
     source = load_packed_source(cfg.out_dir)
     dtype = choose_dtype(cfg.dtype, source.vocab_size)
@@ -79,5 +77,7 @@ def run(cfg: ExportConfig) -> ExportSummary:
 
 def launch(cfg: ExportConfig, beam_args: list[str], show_progress: bool) -> int:
     """Run as ``tokenmill export-megatron`` does (the summary on stderr); the exit code."""
+    from transforms.export.megatron import summary_table
+
     print(summary_table(run(cfg)), file=sys.stderr)
     return 0

@@ -2,7 +2,8 @@
 
 The same graph as ``prepare`` (``pipelines.stream_graph``) without tokenizing: every kept document lands in
 ``documents/`` (id, text as the filters left it, source, line/row, meta), every dropped one in ``rejected/`` with its
-stage and reason.
+stage and reason. What a run needs beyond its options (the transforms: numpy, fsspec) is imported by the functions
+that run it, so ``filter --help`` answers without it.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipelines.arguments import EPILOG_BEAM
 from pipelines.runner import run_with_progress
 from pipelines.stream_setup import manifest_header, recipe_started, selection_unit, stream_config
 from pipelines.stream_job import (
@@ -21,23 +21,20 @@ from pipelines.stream_job import (
     add_input_arguments,
     add_recipe_arguments,
     add_running_arguments,
+    job_epilog,
     job_fields,
     job_summary,
-    recipe_epilog,
 )
 from schemas import manifest as m
-from transforms import hashing
-from transforms.output.guard import claim_output
-from transforms.read.sources import check_field_options, expand_inputs
-from transforms.recipe.files import check_recipe_files
-from transforms.recipe.recipes import Recipe, load_recipe
 
-HELP = "filter and deduplicate a corpus by a recipe: kept documents as Parquet, dropped ones with reasons"
+if TYPE_CHECKING:
+    from transforms.recipe.recipes import Recipe
+
 DESCRIPTION = ("Read every input, apply the recipe (quality filters, language identification, exact and MinHash "
                "deduplication) and write the kept documents as Parquet under documents/ (id, text as the filters "
                "left it, source, line/row, meta such as lang), every dropped document under rejected/ with its "
                "stage and reason, and a manifest (written last). No tokenizer needed.")
-EPILOG = recipe_epilog() + EPILOG_BEAM
+EPILOG = job_epilog  # the recipe's stages: computed when the help is shown
 BEAM = True
 
 
@@ -62,6 +59,8 @@ def config_from_args(args: argparse.Namespace, command_line: list[str]) -> Filte
 
 def fingerprint(cfg: FilterConfig, recipe: Recipe) -> str:
     """Identity of the job's result (not runner, workers, engine or temp paths)."""
+    from transforms import hashing
+
     keys = ("inputs", "text_field", "id_field", "input_format", "stream_bytes", "meta_fields", "emit_modified")
     ident = {k: getattr(cfg, k) for k in keys}
     ident["command"] = "filter"
@@ -74,6 +73,10 @@ def run(cfg: FilterConfig, beam_args: list[str] | None = None,
     """Check everything that can be checked up front, run the pipeline, return the manifest (None for a Dataflow
     template launch)."""
     from transforms.dedup.index import resolve_against
+    from transforms.output.guard import claim_output
+    from transforms.read.sources import check_field_options, expand_inputs
+    from transforms.recipe.files import check_recipe_files
+    from transforms.recipe.recipes import load_recipe
 
     beam_args = list(beam_args or [])
     started = time.time()

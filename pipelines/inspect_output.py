@@ -1,29 +1,22 @@
 """``tokenmill inspect``: summarise a finished prepare or filter output, decode some of its rows, verify its files.
 
-No Beam: one process reads the manifest, the rows asked for and (``--verify``) every file the manifest lists.
+No Beam: one process reads the manifest, the rows asked for and (``--verify``) every file the manifest lists. The
+readers (numpy, pyarrow, fsspec) are imported by the functions that read, so ``inspect --help`` loads none of them.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from pipelines.arguments import whole_number
 from schemas import manifest as m
-from transforms.inspection.output import InspectError, OutputDir, open_output
-from transforms.inspection.rows import (
-    DEFAULT_MAX_CHARS,
-    DOC_MARK,
-    decoded_rows,
-    format_document,
-    format_row,
-    load_decoder,
-    pick_rows,
-    read_rows,
-    total_rows,
-)
-from transforms.inspection.summary import plural, summary_text
-from transforms.inspection.verify import verify_output
+from schemas.options import DEFAULT_MAX_CHARS
+from transforms.inspection.summary import DOC_MARK, plural, summary_text
+
+if TYPE_CHECKING:
+    from transforms.inspection.output import OutputDir
 
 DESCRIPTION = (
     "Print a summary of a finished tokenmill prepare or filter output (job, inputs, tokenizer, packing, counts, "
@@ -32,7 +25,6 @@ DESCRIPTION = (
     "documents), and optionally verify every file against the manifest. Exit code: 0, or 1 when --verify finds a "
     "mismatch, 2 when OUTPUT_DIR or an option cannot be used."
 )
-HELP = "summarise a prepare/filter output, decode rows, verify checksums and counts"
 EPILOG = None
 BEAM = False  # no Beam here: an unknown option is a typo
 
@@ -77,6 +69,8 @@ def launch(args: argparse.Namespace, beam_args: list[str], show_progress: bool) 
 
 def run_inspect(args: argparse.Namespace) -> int:
     """Run ``tokenmill inspect`` with parsed arguments: print to stdout, return the exit code."""
+    from transforms.inspection.output import InspectError
+
     try:
         return _inspect(args)
     except InspectError as exc:
@@ -85,6 +79,8 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from transforms.inspection.output import InspectError, open_output
+
     out = open_output(args.output_dir)
     if args.seed is not None and not args.rows:
         raise InspectError("--seed chooses which rows --rows shows: give --rows N too")
@@ -100,6 +96,16 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _show_rows(out: OutputDir, args: argparse.Namespace) -> None:
+    from transforms.inspection.rows import (
+        decoded_rows,
+        format_document,
+        format_row,
+        load_decoder,
+        pick_rows,
+        read_rows,
+        total_rows,
+    )
+
     total = total_rows(out)
     indices = pick_rows(total, args.rows, args.seed)
     which = f"{len(indices)} of {total:,} {'rows' if out.packed else 'documents'}"
@@ -118,6 +124,8 @@ def _show_rows(out: OutputDir, args: argparse.Namespace) -> None:
 
 
 def _verify(out: OutputDir) -> int:
+    from transforms.inspection.verify import verify_output
+
     problems = verify_output(out)
     man = out.manifest
     labels = ((m.K_SHARDS, "shard"), (m.K_DOCUMENTS, "document file"), (m.K_REJECTED, "rejected file"),

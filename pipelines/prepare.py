@@ -1,7 +1,9 @@
 """``tokenmill prepare``: read → recipe (filters) → [dedup] → tokenize → pack → write shards → commit manifest.
 
 The command: its options, its config, the checks made before any work starts, its summary. The Beam graph is
-``pipelines.stream_graph`` (shared with ``filter``), imported when a job runs (``--help`` loads no Beam).
+``pipelines.stream_graph`` (shared with ``filter``), imported when a job runs (``--help`` loads no Beam); the
+transforms the checks use (numpy, fsspec, tokenizers) are imported by the functions that use them, for the same
+reason.
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from pipelines.arguments import EPILOG_BEAM, positive
+from pipelines.arguments import positive
 from pipelines.runner import run_with_progress
 from pipelines.stream_setup import manifest_header, recipe_started, stream_config
 from pipelines.stream_job import (
@@ -21,23 +23,20 @@ from pipelines.stream_job import (
     add_input_arguments,
     add_recipe_arguments,
     add_running_arguments,
+    job_epilog,
     job_fields,
     job_summary,
-    recipe_epilog,
 )
 from schemas import manifest as m
-from transforms import hashing
-from transforms.output.guard import claim_output
-from transforms.pack.packers import LOSS_MASKS, PACKINGS, PackingSpec
-from transforms.read.sources import check_field_options, expand_inputs
-from transforms.recipe.files import check_recipe_files
-from transforms.recipe.recipes import Recipe, load_recipe
-from transforms.tokenize.tokenizer import AUTO, BACKENDS, TIKTOKEN_SCHEMES, resolve_tokenizer
+from schemas.options import AUTO, BACKENDS, LOSS_MASKS, PACKINGS, TIKTOKEN_SCHEMES
 
-HELP = "tokenize a corpus and pack it into Parquet shards with a manifest"
+if TYPE_CHECKING:
+    from transforms.pack.packers import PackingSpec
+    from transforms.recipe.recipes import Recipe
+
 DESCRIPTION = ("Read every input, tokenize each document, append EOS, pack the token stream into rows of exactly "
                "--seq-len tokens and write Parquet shards, rejected records and a manifest (written last).")
-EPILOG = recipe_epilog() + EPILOG_BEAM
+EPILOG = job_epilog  # the recipe's stages: computed when the help is shown
 BEAM = True
 
 
@@ -133,6 +132,8 @@ def config_from_args(args: argparse.Namespace, command_line: list[str]) -> Prepa
 
 def fingerprint(cfg: PrepareConfig, tokenizer_sha: str, recipe: Recipe | None = None) -> str:
     """Identity of the job's result: what decides the shards' bytes (not runner, workers or paths of temp files)."""
+    from transforms import hashing
+
     keys = ("inputs", "text_field", "id_field", "input_format", "eos_token", "bos_token", "pad_token", "seq_len",
             "shard_rows", "stream_bytes", "packing", "tiktoken_scheme", "emit_documents", "meta_fields",
             "emit_modified", "best_fit_buffer", "decompose_range", "decompose_pad", "shuffle_seed",
@@ -145,6 +146,8 @@ def fingerprint(cfg: PrepareConfig, tokenizer_sha: str, recipe: Recipe | None = 
 
 def packing_spec(cfg: PrepareConfig) -> PackingSpec:
     """The packing options as a checked PackingSpec (ConfigError names the option that is wrong)."""
+    from transforms.pack.packers import PackingSpec
+
     low, _, high = cfg.decompose_range.partition(":")
     if not (low.strip().isdigit() and high.strip().isdigit()):
         raise ConfigError(f"--decompose-range must be LOW:HIGH (exponents of two, e.g. 8:13), got "
@@ -163,6 +166,11 @@ def run(cfg: PrepareConfig, beam_args: list[str] | None = None,
     """Check everything that can be checked up front, run the pipeline, return the manifest (None when the job was
     only described for a Dataflow template: --template_location)."""
     from transforms.dedup.index import resolve_against
+    from transforms.output.guard import claim_output
+    from transforms.read.sources import check_field_options, expand_inputs
+    from transforms.recipe.files import check_recipe_files
+    from transforms.recipe.recipes import load_recipe
+    from transforms.tokenize.tokenizer import resolve_tokenizer
 
     beam_args = list(beam_args or [])
     started = time.time()

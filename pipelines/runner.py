@@ -1,7 +1,7 @@
 """How a command's Beam pipeline runs: its options, the local runner and its worker processes, the progress display.
 
-Beam is imported inside the functions that build its objects: every command module imports this one, and
-``tokenmill COMMAND --help`` must answer without loading Beam.
+Beam (and the input planning, with fsspec) is imported inside the functions that use it: every command module
+imports this one, and ``tokenmill COMMAND --help`` must answer without loading either.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import tempfile
 from typing import Any, Callable, TypeVar
 
 from transforms.errors import TokenmillError
-from transforms.read.sources import expand_inputs
 from transforms.report.progress import ProgressDisplay
 
 LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
@@ -157,6 +156,8 @@ def run_with_progress(run: Callable[..., Result], cfg: Any, beam_args: list[str]
     ``inputs`` and ``input_format``; ``run`` takes ``progress_dir``, where the workers report)."""
     if not (show_progress and sys.stderr.isatty() and is_local(beam_args)):
         return run(cfg, beam_args)
+    from transforms.read.sources import expand_inputs
+
     progress_dir = tempfile.mkdtemp(prefix="tokenmill-progress-")
     try:
         total = sum(f.size for f in expand_inputs(cfg.inputs, cfg.input_format))

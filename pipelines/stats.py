@@ -6,6 +6,8 @@
 
 The input may also be a ``tokenmill prepare`` or ``filter`` output directory: a filter output's kept documents are
 measured (``documents/``), a prepare output's inputs (from its manifest), and the funnel of that run is added.
+
+Beam, fsspec and the measures (numpy) are imported by the functions that run the job, so ``stats --help`` loads none.
 """
 
 from __future__ import annotations
@@ -18,20 +20,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import fsspec
-
 from pipelines import tokenmill_version
 from pipelines.arguments import EPILOG_BEAM, add_format_and_text_field, positive
 from pipelines.runner import pipeline, run_with_progress
 from schemas import manifest as mf
 from schemas import stats as s
-from schemas.shards import MANIFEST_FILE, read_output_manifest
 from transforms.errors import TokenmillError
-from transforms.read.sources import check_field_options, escaped_names, expand_inputs, plan_splits
 from transforms.report.summary import key_value_table
-from transforms.stats.measures import capped_groups, duplicate_summary
 
-HELP = "corpus statistics: sizes, length distributions, quality signals, duplicates, frequent lines"
 DESCRIPTION = ("Measure every input in one Beam pass with combinable sketches only (no document leaves its worker): "
                "documents, bytes, characters, words, lines (and tokens with --tokenizer); distributions of document "
                "length (count, mean, exact min/max, quantiles within 1%, log-binned histograms) and of the quality "
@@ -100,6 +96,10 @@ def config_from_args(args: argparse.Namespace, command_line: list[str]) -> Stats
 
 def _run_output(inputs: list[str]) -> tuple[list[str], str | None, dict[str, Any] | None]:
     """If the single input is a prepare/filter output directory: (inputs to read, their format, its manifest)."""
+    import fsspec
+
+    from schemas.shards import MANIFEST_FILE, read_output_manifest
+
     if len(inputs) != 1:
         return inputs, None, None
     fs, path = fsspec.core.url_to_fs(inputs[0])
@@ -121,8 +121,10 @@ def _run_output(inputs: list[str]) -> tuple[list[str], str | None, dict[str, Any
 def run(cfg: StatsConfig, beam_args: list[str] | None = None, progress_dir: str | None = None) -> dict[str, Any]:
     """Measure the inputs; writes ``stats.json`` and ``report.html`` under ``cfg.output``; returns the stats."""
     import apache_beam as beam  # for a run, not for --help
+    import fsspec
 
     from transforms.gather import read_pickle, write_pickle
+    from transforms.read.sources import check_field_options, expand_inputs, plan_splits
     from transforms.stats.steps import CorpusStats, StatsSpec
     from transforms.tokenize.sampling import common_root
 
@@ -176,6 +178,9 @@ def run(cfg: StatsConfig, beam_args: list[str] | None = None, progress_dir: str 
 def build_stats(cfg: StatsConfig, files: list[Any], part: Any, distinct: int, manifest: dict[str, Any] | None,
                 seconds: float) -> dict[str, Any]:
     """The stats.json document."""
+    from transforms.read.sources import escaped_names
+    from transforms.stats.measures import capped_groups, duplicate_summary
+
     with_tokens = cfg.tokenizer is not None
     totals = {k: v for k, v in part.counts.items() if with_tokens or k != s.TOKENS}
     totals[s.REJECTED] = dict(sorted(part.rejected.items()))

@@ -1,5 +1,6 @@
 """What ``prepare`` and ``filter`` share outside their Beam graph: the config fields and options of a job over
-input streams, the recipe epilog of their help, and their end-of-run summary. No Beam here (``--help``)."""
+input streams, the recipe epilog of their help, and their end-of-run summary. No Beam here (``--help``), and the
+recipe's registries are imported only when the epilog is shown."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import argparse
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
-from pipelines.arguments import add_format_and_text_field, positive
+from pipelines.arguments import EPILOG_BEAM, add_format_and_text_field, positive
+from schemas.options import DEFAULT_STREAM_BYTES
 from transforms.errors import TokenmillError
-from transforms.read.sources import DEFAULT_STREAM_BYTES
 from transforms.report.summary import summary_table
 
 
@@ -78,6 +79,11 @@ def recipe_epilog() -> str:
                  "(meta.bucket). Select one of: " + ", ".join(CRITERIA) + " (and score: KEY|bucket). "
                  "Upsample: {BUCKET: FACTOR}.")
     return "\n".join(lines) + "\n\n"
+
+
+def job_epilog() -> str:
+    """The epilog of ``prepare --help`` and ``filter --help``: the recipe's vocabulary, then the Beam options."""
+    return recipe_epilog() + EPILOG_BEAM
 
 
 def add_input_arguments(ap: argparse.ArgumentParser) -> None:

@@ -14,9 +14,9 @@ from pipelines import tokenmill_version
 from pipelines.runner import LOCAL_RUNNERS, is_local, runner_name
 from pipelines.stream_job import ConfigError, JobConfig
 from schemas import manifest as m
-from transforms.read.sources import InputFile, escaped_names
 
 if TYPE_CHECKING:
+    from transforms.read.sources import InputFile
     from transforms.recipe.recipes import Recipe
     from transforms.stream.config import StreamConfig
 
@@ -81,6 +81,8 @@ def stream_config(cfg: JobConfig, files: list[InputFile], recipe: Recipe | None,
 def manifest_header(fmt: str, command: str, cfg: JobConfig, fp: str, files: list[InputFile], beam_args: list[str],
                     stream_cfg: StreamConfig) -> dict[str, Any]:
     """The manifest keys every job records: format, version, job, fingerprint, inputs, runner, recipe."""
+    from transforms.read.sources import escaped_names  # (fsspec: for a run, not for --help)
+
     header = {
         m.K_FORMAT: fmt,
         m.K_VERSION: tokenmill_version(),

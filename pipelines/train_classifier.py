@@ -1,7 +1,8 @@
 """``tokenmill train-classifier``: labelled documents → seeded sample → hold out → fastText → metrics → card.
 
 No Beam: a quality classifier's training set (DCLM: a few hundred thousand documents) fits one machine, and
-fastText trains in one process. The card (``<output>.json``) is written last, after the model.
+fastText trains in one process. The card (``<output>.json``) is written last, after the model. The classifier's
+module (numpy, fsspec, the readers) is imported by the functions that run it: ``--help`` loads none of them.
 """
 
 from __future__ import annotations
@@ -12,35 +13,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from pipelines import tokenmill_version
 from pipelines.arguments import add_format_and_text_field, positive
-from transforms.select.classifier import (
-    CARD_FORMAT,
-    DEFAULT_NEGATIVE_LABEL,
-    DEFAULT_POSITIVE_LABEL,
-    NEGATIVE,
-    POSITIVE,
-    Hyperparameters,
-    balance,
-    binary_metrics,
-    check_disjoint,
-    check_options,
-    check_output,
-    fasttext_version,
-    positive_probability,
-    read_class,
-    resolve_inputs,
-    save_model,
-    split_holdout,
-    summary_table,
-    train_fasttext,
-    training_lines,
-    write_card,
-)
+from schemas.options import DEFAULT_NEGATIVE_LABEL, DEFAULT_POSITIVE_LABEL
 
-HELP = "train a fastText quality classifier (DCLM style) on positive and negative documents"
 DESCRIPTION = ("Read the positive (high-quality) and negative documents, sample them by a seeded hash "
                "(--max-per-class, --balance), hold out a fraction of each class, train a fastText supervised "
                "classifier on the rest and measure precision, recall, F1 (probability >= 0.5) and ROC AUC on the "
@@ -140,6 +116,29 @@ def config_from_args(args: argparse.Namespace, command_line: list[str]) -> Train
 
 def run(cfg: TrainClassifierConfig) -> dict[str, Any]:
     """Check everything that can be checked up front, train, evaluate on the held-out documents; returns the card."""
+    import numpy as np
+
+    from transforms.select.classifier import (
+        CARD_FORMAT,
+        NEGATIVE,
+        POSITIVE,
+        Hyperparameters,
+        balance,
+        binary_metrics,
+        check_disjoint,
+        check_options,
+        check_output,
+        fasttext_version,
+        positive_probability,
+        read_class,
+        resolve_inputs,
+        save_model,
+        split_holdout,
+        train_fasttext,
+        training_lines,
+        write_card,
+    )
+
     started = time.time()
     hp = Hyperparameters(epoch=cfg.epochs, lr=cfg.lr, dim=cfg.dim, word_ngrams=cfg.word_ngrams,
                          min_count=cfg.min_count, bucket=cfg.bucket, threads=cfg.threads, seed=cfg.seed)
@@ -191,5 +190,7 @@ def run(cfg: TrainClassifierConfig) -> dict[str, Any]:
 
 def launch(cfg: TrainClassifierConfig, beam_args: list[str], show_progress: bool) -> int:
     """Run as ``tokenmill train-classifier`` does (the summary on stderr); the exit code."""
+    from transforms.select.classifier import summary_table
+
     print(summary_table(run(cfg)), file=sys.stderr)
     return 0

@@ -8,7 +8,8 @@
      full size]
 
 The card (``<output>.card.json``: inputs, sample per group, shares, recipe, vocabulary size, timings) is written
-after the tokenizer.
+after the tokenizer. Beam, fsspec and tokenizers are imported by the functions that run the job (``--help`` loads
+none of them).
 """
 
 from __future__ import annotations
@@ -21,13 +22,11 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-import fsspec
-
 from pipelines import tokenmill_version
 from pipelines.arguments import EPILOG_BEAM, byte_size, positive
 from pipelines.runner import pipeline
+from schemas.options import FORMATS
 from transforms.errors import TokenmillError
-from transforms.read.sources import FORMATS, check_field_options, expand_inputs
 from transforms.report.summary import key_value_table
 from transforms.tokenize.training import (
     BALANCES,
@@ -41,7 +40,6 @@ from transforms.tokenize.training import (
     train_tokenizer,
 )
 
-HELP = "train a byte-level BPE tokenizer on a deterministic sample of a corpus"
 DESCRIPTION = ("Sample the inputs deterministically up to --sample-bytes (a Beam pipeline: bytes per group, then each "
                "document kept when its seeded hash is under its group's rate; --balance shares the budget equally "
                "among sources or languages), train a byte-level BPE tokenizer with the chosen pretokenizer, digit "
@@ -204,7 +202,9 @@ def _superbpe(cfg: TrainTokenizerConfig, recipe: TokenizerRecipe, parts: list[di
 def run(cfg: TrainTokenizerConfig, beam_args: list[str] | None = None) -> dict[str, Any]:
     """Sample, train, write the tokenizer and its card; returns the card."""
     import apache_beam as beam  # for a run, not for --help
+    import fsspec
 
+    from transforms.read.sources import check_field_options, expand_inputs
     from transforms.tokenize.sampling import SampleCorpus
     from transforms.tokenize.superbpe import sample_texts
 
@@ -290,6 +290,8 @@ def _merges(tok: Any) -> int:
 
 
 def _write_json(value: Any, url: str) -> None:
+    import fsspec
+
     with fsspec.open(url, "w", encoding="utf-8") as fh:
         json.dump(value, fh)
 

@@ -23,10 +23,14 @@ Reading back::
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from functools import cache
+from typing import TYPE_CHECKING, Any, Iterator
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
+# pyarrow is imported where the schema is built and files are read: the filter stages import this module for the
+# names of meta keys, and ``prepare --help`` imports every stage (pyarrow and numpy take a third of a second)
 DOC_ID = "id"
 DOC_TEXT = "text"
 DOC_SOURCE = "source"
@@ -44,16 +48,22 @@ META_UPSAMPLE = "upsample"  # times the document is packed (the recipe's upsampl
 DOCUMENTS_DIR = "documents"
 DOCUMENT_NAME = "part-{index:05d}.parquet"
 
-DOCUMENT_SCHEMA = pa.schema(
-    [
-        pa.field(DOC_ID, pa.string(), nullable=False),
-        pa.field(DOC_TEXT, pa.string(), nullable=False),
-        pa.field(DOC_SOURCE, pa.string(), nullable=False),
-        pa.field(DOC_LINE, pa.int64()),
-        pa.field(DOC_ROW, pa.int64()),
-        pa.field(DOC_META, pa.string(), nullable=False),
-    ]
-)
+
+@cache
+def document_schema() -> pa.Schema:
+    """The Arrow schema of a document file (the columns above, in that order)."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field(DOC_ID, pa.string(), nullable=False),
+            pa.field(DOC_TEXT, pa.string(), nullable=False),
+            pa.field(DOC_SOURCE, pa.string(), nullable=False),
+            pa.field(DOC_LINE, pa.int64()),
+            pa.field(DOC_ROW, pa.int64()),
+            pa.field(DOC_META, pa.string(), nullable=False),
+        ]
+    )
 
 
 def document_paths(output_dir: str) -> list[str]:

@@ -1,5 +1,6 @@
 """The house's shape holds: no import cycle among tokenmill modules, no module importing another's private name,
-modules small (the README names the exceptions), and `tokenmill --help` without Beam."""
+modules small (the README names the exceptions), and `tokenmill --help` (and an argument error) without Beam or the
+other heavy packages."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import ast
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("pipelines", "transforms", "schemas")
@@ -134,34 +137,61 @@ def test_modules_are_small() -> None:
     assert all(name in readme for name in LONG_MODULES), "every long module is explained in README.md"
 
 
-def test_help_does_not_import_beam() -> None:
-    commands = [[], *[[c] for c in ("prepare", "filter", "stats", "train-tokenizer", "eval-tokenizer",
-                                    "train-classifier", "export-megatron", "inspect", "demo")]]
+# what `tokenmill --help`, `tokenmill COMMAND --help` and an argument error must not import: they answer in a tenth of
+# a second, and these take most of a second (the commands import them where a job runs)
+HEAVY_PACKAGES = ("numpy", "pyarrow", "fsspec", "orjson", "tokenizers", "apache_beam", "pandas", "datatrove")
+_COMMAND_NAMES = ("prepare", "filter", "train-tokenizer", "demo", "train-classifier", "export-megatron",
+                  "eval-tokenizer", "stats", "inspect")
+_ARGUMENT_ERROR = ["prepare", "-i", "x", "-o", "y", "-t", "z", "--seq-len", "many"]
+
+
+def _run_cli(argv: list[str]) -> tuple[int, list[str]]:
+    """main(argv) in a fresh interpreter: its exit code and the modules it imported."""
+    import json
+
     code = (
         "import sys, json\n"
         "from pipelines.cli import main\n"
-        "out = {}\n"
-        "for argv in json.loads(sys.argv[1]):\n"
-        "    try:\n"
-        "        main([*argv, '--help'])\n"
-        "    except SystemExit as exc:\n"
-        "        out[' '.join(argv) or 'tokenmill'] = exc.code\n"
-        "print(json.dumps({'codes': out, 'beam': 'apache_beam' in sys.modules}))\n"
+        "try:\n"
+        "    code = main(json.loads(sys.argv[1]))\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code\n"
+        "print(json.dumps({'code': code, 'modules': sorted(sys.modules)}))\n"
     )
-    import json
-
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(commands)], capture_output=True, text=True,
-                          cwd=REPO, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(argv)], capture_output=True, text=True, cwd=REPO,
+                          timeout=120)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert set(result["codes"].values()) == {0}, result
-    assert result["beam"] is False, "a --help imported apache_beam"
+    return result["code"], result["modules"]
+
+
+@pytest.mark.parametrize("argv, exit_code", [
+    (["--help"], 0),
+    *[([name, "--help"], 0) for name in _COMMAND_NAMES],
+    (_ARGUMENT_ERROR, 2),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else str(v))
+def test_help_and_argument_errors_import_no_heavy_package(argv: list[str], exit_code: int) -> None:
+    """`--help` and an argument error import the standard library and a few small tokenmill modules: no Beam, no
+    numpy, pyarrow, fsspec, orjson or tokenizers, and no command module but the one being run."""
+    from pipelines.cli import COMMANDS
+
+    code, modules = _run_cli(argv)
+    assert code == exit_code, (argv, code)
+    heavy = sorted({m.split(".")[0] for m in modules} & set(HEAVY_PACKAGES))
+    assert not heavy, f"tokenmill {' '.join(argv)} imported {heavy}"
+    running = argv[0] if argv[0] in COMMANDS else None
+    others = sorted(e.module for name, e in COMMANDS.items() if name != running and e.module in modules)
+    assert not others, f"tokenmill {' '.join(argv)} imported the modules of other commands: {others}"
+
+
+def test_the_help_path_test_covers_every_command() -> None:
+    from pipelines.cli import COMMANDS
+
+    assert set(_COMMAND_NAMES) == set(COMMANDS)
 
 
 def test_the_worked_example_of_adding_a_stage_works(tmp_path, monkeypatch) -> None:
     """ARCHITECTURE.md's example stage, as a module of a stages package, is found, configured and run."""
-    import pytest
-
     from transforms.filter.stage import NO_FIELDS, FilterStage
     from transforms.recipe.errors import RecipeError
     from transforms.registry import discover
@@ -189,10 +219,18 @@ def test_the_worked_example_of_adding_a_stage_works(tmp_path, monkeypatch) -> No
 
 
 def test_every_command_module_has_the_command_interface() -> None:
-    """cli.py is a registry: each command module exports the same small interface, with its help texts."""
-    from pipelines.cli import COMMANDS
+    """cli.py is a registry: each command names its module and its help line; each module exports the same small
+    interface, with its help texts (the epilog: a text, None, or a function giving it when the help is shown)."""
+    from pipelines.cli import COMMANDS, command_module
 
-    for name, module in COMMANDS.items():
-        for attribute in ("HELP", "DESCRIPTION", "EPILOG", "BEAM", "add_arguments", "config_from_args", "launch"):
+    for name, entry in COMMANDS.items():
+        assert isinstance(entry.help, str) and entry.help, name
+        module = command_module(name)
+        assert module.__name__ == entry.module, name
+        for attribute in ("DESCRIPTION", "EPILOG", "BEAM", "add_arguments", "config_from_args", "launch"):
             assert hasattr(module, attribute), f"pipelines command {name!r} ({module.__name__}) lacks {attribute}"
-        assert isinstance(module.HELP, str) and module.HELP, name
+        assert not hasattr(module, "HELP"), f"{module.__name__}: the help line is the registry's (pipelines/cli.py)"
+        assert isinstance(module.DESCRIPTION, str) and module.DESCRIPTION, name
+        assert module.EPILOG is None or isinstance(module.EPILOG, str) or callable(module.EPILOG), name
+        if callable(module.EPILOG):
+            assert isinstance(module.EPILOG(), str), name

@@ -17,6 +17,7 @@ from schemas import manifest as m
 from schemas.documents import iter_documents
 from tests.conftest import write_jsonl
 from transforms.filter.chain import make_engine
+from transforms.filter import decontam_index
 from transforms.filter.decontam_index import NgramHasher, normalize
 from transforms.filter.registry import STAGES
 from transforms.filter.stages import decontam
@@ -240,8 +241,8 @@ def _write_inputs(tmp_path, eval_path: str, mode: str = "drop") -> tuple[str, st
 
 def test_filter_end_to_end_counts_add_up_report_and_determinism(tmp_path, monkeypatch):
     builds = []
-    real_build = decontam.build_index
-    monkeypatch.setattr(decontam, "build_index", lambda *a: builds.append(1) or real_build(*a))
+    real_build = decontam_index.build_index  # (the stage imports it when it builds)
+    monkeypatch.setattr(decontam_index, "build_index", lambda *a: builds.append(1) or real_build(*a))
     path, recipe, records = _write_inputs(tmp_path, str(tmp_path / "bench.jsonl"))
     assert cli.main(["filter", "-i", path, "-o", str(tmp_path / "out"), "--recipe", recipe, "--no-progress"]) == 0
     assert len(builds) == 1  # at launch, once: not per document, bundle or stream

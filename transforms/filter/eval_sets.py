@@ -13,12 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from transforms.read.readers import arrow_batches
-from transforms.read.sources import ARROW, JSONL, PARQUET, TEXT, InputError, expand_inputs
+from schemas.options import ARROW, EVAL_SET_FORMATS, JSONL, PARQUET, TEXT
 from transforms.recipe.errors import RecipeError
 
+# the readers (fsspec, pyarrow) are imported where a set is read: the decontam stage imports this module, and the
+# stage registry behind prepare's --help imports every stage
 DEFAULT_FIELDS = ("text",)
-FORMATS = (JSONL, PARQUET, ARROW, TEXT)
+FORMATS = EVAL_SET_FORMATS
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class EvalSet:
 def eval_items(spec: EvalSet, where: str) -> Iterator[list[str]]:
     """The texts of each item of the set, file by file in sorted order; RecipeError (prefixed ``where``) when a
     file cannot be read, a value is not text, or no item has one of the fields."""
+    from transforms.read.sources import InputError, expand_inputs
+
     try:
         files = expand_inputs([spec.path], spec.format)
     except InputError as exc:
@@ -109,6 +112,8 @@ def _jsonl_items(url: str, compression: str | None, fields: tuple[str, ...], see
 def _table_items(url: str, fmt: str, fields: tuple[str, ...], seen: dict[str, int],
                  where: str) -> Iterator[list[str]]:
     import fsspec
+
+    from transforms.read.readers import arrow_batches
 
     with fsspec.open(url, "rb") as fh:
         if fmt == PARQUET:

@@ -9,8 +9,10 @@ check that both give the same numbers, and the same numbers as datatrove's funct
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # arrays are passed in, never made here: no numpy import (the stage registry, --help, imports this)
+    import numpy as np
 
 try:
     from transforms.filter import _ngrams as _compiled

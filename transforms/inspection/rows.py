@@ -12,12 +12,10 @@ import numpy as np
 from schemas import manifest as m
 from schemas.documents import DOC_ID, DOC_LINE, DOC_ROW, DOC_SOURCE, DOC_TEXT
 from schemas.manifest import E_PATH, E_ROWS
+from schemas.options import DEFAULT_MAX_CHARS
 from schemas.shards import CU_SEQLENS, MANIFEST_FILE, PACKED_COLUMNS, PackedShard, join_url, open_parquet
 from transforms.inspection.output import InspectError, OutputDir
-from transforms.inspection.summary import plural
-
-DEFAULT_MAX_CHARS = 400
-DOC_MARK = "⟦doc {n}⟧"  # printed before each segment of a decoded row
+from transforms.inspection.summary import DOC_MARK, plural
 
 
 @dataclass(frozen=True)

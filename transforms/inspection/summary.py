@@ -11,6 +11,8 @@ from schemas import manifest as m
 from schemas.manifest import E_BYTES, E_PATH, E_RECORDS, E_ROWS, Counts
 from transforms.report.summary import key_value_table, summary_table
 
+DOC_MARK = "⟦doc {n}⟧"  # printed before each segment of a decoded row (here: ``inspect --help`` names it too)
+
 
 def manifest_counts(manifest: dict[str, Any]) -> dict[str, Any]:
     """The manifest's counts with every field present (older manifests lack some)."""

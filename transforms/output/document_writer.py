@@ -15,7 +15,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.documents import DOCUMENT_SCHEMA
+from schemas.documents import document_schema
 from schemas.manifest import E_BYTES, E_ROWS, E_SHA256, E_TEMP_URL
 from transforms.output.shard_writer import COMPRESSION, HashingFile
 
@@ -70,8 +70,8 @@ class DocumentWriter:
 
     def _schema(self) -> pa.Schema:
         if self.encoder is None:
-            return DOCUMENT_SCHEMA
-        return DOCUMENT_SCHEMA.append(pa.field(TOKENS_COLUMN, pa.list_(pa.uint32()), nullable=False)).with_metadata(
+            return document_schema()
+        return document_schema().append(pa.field(TOKENS_COLUMN, pa.list_(pa.uint32()), nullable=False)).with_metadata(
             {ENCODER_KEY: self.encoder.encode()})
 
     def close(self) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from schemas.manifest import K_BATCH_MULTIPLIERS, K_LENGTHS, P_BUFFER, P_LOSS_MASK, P_NAME, P_PAD_REMAINDERS
+from schemas.options import BEST_FIT, CONCAT, DECOMPOSE, LOSS_MASKS, PACKINGS
 from transforms.pack.rows import PackedRows, rows_from_segments
 
 
@@ -76,7 +77,7 @@ class ConcatPacker(FixedLengthPacker):
     A document may continue into the next row; only the last row of the stream is padded.
     """
 
-    name = "concat"
+    name = CONCAT
 
     def __init__(self, seq_len: int, pad_id: int) -> None:
         if seq_len < 1:
@@ -151,7 +152,7 @@ class BestFitPacker(FixedLengthPacker):
     tail is padding. The buffer bounds memory on any corpus; the rows come out in the order they were opened.
     """
 
-    name = "best-fit"
+    name = BEST_FIT
 
     def __init__(self, seq_len: int, pad_id: int, buffer: int = 100_000) -> None:
         if seq_len < 1:
@@ -223,7 +224,7 @@ class DecomposePacker(Packer):
     that produced no row at all (shorter than ``2**low`` without ``pad``).
     """
 
-    name = "decompose"
+    name = DECOMPOSE
     per_length = True
 
     def __init__(self, low: int, high: int, pad_id: int, pad: bool = False) -> None:
@@ -288,9 +289,6 @@ class DecomposePacker(Packer):
         return {K_BATCH_MULTIPLIERS: {str(size): longest // size for size in self.lengths}}
 
 
-LOSS_MASKS = ("none", "padding", "boundaries")
-
-
 def mask_source(tokens: np.ndarray, doc_lens: np.ndarray, mode: str, eos_id: int, bos_id: int | None) -> np.ndarray:
     """Per token of a batch of documents, its loss mask (uint32 0/1, to be packed exactly like the tokens: every
     packer places tokens by document lengths alone). ``padding``: 1 everywhere (padding gets 0 when packed);
@@ -303,7 +301,6 @@ def mask_source(tokens: np.ndarray, doc_lens: np.ndarray, mode: str, eos_id: int
 
 
 PACKERS = {ConcatPacker.name: ConcatPacker, BestFitPacker.name: BestFitPacker}
-PACKINGS = (ConcatPacker.name, BestFitPacker.name, DecomposePacker.name)
 
 
 @dataclass(frozen=True)

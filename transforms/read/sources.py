@@ -15,15 +15,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import fsspec
+
+from schemas.options import ARROW, DEFAULT_STREAM_BYTES, FORMATS, JSONL, PARQUET, TEXT, WARC
 from transforms.errors import TokenmillError
 from transforms.read.gzip_members import cut_offsets
-
-JSONL = "jsonl"
-PARQUET = "parquet"
-TEXT = "text"
-ARROW = "arrow"
-WARC = "warc"  # WARC and WET (transforms/read/warc.py), plain or gzip
-FORMATS = (JSONL, PARQUET, TEXT, ARROW, WARC)
 
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".bz2": "bz2", ".xz": "xz"}
 EXTENSIONS = {
@@ -38,7 +33,6 @@ EXTENSIONS = {
     ".warc": WARC,
     ".wet": WARC,  # .warc.wet.gz too
 }
-DEFAULT_STREAM_BYTES = 32 * 1024 * 1024
 _SCAN_CHUNK = 8 * 1024 * 1024
 
 
@@ -171,7 +165,7 @@ def detect_format(url: str, forced: str | None = None) -> tuple[str, str | None]
         raise InputError(
             f"cannot tell the format of input file {url!r} from its name; supported endings are "
             f"{', '.join(sorted(EXTENSIONS))} (optionally with {', '.join(sorted(COMPRESSIONS))}), "
-            "or pass --input-format jsonl|parquet|text|arrow|warc"
+            f"or pass --input-format {'|'.join(FORMATS)}"
         )
     if fmt in (PARQUET, ARROW) and compression:
         raise InputError(f"input file {url!r}: {fmt} files cannot be read through {compression} compression")

@@ -23,8 +23,6 @@ import posixpath
 from dataclasses import dataclass, replace
 from typing import Any
 
-import fsspec
-
 from schemas import manifest as m
 from transforms.filter.registry import STAGES
 from transforms.filter.stage import Stage, is_number
@@ -176,6 +174,9 @@ def load_recipe(spec: str, engine: str | None = None) -> Recipe:
     if spec in PRESETS:
         recipe = parse_recipe(PRESETS[spec], spec)
     else:
+        # fsspec is imported here, where a file is read: prepare's and filter's --help list PRESETS without it
+        import fsspec
+
         try:
             with fsspec.open(spec, "rb") as fh:
                 data = fh.read()

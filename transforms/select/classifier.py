@@ -22,6 +22,7 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from schemas import manifest as m
+from schemas.options import DEFAULT_POSITIVE_LABEL
 from transforms.hashing import unit_hash
 from transforms.read.readers import DEFAULT_BATCH_BYTES, read_split
 from transforms.read.sources import InputError, InputFile, expand_inputs, plan_splits
@@ -31,8 +32,6 @@ from transforms.report.summary import key_value_table
 CARD_FORMAT = "tokenmill.classifier/1"
 CARD_SUFFIX = ".json"
 LABEL_PREFIX = "__label__"  # fastText's default: a word starting with it is a label
-DEFAULT_POSITIVE_LABEL = "__label__hq"
-DEFAULT_NEGATIVE_LABEL = "__label__cc"
 THRESHOLD = 0.5
 POSITIVE = "positive"
 NEGATIVE = "negative"

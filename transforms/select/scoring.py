@@ -21,8 +21,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from schemas import manifest as m
 from transforms.recipe.errors import RecipeError
 from transforms.select.registry import SCORERS
@@ -252,4 +250,4 @@ def combine_buckets(buckets: list[int], how: str) -> int:
     """The document's bucket from its buckets per scorer: the max, or the mean rounded down."""
     if how == "max":
         return max(buckets)
-    return int(np.floor(sum(buckets) / len(buckets)))
+    return math.floor(sum(buckets) / len(buckets))  # (math, not numpy: the recipe's --help imports this module)

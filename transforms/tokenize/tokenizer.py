@@ -19,6 +19,7 @@ import fsspec
 import numpy as np
 import tokenizers
 from schemas import manifest as m
+from schemas.options import AUTO, BACKENDS, GIGATOKEN, HF, TIKTOKEN, TIKTOKEN_SCHEMES
 from transforms.errors import TokenmillError
 
 
@@ -34,14 +35,7 @@ def _gigatoken() -> Any:
 
 log = logging.getLogger(__name__)
 
-HF = "hf"
-TIKTOKEN = "tiktoken"
-GIGATOKEN = "gigatoken"
-AUTO = "auto"
-BACKENDS = (AUTO, HF, GIGATOKEN)
 EOS_CANDIDATES = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>", "<|eos|>", "[EOS]", "<|end|>")
-# schemes whose official definitions read a rank file (gpt2's reads other files and is left out)
-TIKTOKEN_SCHEMES = ("r50k_base", "p50k_base", "cl100k_base", "o200k_base")
 _GIGATOKEN_PRETOKENIZERS = {"r50k_base": "r50k", "p50k_base": "r50k", "cl100k_base": "cl100k", "o200k_base": "o200k"}
 VERIFY_DOCS = 128
 VERIFY_CHARS = 1000

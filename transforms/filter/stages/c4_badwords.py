@@ -7,7 +7,6 @@ from typing import Any, Mapping
 
 from schemas.documents import META_LANG
 from transforms.filter.stage import INT, KEPT, FilterStage, Stage, StageRule, Verdict
-from transforms.hashing import unit_hash
 from transforms.recipe.errors import RecipeError
 
 
@@ -20,10 +19,13 @@ class BadWordsRule(StageRule):
     def __init__(self, badwords_filter: Any, keep_fraction: float, seed: int) -> None:
         from datatrove.data import Document
 
+        from transforms.hashing import unit_hash  # (numpy: not for the stage registry behind prepare's --help)
+
         self._filter = badwords_filter
         self.keep_fraction = keep_fraction
         self.seed = seed
         self._document = Document
+        self._unit_hash = unit_hash
 
     def check(self, text: str, fields: Mapping[str, Any]) -> Verdict:
         """datatrove's verdict, with the seeded keep_fraction of the documents it would drop kept."""
@@ -32,7 +34,7 @@ class BadWordsRule(StageRule):
         result = self._filter.filter(doc)
         if result is True:
             return KEPT
-        if self.keep_fraction > 0 and unit_hash(text, self.seed) < self.keep_fraction:
+        if self.keep_fraction > 0 and self._unit_hash(text, self.seed) < self.keep_fraction:
             return KEPT
         return Verdict(False, result[1])
 

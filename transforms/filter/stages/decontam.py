@@ -33,24 +33,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Mapping
 
 from schemas.manifest import REJ_CONTAMINATION
-from transforms.filter.decontam_index import (
-    INDEX_FILE,
-    BuiltIndex,
-    NgramHasher,
-    NgramIndex,
-    build_index,
-    load_index,
-    save_index,
-)
 from transforms.filter.eval_sets import DEFAULT_FIELDS, FORMATS, EvalSet, eval_items
 from transforms.filter.spacy_tables import SPACY_LANGUAGES
 from transforms.filter.stage import KEPT, FilterStage, Stage, StageRule, Verdict
 from transforms.recipe.errors import RecipeError
+
+# numpy and the index (numpy, fsspec, the word splitter) are imported by the methods that build, load and match:
+# the stage registry imports every stage, for prepare's --help too, which must not wait for them
+if TYPE_CHECKING:
+    import numpy as np
+
+    from transforms.filter.decontam_index import BuiltIndex, NgramIndex
 
 DROP, REMOVE = "drop", "remove"
 CONTAMINATED = "contaminated"  # datatrove's reason
@@ -75,6 +71,8 @@ class DecontamRule(StageRule):
     """One worker's matcher over the shared index."""
 
     def __init__(self, index: NgramIndex, params: Mapping[str, Any]) -> None:
+        from transforms.filter.decontam_index import NgramHasher
+
         self.index = index
         self.n = params["n"]
         self.hasher = NgramHasher(self.n, params["language"])
@@ -83,6 +81,8 @@ class DecontamRule(StageRule):
 
     def find(self, text: str) -> tuple[int, Found | None]:
         """(the text's words, its n-grams in the index or None)."""
+        import numpy as np
+
         ids = self.hasher.word_ids(text)
         grams = self.hasher.hashes(ids)
         starts = self.index.matched(grams)
@@ -118,6 +118,8 @@ class DecontamRule(StageRule):
 
     def counts(self, per_set: np.ndarray) -> dict[str, int]:
         """``<set>/documents`` (1) and ``<set>/ngrams`` for each set matched."""
+        import numpy as np
+
         out: dict[str, int] = {}
         for k in np.flatnonzero(per_set).tolist():
             name = self.index.names[k]
@@ -130,6 +132,8 @@ def cut_pieces(text: str, spans: list[tuple[int, int]], words_in: list[int], sta
     """The text without its whitespace-separated pieces (``spans``, holding ``words_in`` words each) that hold a
     word of the n-grams at ``starts`` (word positions), each run of them with the whitespace after it (the last run:
     with the whitespace before it)."""
+    import numpy as np
+
     piece_of_word = np.repeat(np.arange(len(spans)), words_in)
     marks = np.zeros(len(spans) + 1, np.int64)
     np.add.at(marks, piece_of_word[starts], 1)
@@ -214,6 +218,8 @@ class DecontamStage(FilterStage):
 
     def build(self, sets: tuple[EvalSet, ...], n: int, language: str, where: str) -> BuiltIndex:
         """The index of the sets (kept for this process); RecipeError for a set without an n-gram."""
+        from transforms.filter.decontam_index import build_index
+
         named = [(s.name, eval_items(s, f"{where} (decontam), eval set {s.name!r}")) for s in sets]
         built = build_index(named, n, language)
         for s in sets:
@@ -227,6 +233,8 @@ class DecontamStage(FilterStage):
     def index(self, stage: Stage) -> NgramIndex:
         """The configured stage's index: this process's, else its file from the launch, else built again (a
         recipe configured in another process and not placed; the files must still give the same index)."""
+        from transforms.filter.decontam_index import load_index
+
         sha = stage.params[INDEX]["sha256"]
         if sha not in _INDEXES:
             names = [s["name"] for s in stage.params["eval_sets"]]
@@ -242,6 +250,8 @@ class DecontamStage(FilterStage):
 
     def place_files(self, stage: Stage, temp_dir: str) -> Stage:
         """The index written to the job's temp folder, named in ``stage.files`` for the workers."""
+        from transforms.filter.decontam_index import INDEX_FILE, save_index
+
         url = f"{temp_dir.rstrip('/')}/{INDEX_FILE.format(stage.params[INDEX]['sha256'])}"
         save_index(self.index(stage), url)
         return replace(stage, files={INDEX: url})

@@ -6,8 +6,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from transforms.filter.stage import STRINGS, FilterStage, Stage, StageRule, TextRule
 
 if TYPE_CHECKING:
@@ -28,6 +26,8 @@ class GopherQuality(TextRule):
 
     def filter(self, text: str) -> tuple[bool, str | None]:
         """(keep, reason)."""
+        import numpy as np  # here, not above: the stage registry behind prepare's --help imports this module
+
         p = self.p
         ids = self.words.words_of(text).ids
         n_words = ids.size

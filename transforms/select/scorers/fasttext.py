@@ -5,8 +5,6 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-import fsspec
-
 from transforms.recipe.errors import RecipeError
 from transforms.select.scorer import ScorerConfig, ScorerStage
 
@@ -34,6 +32,7 @@ def load_fasttext(path: str):
     import tempfile
 
     import fasttext
+    import fsspec
 
     fs, local = fsspec.core.url_to_fs(path)
     if getattr(fs, "protocol", None) in ("file", ("file", "local")) or "file" in getattr(fs, "protocol", ()):
@@ -46,6 +45,10 @@ def load_fasttext(path: str):
 
 def check_fasttext_model(path: str, where: str = "fasttext scorer") -> None:
     """Raise RecipeError unless ``path`` opens and starts like a fastText model (magic number and version)."""
+    # fsspec (and fastText) are imported where a model is read: the scorer registry behind prepare's --help imports
+    # this module
+    import fsspec
+
     try:
         with fsspec.open(path, "rb") as fh:
             head = fh.read(8)
