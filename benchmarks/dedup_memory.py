@@ -62,6 +62,7 @@ from prepare_throughput import (  # noqa: E402  (a sibling script)
     machine_line,
     run_measured,
     tail,
+    tokenmill_command,
     verdict,
 )
 from schemas import manifest as m  # noqa: E402
@@ -262,8 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     recipe = workdir / "dedup.yaml"
     recipe.write_text(RECIPE)
     out = workdir / "out"
-    exe = Path(sys.executable).parent / "tokenmill"
-    argv_ = [str(exe), "filter", "--output", str(out), "--recipe", str(recipe), "--overwrite", "--no-progress"]
+    argv_ = tokenmill_command("filter", "--output", str(out), "--recipe", str(recipe), "--overwrite", "--no-progress")
     for path in files + [planted_path]:
         argv_ += ["--input", path]
     log(f"running tokenmill filter (dedup) on {len(files) + 1} files ...")

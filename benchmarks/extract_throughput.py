@@ -86,7 +86,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from prepare_throughput import GB, MB, fmt_gb, fmt_ratio, log, machine_line, run_benchmark, run_measured, tail, verdict
+from prepare_throughput import (GB, MB, fmt_gb, fmt_ratio, log, machine_line, run_benchmark, run_measured, tail,
+                                tokenmill_command, verdict)
 
 CORPUS_VERSION = 1  # bump when the WARC writer or the page choice changes, so cached corpora are rebuilt
 DEBIAN_PACKAGES = ("debian-handbook", "python3.11-doc")
@@ -476,12 +477,6 @@ def run_datatrove(files: list[str], workdir: Path, runs: Path, cores: int) -> di
         raise RuntimeError(f"datatrove failed (exit {code}); its output is in {log_path}:\n{tail(log_path)}")
     shutil.rmtree(output, ignore_errors=True)
     return json.loads(Path(spec["result"]).read_text()) | {"process_seconds": seconds}
-
-
-def tokenmill_command() -> list[str]:
-    """How to start the tokenmill CLI of this environment."""
-    exe = Path(sys.executable).parent / "tokenmill"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "pipelines.cli"]
 
 
 def extract_recipe(workdir: Path, engine: str) -> Path:

@@ -70,6 +70,7 @@ from prepare_throughput import (
     run_measured,
     tail,
     verdict,
+    tokenmill_command,
 )
 
 CORPUS_FILES = 8
@@ -253,8 +254,7 @@ def run_child(spec: dict[str, Any], runs: Path, label: str) -> dict[str, Any]:
 
 def run_cli(files: list[str], engine: str, output: Path, args: argparse.Namespace, log_path: Path) -> dict[str, Any]:
     """``tokenmill filter --recipe fineweb --filter-engine ENGINE``, the whole command timed; its outcomes."""
-    exe = Path(sys.executable).parent / "tokenmill"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "pipelines.cli"]
+    cmd = tokenmill_command()
     cmd += ["filter", "--recipe", RECIPE, "--filter-engine", engine, "--output", str(output), "--text-field",
             args.text_field, "--id-field", args.id_field, "--no-progress", "--overwrite"]
     for f in files:

@@ -28,18 +28,14 @@ from typing import Iterator
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prepare_throughput import iter_json_records, log, machine_line, repo_root, run_benchmark, verdict  # noqa: E402
+from prepare_throughput import (  # noqa: E402
+    iter_json_records, log, machine_line, repo_root, run_benchmark, verdict)
+from prepare_throughput import tokenmill_command as tm  # noqa: E402  (the argv of a tokenmill command)
 
 DOCUMENTS = 20
 TARGET_RUN_S = 2.0
 TARGET_HELP_S = 0.3
 OWN = ("pipelines", "transforms", "schemas")
-
-
-def tokenmill(*args: str) -> list[str]:
-    """The argv of a tokenmill command (the installed console script, as a user runs it)."""
-    exe = Path(sys.executable).parent / "tokenmill"
-    return ([str(exe)] if exe.exists() else [sys.executable, "-m", "pipelines.cli"]) + list(args)
 
 
 def source_records(corpus: str | None) -> Iterator[dict]:
@@ -105,18 +101,18 @@ def cases(workdir: Path, small: Path, tok: Path) -> list[tuple[str, list[str], i
     """(label, argv, expected exit code, target seconds) of every measured command."""
     out = workdir / "out"
     return [
-        ("tokenmill --help", tokenmill("--help"), 0, TARGET_HELP_S),
-        ("tokenmill prepare --help", tokenmill("prepare", "--help"), 0, TARGET_HELP_S),
-        ("tokenmill filter --help", tokenmill("filter", "--help"), 0, TARGET_HELP_S),
-        ("tokenmill stats --help", tokenmill("stats", "--help"), 0, TARGET_HELP_S),
-        ("prepare, bad option value", tokenmill("prepare", "-i", str(small), "-o", str(out / "x"), "-t", str(tok),
+        ("tokenmill --help", tm("--help"), 0, TARGET_HELP_S),
+        ("tokenmill prepare --help", tm("prepare", "--help"), 0, TARGET_HELP_S),
+        ("tokenmill filter --help", tm("filter", "--help"), 0, TARGET_HELP_S),
+        ("tokenmill stats --help", tm("stats", "--help"), 0, TARGET_HELP_S),
+        ("prepare, bad option value", tm("prepare", "-i", str(small), "-o", str(out / "x"), "-t", str(tok),
                                                 "--seq-len", "many"), 2, TARGET_HELP_S),
-        ("prepare, 20 documents", tokenmill("prepare", "-i", str(small), "-o", str(out / "prepare"), "-t", str(tok),
+        ("prepare, 20 documents", tm("prepare", "-i", str(small), "-o", str(out / "prepare"), "-t", str(tok),
                                             "--seq-len", "256", "--overwrite", "--no-progress"), 0, TARGET_RUN_S),
-        ("filter --recipe fineweb, 20 documents", tokenmill("filter", "-i", str(small), "-o", str(out / "filter"),
+        ("filter --recipe fineweb, 20 documents", tm("filter", "-i", str(small), "-o", str(out / "filter"),
                                                             "--recipe", "fineweb", "--overwrite", "--no-progress"),
          0, TARGET_RUN_S),
-        ("stats, 20 documents", tokenmill("stats", "-i", str(small), "-o", str(out / "stats"), "--overwrite",
+        ("stats, 20 documents", tm("stats", "-i", str(small), "-o", str(out / "stats"), "--overwrite",
                                           "--no-progress"), 0, TARGET_RUN_S),
     ]
 
@@ -126,7 +122,7 @@ def benchmark(args: argparse.Namespace, workdir: Path, cores: int) -> int:
     small = small_input(workdir, args.corpus)
     tok = workdir / "tok.json"
     if not tok.exists():
-        timed(tokenmill("train-tokenizer", "-i", str(small), "-o", str(tok), "--vocab-size", "600", "--overwrite",
+        timed(tm("train-tokenizer", "-i", str(small), "-o", str(tok), "--vocab-size", "600", "--overwrite",
                         "--no-progress"))
     rows = []
     for label, argv, expect, target in cases(workdir, small, tok):
@@ -158,7 +154,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=5, help="runs of each command; the median is reported (default 5)")
     ap.add_argument("--corpus", default=None, metavar="NAME|GLOB",
-                    help="where the 20 documents come from: a corpus name or a glob of JSONL files (default: the demo corpus)")
+                    help="where the 20 documents come from: a corpus name or a glob of JSONL files (default: the "
+                         "demo corpus)")
     ap.add_argument("--workdir", default=None, metavar="DIR", help="kept (default: a temporary folder)")
     args = ap.parse_args(argv)
     if args.repeat < 1:

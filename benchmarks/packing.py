@@ -41,6 +41,7 @@ from prepare_throughput import (
     tail,
     training_tokenizer,
     verdict,
+    tokenmill_command,
 )
 
 TARGET_PADDING = 0.01
@@ -59,8 +60,7 @@ def stdlib_corpus(workdir: Path) -> list[str]:
 def run_prepare(files: list[str], tokenizer: str, out: Path, args: argparse.Namespace, extra: list[str],
                 log_path: Path) -> dict[str, Any]:
     """One ``tokenmill prepare`` (whole command timed); its manifest."""
-    exe = Path(sys.executable).parent / "tokenmill"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "pipelines.cli"]
+    cmd = tokenmill_command()
     cmd += ["prepare", "--tokenizer", tokenizer, "--output", str(out), "--text-field", args.text_field,
             "--no-progress", "--overwrite", *extra]
     for f in files:

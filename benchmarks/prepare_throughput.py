@@ -558,11 +558,15 @@ def run_child(kind: str, spec: dict[str, Any], workdir: Path, label: str) -> Mea
     return Measured(json.loads(Path(spec["result"]).read_text()), seconds, peak, single)
 
 
+def tokenmill_command(*args: str) -> list[str]:
+    """The argv of a tokenmill command: this environment's console script (as a user runs it), or the module."""
+    exe = Path(sys.executable).parent / "tokenmill"
+    return ([str(exe)] if exe.exists() else [sys.executable, "-m", "pipelines.cli"]) + list(args)
+
+
 def tokenmill_cli(files: list[str], tokenizer: str, output: Path, args: argparse.Namespace) -> list[str]:
     """The ``tokenmill prepare`` command line for these files."""
-    exe = Path(sys.executable).parent / "tokenmill"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "pipelines.cli"]
-    cmd += ["prepare"]
+    cmd = tokenmill_command("prepare")
     for f in files:
         cmd += ["--input", f]
     cmd += ["--tokenizer", tokenizer, "--seq-len", str(args.seq_len), "--output", str(output), "--text-field",

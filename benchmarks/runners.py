@@ -30,6 +30,7 @@ from typing import Any
 
 from dedup_memory import real_records
 from prepare_throughput import fmt_gb, log, machine_line, run_benchmark, run_measured, tail, verdict
+from prepare_throughput import tokenmill_command as tokenmill  # the argv of a tokenmill command
 
 RECIPE = """\
 filters:
@@ -67,11 +68,6 @@ def corpus(workdir: Path, paragraphs: int) -> Path:
                 fh.write(json.dumps(record) + "\n")
         tmp.rename(path)
     return path
-
-
-def tokenmill(*args: str) -> list[str]:
-    """The argv of a tokenmill command in this environment."""
-    return [sys.executable, "-m", "pipelines.cli", *args]
 
 
 def tokenizer(workdir: Path, data: Path) -> Path:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from prepare_throughput import fmt_gb, log, machine_line, perturb, run_benchmark, run_measured, tail, verdict
+from prepare_throughput import tokenmill_command as tokenmill  # the argv of a tokenmill command
 
 PACKAGE = "linux-source-6.1"
 FILE_BYTES = 256 << 20
@@ -119,11 +120,6 @@ def corpus(workdir: Path, tarball: Path, sizes: list[float]) -> dict[float, list
         variant += 1
     meta_path.write_text(json.dumps(want | {"files": {str(k): v for k, v in marks.items()}}))
     return marks
-
-
-def tokenmill(*args: str) -> list[str]:
-    """The argv of a tokenmill command in this environment."""
-    return [sys.executable, "-m", "pipelines.cli", *args]
 
 
 def benchmark(args: argparse.Namespace, workdir: Path, cores: int) -> int:

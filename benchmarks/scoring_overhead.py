@@ -74,6 +74,7 @@ from prepare_throughput import (
     tail,
     training_tokenizer,
     verdict,
+    tokenmill_command,
 )
 
 SEQ_LEN = 2048
@@ -120,19 +121,13 @@ def classifier_inputs(directory: Path, per_class: int) -> tuple[str, str, int, i
     return paths[0], paths[1], len(prose), len(code)
 
 
-def tokenmill_exe() -> list[str]:
-    """The ``tokenmill`` command of this interpreter's environment."""
-    exe = Path(sys.executable).parent / "tokenmill"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "pipelines.cli"]
-
-
 def train_classifier(workdir: Path, per_class: int, runs: Path) -> dict[str, Any]:
     """Train the quality classifier with ``tokenmill train-classifier`` (timed); its card plus the wall seconds."""
     positive, negative, n_pos, n_neg = classifier_inputs(workdir / "classifier-data", per_class)
     model = workdir / "quality.bin"
     log(f"training the fastText quality classifier ({n_pos} docstring paragraphs vs {n_neg} code paragraphs, "
         "default bucket: a full-size model) ...")
-    cmd = tokenmill_exe() + ["train-classifier", "--positive", positive, "--negative", negative,
+    cmd = tokenmill_command() + ["train-classifier", "--positive", positive, "--negative", negative,
                              "--output", str(model), "--overwrite"]
     log_path = runs / "train-classifier.log"
     code, seconds, peak, _ = run_measured(cmd, log_path)
@@ -185,7 +180,7 @@ def write_recipes(directory: Path, model: str) -> dict[str, str | None]:
 def run_prepare(files: list[str], tokenizer: str, recipe: str | None, output: Path, args: argparse.Namespace,
                 log_path: Path) -> dict[str, Any]:
     """``tokenmill prepare`` with this recipe, the whole command timed; its wall seconds and manifest."""
-    cmd = tokenmill_exe() + ["prepare"]
+    cmd = tokenmill_command() + ["prepare"]
     for f in files:
         cmd += ["--input", f]
     cmd += ["--output", str(output), "--tokenizer", tokenizer, "--seq-len", str(SEQ_LEN), "--text-field",

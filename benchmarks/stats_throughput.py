@@ -43,7 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prepare_throughput import (  # noqa: E402
-    corpus_arguments, corpus_files, corpus_stats, generated_corpus, log, run_measured)
+    corpus_arguments, corpus_files, corpus_stats, generated_corpus, log, run_measured,
+    tokenmill_command
+)
 
 
 TARGET_MB_S = 30  # on ~100 MB
@@ -77,8 +79,7 @@ def child_datatrove(spec: dict[str, Any]) -> dict[str, Any]:
 
 def tokenmill_stats(files_dir: str, output: Path, workers: int, extra: list[str]) -> list[str]:
     """The ``tokenmill stats`` command line."""
-    exe = Path(sys.executable).parent / "tokenmill"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "pipelines.cli"]
+    cmd = tokenmill_command()
     return cmd + ["stats", "-i", os.path.join(files_dir, "*.jsonl"), "-o", str(output), "--workers", str(workers),
                   "--overwrite", "--no-progress", *extra]
 

@@ -49,6 +49,7 @@ from prepare_throughput import (  # noqa: E402  (a sibling script)
     iter_json_records,
     log,
     run_measured,
+    tokenmill_command,
 )
 
 
@@ -78,8 +79,7 @@ def split_corpus(files: list[str], workdir: Path, size_mb: float) -> tuple[list[
 def train(files: list[str], output: Path, args: argparse.Namespace, transition: int | None,
           boundaries: str = "punctuation") -> dict:
     """Run ``tokenmill train-tokenizer``; its card plus wall time and peak RSS."""
-    exe = Path(sys.executable).parent / "tokenmill"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "pipelines.cli"]
+    cmd = tokenmill_command()
     cmd += ["train-tokenizer", "-o", str(output), "--vocab-size", str(args.vocab_size), "--pretokenizer", "gpt4",
             "--digits", "r2l3", "--sample-bytes", args.sample, "--workers", str(args.workers), "--overwrite"]
     for f in files:
