@@ -66,6 +66,13 @@ def beam_arguments(args: list[str]) -> list[str]:
     return out
 
 
+def embedded(args: list[str]) -> bool:
+    """Whether Beam surely runs in this process on a local runner with one worker, told from the flags alone (no
+    Beam import): no other runner, no ``--direct_*`` flag asking for more workers or another mode."""
+    return (runner_name(args) or "FnApiRunner") in LOCAL_RUNNERS and not any(
+        a.startswith(("--direct_num_workers", "--direct_running_mode")) for a in args)
+
+
 def is_local(args: list[str]) -> bool:
     """Whether workers run on this machine (so progress can be shown)."""
     runner = runner_name(args) or "FnApiRunner"

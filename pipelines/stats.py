@@ -22,7 +22,7 @@ from typing import Any
 
 from pipelines import tokenmill_version
 from pipelines.arguments import EPILOG_BEAM, add_format_and_text_field, positive
-from pipelines.runner import pipeline, run_with_progress
+from pipelines.runner import embedded, pipeline, run_with_progress
 from schemas import manifest as mf
 from schemas import stats as s
 from transforms.errors import TokenmillError
@@ -120,13 +120,11 @@ def _run_output(inputs: list[str]) -> tuple[list[str], str | None, dict[str, Any
 
 def run(cfg: StatsConfig, beam_args: list[str] | None = None, progress_dir: str | None = None) -> dict[str, Any]:
     """Measure the inputs; writes ``stats.json`` and ``report.html`` under ``cfg.output``; returns the stats."""
-    import apache_beam as beam  # for a run, not for --help
     import fsspec
 
-    from transforms.gather import read_pickle, write_pickle
-    from transforms.read.sources import check_field_options, expand_inputs, plan_splits
-    from transforms.stats.steps import CorpusStats, StatsSpec
-    from transforms.tokenize.sampling import common_root
+    from transforms.read.roots import common_root
+    from transforms.read.sources import check_field_options, expand_inputs
+    from transforms.stats.split import StatsSpec, start_pool, stop_pool
 
     started = time.time()
     if cfg.top_lines < 0 or cfg.max_groups < 1:
@@ -152,16 +150,15 @@ def run(cfg: StatsConfig, beam_args: list[str] | None = None, progress_dir: str 
     if fs.exists(temp):
         fs.rm(temp, recursive=True)
     result_url = posixpath.join(temp, "result.pickle")
+    # --workers N on the local runner: N processes measure (started now: they are ready when Beam, imported and
+    # running in this process meanwhile, hands them the splits); elsewhere Beam's own workers do
+    pooled = cfg.workers > 1 and embedded(beam_args)
     try:
-        with pipeline(beam_args, cfg.workers) as p:
-            (p
-             | "Files" >> beam.Create(list(enumerate(files)))
-             | "Splits" >> beam.FlatMapTuple(plan_splits)
-             | "Spread" >> beam.Reshuffle()
-             | "Stats" >> CorpusStats(spec)
-             | "Keep" >> beam.Map(write_pickle, result_url))
-        part, distinct = read_pickle(result_url)
+        if pooled:
+            start_pool(spec, cfg.workers)
+        part, distinct = _measure(files, spec, beam_args, 1 if pooled else cfg.workers, pooled, result_url)
     finally:
+        stop_pool()
         if fs.exists(temp):
             fs.rm(temp, recursive=True)
     seconds = time.time() - started
@@ -173,6 +170,26 @@ def run(cfg: StatsConfig, beam_args: list[str] | None = None, progress_dir: str 
     with fsspec.open(posixpath.join(cfg.output.rstrip("/"), s.REPORT_HTML), "w", encoding="utf-8") as fh:
         fh.write(render_stats_html(stats))
     return stats
+
+
+def _measure(files: list[Any], spec: Any, beam_args: list[str], workers: int, pooled: bool,
+             result_url: str) -> tuple[Any, int]:
+    """The Beam job: every file's splits measured and merged into (Partial, exact distinct count), passed back
+    through ``result_url``."""
+    import apache_beam as beam  # for a run, not for --help
+
+    from transforms.gather import read_pickle, write_pickle
+    from transforms.read.sources import plan_splits
+    from transforms.stats.steps import CorpusStats
+
+    with pipeline(beam_args, workers) as p:
+        (p
+         | "Files" >> beam.Create(list(enumerate(files)))
+         | "Splits" >> beam.FlatMapTuple(plan_splits)
+         | "Spread" >> beam.Reshuffle()
+         | "Stats" >> CorpusStats(spec, pooled)
+         | "Keep" >> beam.Map(write_pickle, result_url))
+    return read_pickle(result_url)
 
 
 def build_stats(cfg: StatsConfig, files: list[Any], part: Any, distinct: int, manifest: dict[str, Any] | None,

@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Iterator
 
 from pipelines import tokenmill_version
-from pipelines.runner import LOCAL_RUNNERS, is_local, runner_name
+from pipelines.runner import embedded, is_local, runner_name
 from pipelines.stream_job import ConfigError, JobConfig
 from schemas import manifest as m
 
@@ -103,8 +103,7 @@ def manifest_header(fmt: str, command: str, cfg: JobConfig, fp: str, files: list
 def _embedded(beam_args: list[str], workers: int) -> bool:
     """Whether the run surely happens in this process (told from the flags alone, without importing Beam: a
     ``--direct_*`` flag says no here, and the graph's own check, ``runner.in_process``, decides later)."""
-    return workers == 1 and (runner_name(beam_args) or "FnApiRunner") in LOCAL_RUNNERS and not any(
-        a.startswith(("--direct_num_workers", "--direct_running_mode")) for a in beam_args)
+    return workers == 1 and embedded(beam_args)
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from schemas import stats as s
 from tests.conftest import write_jsonl
 from transforms.report.charts import COLORS
 from transforms.stats.measures import TERMINAL_PUNCTUATION, Dist, HeavyHitters, HyperLogLog, measure, merge_all, Partial
-from transforms.stats.measures import word_counts, word_counts_python
+from transforms.stats.measures import measure_python, measure_texts, word_counts, word_counts_python
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,8 @@ def test_groups_duplicates_and_frequent_lines(corpus, measured):
 
 def test_workers_and_split_order_do_not_change_the_numbers(tmp_path, corpus, measured, tokenizer_path):
     """Everything but the frequent-lines summary is exact and identical; that summary depends on the merge order
-    (Misra-Gries) but keeps its bound on any split."""
+    (Misra-Gries) but keeps its bound on any split. Local processes (--workers 2) merge in the order of the splits,
+    as one worker does: the summary is the same too."""
     _, inputs, texts, _ = corpus
     st, _ = measured
     again = _stats(tmp_path, inputs, "--by", "source,lang", "--tokenizer", tokenizer_path, "--top-lines", "10",
@@ -147,6 +148,8 @@ def test_workers_and_split_order_do_not_change_the_numbers(tmp_path, corpus, mea
     assert top["lines_counted"] == st[s.K_TOP_LINES]["lines_counted"]
     for item in top["lines"]:
         assert truth[item["line"]] - top["max_undercount"] <= item["count"] <= truth[item["line"]]
+    assert top["lines"] == st[s.K_TOP_LINES]["lines"][:10]
+    assert top["max_undercount"] == st[s.K_TOP_LINES]["max_undercount"]
 
 
 def test_sketches_merge_exactly_whatever_the_split():
@@ -297,3 +300,34 @@ def test_word_counts_python_is_split_and_the_letter_regex() -> None:
     # "12" and "__" hold no letter; "x1" and "²" do ([^\W\d_]: word characters but digits and "_"); "Дом" is all letters
     assert word_counts_python("12 __ x1 ² Дом 中文") == (6, 12, 4)
     assert word_counts_python("a\u3000b\x85c") == (3, 3, 3)  # Unicode whitespace splits words as str.split does
+
+
+# the batch measures: the C pass (_words.measure_texts) and the Python definition agree on any batch of texts
+_LINE_CHARS = _WORD_CHARS + "\u2029\x1d\x1e!?”。)•-*–…" + "\ud800"  # line breaks, terminal punctuation, bullets
+
+
+def _same_measures(texts: list[str]) -> None:
+    a, b = measure(texts), measure_python(texts)
+    for name in ("bytes", "chars", "words", "lines", "hashes"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert a.signals.keys() == b.signals.keys()
+    for name in a.signals:
+        assert np.array_equal(a.signals[name], b.signals[name]), name  # bit for bit, not approximately
+    assert list(a.line_counts.items()) == list(b.line_counts.items())  # counts and first-occurrence order
+    assert a.nonempty_lines == b.nonempty_lines
+
+
+@pytest.mark.skipif(measure_texts is None, reason="transforms.stats._words was not built here")
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from(_LINE_CHARS), max_size=80) | st.text(max_size=40), max_size=8))
+def test_measures_in_c_equal_the_python_definition(texts: list[str]) -> None:
+    _same_measures(texts)
+
+
+@pytest.mark.skipif(measure_texts is None, reason="transforms.stats._words was not built here")
+def test_measures_in_c_on_real_text(ml_texts, code_texts) -> None:
+    texts = ["\n".join(ml_texts[i:i + 7]) for i in range(0, 700, 7)] + list(code_texts[:100])
+    texts += ["...a....\n. . .\n…end…", "  ## x\r\n\r\n- item\n* item\n- item", "\ud83d lone", "", " \n\t "]
+    _same_measures(texts)
+    with pytest.raises(TypeError, match="expected str"):
+        measure(["ok", b"bytes"])

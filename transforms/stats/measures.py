@@ -8,6 +8,7 @@ result does not depend on how the corpus was split among workers.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from itertools import filterfalse
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -25,9 +26,12 @@ _HAS_LETTER = re.compile(r"[^\W\d_]").search
 _ASCII_UPPER = bytes(range(ord("A"), ord("Z") + 1))
 _ASCII_DIGITS = b"0123456789"
 try:
-    from transforms.stats._words import word_counts
-except ImportError:  # no compiler where the package was installed: word_counts_python below
-    word_counts = None
+    from transforms.stats._words import add_counts, measure_texts, word_counts
+except ImportError:  # no compiler where the package was installed: word_counts_python and measure_python below
+    add_counts = measure_texts = word_counts = None
+# the int64 columns of _words.measure_texts, in its order
+COLUMNS = ("bytes", "chars", "words", "letters", "alpha_words", "symbols", "upper", "digits", "lines",
+           "unique_lines", "end_punct", "short", "bullet", "ellipsis", "hash")
 _TERMINAL_CODES = np.array([ord(c) for c in TERMINAL_PUNCTUATION], np.uint32)
 _BULLET_CODES = np.array([ord(c) for c in BULLETS], np.uint32)
 
@@ -42,7 +46,6 @@ def word_counts_python(text: str) -> tuple[int, int, int]:
     return len(split), sum(map(len, split)), len(split) - len(rest) + len(list(filter(_HAS_LETTER, rest)))
 
 
-WORD_COUNTS = word_counts or word_counts_python
 
 
 def new_dists(with_tokens: bool) -> dict[str, Dist]:
@@ -86,7 +89,7 @@ class Measures:
     lines: np.ndarray
     signals: dict[str, np.ndarray]
     hashes: np.ndarray  # uint64 xxh3 of each text's UTF-8 bytes (exact duplicates share it)
-    lines_list: list[str]  # the batch's stripped non-empty lines, for the frequent-lines summary
+    line_counts: dict[str, int]  # the batch's stripped non-empty lines and their counts (first occurrence first)
     nonempty_lines: int
 
 
@@ -99,10 +102,43 @@ def _per_doc(flags: np.ndarray, offsets: np.ndarray, lines: np.ndarray) -> np.nd
 
 def measure(texts: Sequence[str]) -> Measures:
     """The measures of each text (UTF-8 bytes, characters, words, lines, quality signals, hash) and the batch's line
-    counts (stripped, non-empty lines) for the frequent-lines summary."""
+    counts (stripped, non-empty lines) for the frequent-lines summary: one pass over each text in C
+    (``_words.measure_texts``), or ``measure_python`` where it was not built; both give the same."""
+    if measure_texts is None:
+        return measure_python(texts)
     from xxhash import xxh3_64_intdigest
 
-    count_words = WORD_COUNTS
+    n = len(texts)
+    raw, line_counts, m = measure_texts(texts, xxh3_64_intdigest, "".join(TERMINAL_PUNCTUATION), "".join(BULLETS),
+                                        SHORT_LINE)
+    c = dict(zip(COLUMNS, np.frombuffer(raw, np.int64).reshape(len(COLUMNS), n)))
+    lines_n, words, chars = c["lines"], c["words"], c["chars"]
+    with_lines, with_words, with_chars = lines_n > 0, words > 0, chars > 0
+
+    def share(counts: np.ndarray, of: np.ndarray, where: np.ndarray) -> np.ndarray:
+        return np.divide(counts, of, out=np.zeros(n), where=where)
+
+    sig = {
+        s.FRAC_LINES_END_PUNCT: share(c["end_punct"], lines_n, with_lines),
+        s.FRAC_SHORT_LINES: share(c["short"], lines_n, with_lines),
+        s.FRAC_BULLET_LINES: share(c["bullet"], lines_n, with_lines),
+        s.FRAC_ELLIPSIS_LINES: share(c["ellipsis"], lines_n, with_lines),
+        s.FRAC_DUP_LINES: np.where(with_lines, 1 - share(c["unique_lines"], lines_n, with_lines), 0.0),
+        s.FRAC_ALPHA_WORDS: share(c["alpha_words"], words, with_words),
+        s.SYMBOL_WORD_RATIO: np.minimum(1.0, share(c["symbols"], words, with_words)),
+        s.FRAC_UPPERCASE: share(c["upper"], chars, with_chars),
+        s.FRAC_DIGITS: share(c["digits"], chars, with_chars),
+        s.MEAN_WORD_LENGTH: share(c["letters"], words, with_words),
+    }
+    return Measures(c["bytes"], chars, words, lines_n, sig, c["hash"].view(np.uint64), line_counts, m)
+
+
+def measure_python(texts: Sequence[str]) -> Measures:
+    """``measure`` in Python: the definition ``_words.measure_texts`` computes in one pass (the tests pin both
+    equal)."""
+    from xxhash import xxh3_64_intdigest
+
+    count_words = word_counts_python
     n = len(texts)
     hashes = np.empty(n, np.uint64)
     nbytes = np.empty(n, np.int64)
@@ -156,7 +192,7 @@ def measure(texts: Sequence[str]) -> Measures:
     sig[s.FRAC_UPPERCASE] = np.divide(upper, chars, out=np.zeros(n), where=chars > 0)
     sig[s.FRAC_DIGITS] = np.divide(digits, chars, out=np.zeros(n), where=chars > 0)
     sig[s.MEAN_WORD_LENGTH] = np.divide(letters, words, out=np.zeros(n), where=with_words)
-    return Measures(nbytes, chars, words, lines_n, sig, hashes, batch_lines, m)
+    return Measures(nbytes, chars, words, lines_n, sig, hashes, dict(Counter(batch_lines)), m)
 
 
 @dataclass
@@ -199,8 +235,8 @@ class Partial:
                 with_chars if name in (s.FRAC_UPPERCASE, s.FRAC_DIGITS) else with_lines)
             d[name].add(m.signals[name][mask])
         self.hll.add(hashes)
-        if m.lines_list:
-            self.lines.add(m.lines_list)
+        if m.nonempty_lines:
+            self.lines.update(m.line_counts, m.nonempty_lines)
         for by, values in group_values.items():
             table = self.groups.setdefault(by, {})
             order = np.argsort(np.array(values, dtype=object), kind="stable") if len(set(values)) > 1 else None

@@ -4,41 +4,21 @@
                           └─► (bucket, hashes) ─► GroupByKey (256 buckets) ─► distinct per bucket ─► Sum
 
 Only partial statistics (fixed-size sketches, a bounded line summary, groups) and 8-byte text hashes leave a
-worker: the documents never travel.
+worker: the documents never travel. The work on a split is ``transforms.stats.split``'s; with local processes
+(``--workers N`` on the local runner) ``SplitsInPool`` hands them all the splits in place of ``SplitStats``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Iterator
 
 import apache_beam as beam
 import numpy as np
 
-from schemas import stats as s
-from transforms.read.readers import read_split
-from transforms.stats.measures import Partial, measure, merge_all
+from transforms.stats.measures import Partial, merge_all
+from transforms.stats.split import HASH_BUCKETS, SplitMeasurer, StatsSpec, pool_for
 
-HASH_BUCKETS = 256  # text hashes are shuffled by their top 8 bits
-LANG_FIELDS = ("lang", "language")
-SOURCE_FIELD = "source"
-
-
-@dataclass(frozen=True)
-class StatsSpec:
-    """What each worker needs to know."""
-
-    text_field: str = "text"
-    id_field: str = "id"
-    by: tuple[str, ...] = ()
-    tokenizer: Any = None  # a TokenizerSpec, or None
-    top_k: int = 1000
-    root: str = ""  # common directory of the inputs (a document's source file is named relative to it)
-    progress_dir: str | None = None
-
-
-def _value(v: Any) -> str:
-    return s.MISSING_VALUE if v is None else (v if isinstance(v, str) else str(v))
+__all__ = ["CorpusStats", "HASH_BUCKETS", "StatsSpec"]
 
 
 class SplitStats(beam.DoFn):
@@ -46,66 +26,37 @@ class SplitStats(beam.DoFn):
 
     def __init__(self, spec: StatsSpec) -> None:
         self.spec = spec
-        self.encoders: Any = None
-        self.langid: Any = None
-        self.progress: Any = None
+        self.measurer: SplitMeasurer | None = None
 
     def setup(self) -> None:
-        from transforms.report.progress import ProgressWriter
-
-        if self.spec.tokenizer is not None:
-            from transforms.tokenize.encoders import Encoders
-
-            self.encoders = Encoders(self.spec.tokenizer)
-        if any(b in LANG_FIELDS for b in self.spec.by):
-            from transforms.filter.langid import LanguageIdentifier
-
-            self.langid = LanguageIdentifier()
-        self.progress = ProgressWriter(self.spec.progress_dir)
+        self.measurer = SplitMeasurer(self.spec)
 
     def process(self, split: Any) -> Iterator[Any]:
-        from transforms.tokenize.sampling import relative_source
+        assert self.measurer is not None
+        yield from _outputs(self.measurer(split))
 
-        spec = self.spec
-        part = Partial(spec.tokenizer is not None, spec.top_k)
-        encoder = None
-        hashes: list[np.ndarray] = []
-        for batch in read_split(split, spec.text_field, spec.id_field, meta_fields=spec.by):
-            part.counts[s.RECORDS] += batch.records
-            for rejection in batch.rejections:
-                part.reject(rejection.reason)
-            texts = batch.texts
-            self.progress.add(records=batch.records, bytes=batch.bytes_read, docs=len(texts))
-            if not texts:
-                continue
-            m = measure(texts)
-            tokens = None
-            if self.encoders is not None:
-                if encoder is None:
-                    encoder, _ = self.encoders.choose(texts, split.url)
-                _, tokens = encoder.encode_batch(texts)
-                self.progress.add(tokens=int(tokens.sum()))
-            groups: dict[str, list[str]] = {}
-            for by in spec.by:
-                values = [_value(meta.get(by)) if isinstance(meta, dict) else s.MISSING_VALUE
-                          for meta in batch.metas] if batch.metas else [s.MISSING_VALUE] * len(texts)
-                if by in LANG_FIELDS and all(v == s.MISSING_VALUE for v in values):
-                    values = [lang for lang, _ in self.langid.identify_batch(texts)]
-                elif by == SOURCE_FIELD and all(v == s.MISSING_VALUE for v in values):
-                    values = [relative_source(batch.source, spec.root)] * len(texts)
-                groups[by] = values
-            part.add(m, tokens, m.hashes, groups)
-            hashes.append(m.hashes)
-        self.progress.add(force=True, streams=1)
-        yield part
-        if hashes:
-            flat = np.concatenate(hashes)
-            bucket = (flat >> np.uint64(56)).astype(np.int64)
-            order = np.argsort(bucket, kind="stable")
-            flat, bucket = flat[order], bucket[order]
-            cuts = np.flatnonzero(np.diff(bucket)) + 1
-            for chunk in np.split(flat, cuts):
-                yield beam.pvalue.TaggedOutput("hashes", (int(chunk[0] >> np.uint64(56)), chunk))
+
+class SplitsInPool(beam.DoFn):
+    """All the splits (one list, in this process) → each one's outputs as ``SplitStats`` gives them, measured by the
+    pool started for the spec (``split.start_pool``), in the order of the splits."""
+
+    def __init__(self, spec: StatsSpec) -> None:
+        self.spec = spec
+
+    def process(self, splits: list[Any]) -> Iterator[Any]:
+        pool = pool_for(self.spec)
+        if pool is None:
+            raise RuntimeError("stats: no measuring processes were started in this process")
+        order = sorted(splits, key=lambda sp: (sp.file_index, sp.split_index))
+        for measured in pool.map(order):
+            yield from _outputs(measured)
+
+
+def _outputs(measured: Any) -> Iterator[Any]:
+    part, buckets = measured
+    yield part
+    for bucket, chunk in buckets:
+        yield beam.pvalue.TaggedOutput("hashes", (bucket, chunk))
 
 
 class MergePartials(beam.CombineFn):
@@ -136,12 +87,17 @@ def distinct_in_bucket(item: tuple[int, Any]) -> int:
 class CorpusStats(beam.PTransform):
     """splits → one element: (merged Partial, exact distinct documents)."""
 
-    def __init__(self, spec: StatsSpec) -> None:
+    def __init__(self, spec: StatsSpec, pooled: bool = False) -> None:
         super().__init__()
-        self.spec = spec
+        self.spec, self.pooled = spec, pooled
 
     def expand(self, splits):
-        outputs = splits | "Measure" >> beam.ParDo(SplitStats(self.spec)).with_outputs("hashes", main="partials")
+        if self.pooled:  # in this process, the splits go to the local processes at once
+            measure = (splits | "AllSplits" >> beam.combiners.ToList()
+                       | "Measure" >> beam.ParDo(SplitsInPool(self.spec)).with_outputs("hashes", main="partials"))
+        else:
+            measure = splits | "Measure" >> beam.ParDo(SplitStats(self.spec)).with_outputs("hashes", main="partials")
+        outputs = measure
         merged = outputs.partials | "Merge" >> beam.CombineGlobally(
             MergePartials(self.spec.tokenizer is not None, self.spec.top_k))
         distinct = (

@@ -22,6 +22,7 @@ from transforms.hashing import stable_hash64
 from transforms.select.quantiles import Search, Weight
 from transforms.read.readers import read_split
 from transforms.select.steps import RadixSearch
+from transforms.read.roots import common_root, relative_source
 from transforms.read.sources import InputFile, plan_splits
 
 ALL = "all"
@@ -55,16 +56,6 @@ def thresholds(group_bytes: dict[str, int], searches: dict[str, Search]) -> dict
     return {g: (searches[g].keys()[0] if g in searches else None) for g in group_bytes}
 
 
-def common_root(urls: list[str]) -> str:
-    """The directory every input lives under (empty when they share none)."""
-    import posixpath
-
-    if not urls:
-        return ""
-    root = posixpath.commonpath([posixpath.dirname(u) for u in urls]) if all("://" not in u for u in urls) else ""
-    return root
-
-
 class _Grouper:
     """The group of a document under a balance mode (a language identifier built on first use)."""
 
@@ -82,11 +73,6 @@ class _Grouper:
                 self._langid = LanguageIdentifier()
             return self._langid.identify(text)[0]
         return ALL
-
-
-def relative_source(source: str, root: str) -> str:
-    """A source's name below the inputs' common directory: the sample does not change when the corpus moves."""
-    return source[len(root):].lstrip("/") if root and source.startswith(root) else source
 
 
 def split_pairs(split: Any, text_field: str, balance: str, seed: int, root: str) -> Iterator[tuple[str, int, int]]:

@@ -45,8 +45,9 @@ def _badwords_regex(lists_dir: str, lang: str, fail_on_missing: bool):
     import re
 
     import fsspec
-    from datatrove.pipeline.filters.c4_filters import _BADWORDS_ALLOWLIST
+    from transforms.filter.reference import reference_constants
 
+    (allowlist,) = reference_constants("datatrove.pipeline.filters.c4_filters", "_BADWORDS_ALLOWLIST")
     try:
         with fsspec.open(f"{lists_dir}/{lang}", "rt", encoding="utf-8") as fh:
             words = {line.strip() for line in fh if line.strip()}
@@ -55,7 +56,7 @@ def _badwords_regex(lists_dir: str, lang: str, fail_on_missing: bool):
             raise RecipeError(f"c4_badwords: no word list for language {lang!r} in {lists_dir!r} (expected a file "
                               f"named {lang!r}); add it or set fail_on_missing_language: false") from None
         return None
-    for allowed in _BADWORDS_ALLOWLIST.values():
+    for allowed in allowlist.values():
         words -= allowed
     alternatives = "|".join(re.escape(w) for w in sorted(words))
     if lang in ("ja", "th", "zh"):

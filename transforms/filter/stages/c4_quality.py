@@ -16,12 +16,14 @@ class C4Quality(StageRule):
     """C4 quality rules (datatrove's C4QualityFilter with ``split_paragraph``): removes lines, may drop the page."""
 
     def __init__(self, params: dict, words: WordSplitter) -> None:
-        from datatrove.pipeline.filters.c4_filters import CITATION_REGEX, ELLIPSIS, END_PUNCTUATION, POLICY_SUBSTRINGS
+        from transforms.filter.reference import reference_constants
 
         self.p = params
         self.words = words
-        self.citation, self.ellipsis, self.end_punct = CITATION_REGEX, ELLIPSIS, tuple(END_PUNCTUATION)
-        self.policy = tuple(POLICY_SUBSTRINGS)
+        citation, ellipsis, end_punct, policy = reference_constants(
+            "datatrove.pipeline.filters.c4_filters", "CITATION_REGEX", "ELLIPSIS", "END_PUNCTUATION",
+            "POLICY_SUBSTRINGS")
+        self.citation, self.ellipsis, self.end_punct, self.policy = citation, ellipsis, tuple(end_punct), tuple(policy)
 
     def check(self, text: str, fields: Mapping[str, Any]) -> Verdict:
         """The page's verdict, kept with the lines that pass."""
