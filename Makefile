@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-filter bench-extract bench-dedup bench-runners bench-scale bench-scoring bench-packing bench-loader bench-superbpe bench-stats bench-corpora clean
+.PHONY: demo test bench bench-filter bench-extract bench-dedup bench-runners bench-scale bench-scoring bench-packing bench-loader bench-superbpe bench-stats bench-fixed bench-corpora clean
 
 $(STAMP): pyproject.toml transforms/filter/_ngrams.c transforms/stats/_words.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,7 +53,11 @@ bench-superbpe: $(STAMP)
 bench-stats: $(STAMP)
 	$(PY) benchmarks/stats_throughput.py
 
-# the real benchmark corpora (multilingual, code, mix) from Debian packages, built once into .bench-cache/corpora
+bench-fixed: $(STAMP)
+	$(PY) benchmarks/fixed_cost.py
+
+# the real benchmark corpora (multilingual, code, mix) from Debian packages, built once into .bench-cache/corpora;
+# every bench-* target runs on them by default and builds the ones it needs on first use
 bench-corpora: $(STAMP)
 	$(PY) benchmarks/corpora.py
 

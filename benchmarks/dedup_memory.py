@@ -2,36 +2,44 @@
 
 What it measures, in one run: the ``tokenmill filter`` command (default options: one Beam worker whose recipe
 work runs in one process per core) with a dedup-only recipe (``dedup: {exact: true, minhash: {ngram: 5, bands: 14,
-rows: 8}}``) over a generated corpus of about ``--size-mb`` MB of text, into which exact copies and lightly edited
-copies (Jaccard >= 0.9 with their original) of ``--planted`` documents are mixed. A planted copy counts as found
-when it is rejected naming its original (or, when the original is itself a duplicate, the document kept in its
-place). Peak RSS is the summed RSS of the command's whole process tree (Beam, the recipe processes), sampled every
-50 ms.
+rows: 8}}``) over a corpus of about 1 GB of real text, into which exact copies and lightly edited copies (Jaccard >=
+0.9 with their original) of ``--planted`` of its documents are mixed. A planted copy counts as found when it is
+rejected naming its original (or, when the original is itself a duplicate, the document kept in its place). Peak
+RSS is the summed RSS of the command's whole process tree (Beam, the recipe processes), sampled every 50 ms.
 
-The corpus is the generator of ``benchmarks/prepare_throughput.py`` (this Python's standard library sources and
-docstrings plus the multilingual chatterbot conversations, in variants with reordered paragraphs and respelled
-words), written as JSONL files; the planted copies go into one more file. With --workdir the corpus is cached.
+The default corpus is the real ``mix`` corpus of ``benchmarks/corpora.py`` (~1.1 GB of text, 1.2 GB of JSONL: the
+multilingual prose and code corpora plus the rest of the kernel tree's text files, from Debian packages; built and
+cached in ``.bench-cache/corpora`` on first use), whole; ``--slice-mb N`` takes its first N MB, ``--corpus
+multilingual`` or ``code`` the smaller ones, a glob for your JSONL files. ``--corpus generated`` is the generated corpus
+of ``benchmarks/prepare_throughput.py`` (about --size-mb MB: this Python's standard library sources and docstrings
+plus the multilingual chatterbot conversations, in variants with reordered paragraphs and respelled words), cached
+with --workdir. The planted copies (of documents picked at random all over the corpus) go into one more file. The
+corpus used is printed first.
 
 Printed: MB/s, peak RSS, the duplicate counts and rate, and the recall on the planted copies (every exact copy and
 every edited copy must be rejected naming its original; no original may be rejected as a copy of its own copy).
 Target (PASS/MISS, never asserted): MinHash dedup of a 1 GB corpus within 4 GB of peak RSS.
 
 ``--scale`` measures how memory grows with the number of documents instead: the same command and recipe over
-corpora of many small documents, each run once without dedup (``filters: []``, the anchor) and once with it:
+corpora of many small documents taken from ``--corpus`` (the ``mix`` by default), each run once without dedup
+(``filters: []``, the anchor) and once with it:
 
-* tiny: ``--tiny`` millions of short JSON lines (6-14 generated words), about 20% exact copies of earlier lines
-  (some with other whitespace) and 5% near copies (the same words in other case and punctuation);
-* real: ``--real`` millions of paragraphs (blocks between blank lines) of text not written here: this Python's
-  standard library files (sources, docstrings, data), the Debian-packaged docs in /usr/share/doc (changelogs,
-  copyright files, READMEs), then the installed packages' sources, read in sorted order; their duplicates are the
-  ones real text has (licence blocks, boilerplate, vendored copies).
+* tiny: ``--tiny`` millions of short JSON lines: lines of 3 or more words (at most 200 characters) of the corpus's
+  documents, in order, with about 20% exact copies of earlier lines mixed in (some with other whitespace) and 5%
+  near copies (the same words in other case and punctuation), on top of the copies the real lines have;
+* real: ``--real`` millions of paragraphs (blocks between blank lines) of the corpus's documents, in order; their
+  duplicates are the ones real text has (licence blocks, boilerplate, translations left in English).
 
-Printed per run: seconds, peak RSS of the process tree, GB per million documents, the duplicate counts; per corpus
-the dedup run against its anchor. Target (PASS/MISS, never asserted): peak RSS <= 1 GB per million documents.
+With ``--corpus generated`` they are the corpora of before: tiny lines of 6-14 generated words (with the same
+copies), and the paragraphs of this machine's files (this Python's standard library, /usr/share/doc, the installed
+packages' sources). Printed per run: seconds, peak RSS of the process tree, GB per million documents, the duplicate
+counts; per corpus the dedup run against its anchor. Target (PASS/MISS, never asserted): peak RSS <= 1 GB per
+million documents.
 
 Usage (from the repository root):
 
-    .venv/bin/python benchmarks/dedup_memory.py [--size-mb 1000] [--planted 2000] [--workdir DIR]
+    .venv/bin/python benchmarks/dedup_memory.py [--corpus mix] [--slice-mb MB] [--planted 2000] [--workdir DIR]
+    .venv/bin/python benchmarks/dedup_memory.py --corpus generated [--size-mb 1000]
     .venv/bin/python benchmarks/dedup_memory.py --scale [--tiny 1 4] [--real 1] [--workdir DIR] [--code DIR]
 """
 
@@ -39,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 import os
 import random
@@ -46,15 +55,18 @@ import sys
 import sysconfig
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from prepare_throughput import (  # noqa: E402  (a sibling script)
     GB,
+    GENERATED,
     MB,
     cached_corpus,
+    corpus_arguments,
+    corpus_files,
     fmt_gb,
     generated_corpus,
     iter_json_records,
@@ -73,7 +85,10 @@ TARGET_RSS_BYTES = 4 * GB
 TARGET_CORPUS_MB = 1000
 NO_DEDUP_RECIPE = "filters: []\n"  # the anchor: the same command with nothing to decide
 TARGET_GB_PER_MILLION = 1.0
-SCALE_CORPUS_VERSION = 1  # bump when a scale corpus generator changes (cached corpora are rebuilt)
+SCALE_CORPUS_VERSION = 2  # bump when a scale corpus generator changes (cached corpora are rebuilt)
+PICK_RATE = 0.02  # the least share of the corpus's documents picked for planted copies
+TINY_MAX_CHARS = 200  # a corpus line longer than this is not a tiny document
+TINY_MIN_WORDS = 3
 
 
 def edited_copy(text: str, rng: random.Random) -> str | None:
@@ -93,16 +108,19 @@ def edited_copy(text: str, rng: random.Random) -> str | None:
     return None
 
 
-def plant(files: list[str], directory: Path, count: int) -> tuple[str, dict[str, tuple[str, str]]]:
-    """A JSONL file of exact and edited copies of ``count`` corpus documents; returns it and copy id → (reason,
-    original id)."""
+def plant(files: list[str], directory: Path, count: int, text_field: str = "text",
+          id_field: str = "id") -> tuple[str, dict[str, tuple[str, str]]]:
+    """A JSONL file of exact and edited copies of ``count`` corpus documents (picked at random over the whole corpus);
+    returns it and copy id → (reason, original id)."""
     import orjson
 
     rng = random.Random(2024)
+    records = sum(1 for path in files for _ in iter_json_records(path))
+    rate = max(PICK_RATE, min(1.0, 4 * count / max(records, 1)))
     picked = []
     for path in files:
         for rec in iter_json_records(path):
-            if rng.random() < 0.02:
+            if isinstance(rec, dict) and isinstance(rec.get(text_field), str) and rng.random() < rate:
                 picked.append(rec)
         if len(picked) >= 4 * count:
             break
@@ -113,22 +131,26 @@ def plant(files: list[str], directory: Path, count: int) -> tuple[str, dict[str,
         for rec in picked:
             if len(expected) >= 2 * count:
                 break
-            edited = edited_copy(rec["text"], rng)
+            edited = edited_copy(rec[text_field], rng)
             if edited is None:
                 continue
-            for kind, text in (("exact_duplicate", rec["text"]), ("near_duplicate", edited)):
-                copy_id = f"planted-{kind}-{rec['id']}"
-                fh.write(orjson.dumps({"id": copy_id, "text": text}) + b"\n")
-                expected[copy_id] = (kind, rec["id"])
+            for kind, text in (("exact_duplicate", rec[text_field]), ("near_duplicate", edited)):
+                copy_id = f"planted-{kind}-{rec[id_field]}"
+                fh.write(orjson.dumps({id_field: copy_id, text_field: text}) + b"\n")
+                expected[copy_id] = (kind, str(rec[id_field]))
+    if len(expected) < 2 * count:
+        log(f"warning: only {len(expected) // 2:,} documents of >= 100 words could be planted, not {count:,}")
     return str(path), expected
 
 
-def tiny_records(n: int, seed: int = 1) -> Iterator[dict[str, str]]:
-    """``n`` short records: ~75% distinct lines of 6-14 generated words, ~20% exact copies of an earlier line (half
-    of them with doubled spaces, which exact dedup normalises), ~5% near copies (other case and punctuation)."""
+def tiny_records(n: int, seed: int = 1, lines: Iterable[str] | None = None) -> Iterator[dict[str, str]]:
+    """``n`` short records: ~75% distinct lines (the next of ``lines``, or 6-14 generated words when None), ~20% exact
+    copies of an earlier line (half of them with doubled spaces, which exact dedup normalises), ~5% near copies
+    (other case and punctuation)."""
     rng = random.Random(seed)
+    source = iter(lines) if lines is not None else None
     letters = "abcdefghijklmnopqrstuvwxyz"
-    vocab = ["".join(rng.choices(letters, k=rng.randint(3, 9))) for _ in range(20_000)]
+    vocab = ["".join(rng.choices(letters, k=rng.randint(3, 9))) for _ in range(20_000)] if source is None else []
     earlier: list[str] = []
     for i in range(n):
         r = rng.random()
@@ -138,9 +160,45 @@ def tiny_records(n: int, seed: int = 1) -> Iterator[dict[str, str]]:
         elif earlier and r < 0.25:
             text = rng.choice(earlier).upper().replace(".", "!")
         else:
-            text = " ".join(rng.choices(vocab, k=rng.randint(6, 14))).capitalize() + "."
+            if source is None:
+                text = " ".join(rng.choices(vocab, k=rng.randint(6, 14))).capitalize() + "."
+            else:
+                text = next(source, None)
+                if text is None:
+                    raise SystemExit(f"the corpus has too few short lines for {n:,} tiny records; ask for fewer "
+                                     "(--tiny)")
             earlier.append(text)
         yield {"id": f"t{i}", "text": text}
+
+
+def corpus_texts(files: list[str], text_field: str) -> Iterator[tuple[str, str]]:
+    """(id, text) of the corpus's records, in order."""
+    for n, path in enumerate(files):
+        for k, rec in enumerate(iter_json_records(path)):
+            if isinstance(rec, dict) and isinstance(rec.get(text_field), str):
+                yield str(rec.get("id", f"{n}:{k}")), rec[text_field]
+
+
+def corpus_lines(files: list[str], text_field: str) -> Iterator[str]:
+    """The corpus's lines of at least TINY_MIN_WORDS words and at most TINY_MAX_CHARS characters, stripped, in order."""
+    for _, text in corpus_texts(files, text_field):
+        for line in text.split("\n"):
+            line = line.strip()
+            if len(line) <= TINY_MAX_CHARS and len(line.split()) >= TINY_MIN_WORDS:
+                yield line
+
+
+def corpus_paragraphs(files: list[str], text_field: str, n: int) -> Iterator[dict[str, str]]:
+    """``n`` records: the non-empty paragraphs of the corpus's documents, in order."""
+    done = 0
+    for doc_id, text in corpus_texts(files, text_field):
+        for k, para in enumerate(text.replace("\r\n", "\n").split("\n\n")):
+            if para.strip():
+                yield {"id": f"{doc_id}#{k}", "text": para.strip("\n")}
+                done += 1
+                if done >= n:
+                    return
+    raise SystemExit(f"only {done:,} paragraphs in the corpus; ask for fewer (--real)")
 
 
 def _real_files() -> Iterator[tuple[str, bytes]]:
@@ -208,16 +266,31 @@ def scale_run(label: str, files: list[str], workdir: Path, recipe_text: str, cod
 def scale(args: argparse.Namespace, workdir: Path) -> int:
     """The --scale report: tiny and real corpora, each without and with dedup."""
     code = Path(args.code).resolve() if args.code else None
+    generated = args.corpus == GENERATED
+    if generated:
+        source, description, key = None, ("generated: tiny lines of generated words; paragraphs of this machine's "
+                                          "files (stdlib, /usr/share/doc, site-packages)"), "generated"
+    else:
+        source, description = corpus_files(args, workdir, generated_corpus, "")
+        key = hashlib.sha256(json.dumps([[os.path.abspath(f), os.path.getsize(f)] for f in source]).encode()
+                             ).hexdigest()[:12]
+        description = f"tiny lines and paragraphs of {description}"
+    print(f"corpus: {description}", flush=True)
     corpora = []
     for millions in args.tiny:
         n = int(millions * 1_000_000)
-        files = cached_corpus(workdir / f"tiny-{millions:g}m", {"version": SCALE_CORPUS_VERSION, "tiny": n},
-                              f"{n:,} tiny records", lambda n=n: tiny_records(n))
+        lines = None if source is None else (lambda: corpus_lines(source, args.text_field))
+        files = cached_corpus(workdir / f"tiny-{key}-{millions:g}m",
+                              {"version": SCALE_CORPUS_VERSION, "tiny": n, "source": key}, f"{n:,} tiny records",
+                              lambda n=n, lines=lines: tiny_records(n, lines=lines() if lines else None))
         corpora.append((f"tiny-{millions:g}m", files))
     for millions in args.real:
         n = int(millions * 1_000_000)
-        files = cached_corpus(workdir / f"real-{millions:g}m", {"version": SCALE_CORPUS_VERSION, "real": n},
-                              f"{n:,} real paragraphs (stdlib, /usr/share/doc)", lambda n=n: real_records(n))
+        records = (lambda n=n: real_records(n)) if source is None else (
+            lambda n=n: corpus_paragraphs(source, args.text_field, n))
+        files = cached_corpus(workdir / f"real-{key}-{millions:g}m",
+                              {"version": SCALE_CORPUS_VERSION, "real": n, "source": key}, f"{n:,} real paragraphs",
+                              records)
         corpora.append((f"real-{millions:g}m", files))
     print(f"machine: {machine_line()}")
     print(f"code: {code or 'this checkout'}; recipe: {RECIPE.strip()}; anchor: {NO_DEDUP_RECIPE.strip()}")
@@ -245,7 +318,7 @@ def scale(args: argparse.Namespace, workdir: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the measurement and print the report."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--size-mb", type=float, default=TARGET_CORPUS_MB, help="generated corpus size (default 1000)")
+    corpus_arguments(ap, TARGET_CORPUS_MB, unique_ids=True, default="mix")
     ap.add_argument("--planted", type=int, default=2000, help="documents given an exact and an edited copy")
     ap.add_argument("--workdir", default=None, help="directory for the corpus (kept) and the output")
     ap.add_argument("--scale", action="store_true", help="memory per million documents (tiny and real corpora)")
@@ -258,12 +331,15 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     if args.scale:
         return scale(args, workdir)
-    files = generated_corpus(workdir, args.size_mb)
-    planted_path, expected = plant(files, workdir, args.planted)
+    files, description = corpus_files(args, workdir, generated_corpus,
+                                      "stdlib sources/docstrings + chatterbot multilingual")
+    log(f"corpus: {description}")
+    planted_path, expected = plant(files, workdir, args.planted, args.text_field, args.id_field)
     recipe = workdir / "dedup.yaml"
     recipe.write_text(RECIPE)
     out = workdir / "out"
-    argv_ = tokenmill_command("filter", "--output", str(out), "--recipe", str(recipe), "--overwrite", "--no-progress")
+    argv_ = tokenmill_command("filter", "--output", str(out), "--recipe", str(recipe), "--overwrite", "--no-progress",
+                              "--text-field", args.text_field, "--id-field", args.id_field)
     for path in files + [planted_path]:
         argv_ += ["--input", path]
     log(f"running tokenmill filter (dedup) on {len(files) + 1} files ...")
@@ -284,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     wrong = sorted(k for k, v in kept_as.items() if v.startswith("planted-"))
     mb = c["bytes_read"] / MB
     print(f"machine: {machine_line()}")
-    print(f"corpus: {mb:,.0f} MB in {len(files) + 1} JSONL files, {c['records']:,} documents "
+    print(f"corpus: {description}")
+    print(f"input: {mb:,.0f} MB in {len(files) + 1} JSONL files, {c['records']:,} documents "
           f"({len(expected):,} planted copies)")
     print(f"tokenmill filter, dedup exact + MinHash 14x8 on 5-grams: {seconds:,.1f} s, {mb / seconds:,.1f} MB/s, "
           f"peak RSS {fmt_gb(peak)}")

@@ -18,23 +18,25 @@ Agreement: for each filter, the share of documents on which a system and datatro
 filter (both dropped the document there with the same reason, or neither did); also the share of identical final
 outcomes and of identical kept text (C4 removes lines).
 
-The generated corpus (``--corpus generated``, about --size-mb MB of text, no download) is prose first: this Python's standard
-library docstrings (English technical prose with code examples) and the multilingual conversations of the
+The default corpus is the real multilingual corpus of ``benchmarks/corpora.py`` (~110 MB of prose in Latin,
+Cyrillic and CJK scripts from translated documentation in Debian packages, built and cached in
+``.bench-cache/corpora`` on first use; ``--slice-mb 10`` for its first 10 MB, ``--corpus code`` or ``mix`` for the
+others). The corpus used is printed first.
+
+``--corpus generated`` is a generated corpus (about --size-mb MB of text, no download), prose first: this Python's
+standard library docstrings (English technical prose with code examples) and the multilingual conversations of the
 ``chatterbot_corpus`` package (28 languages, grouped into documents of 8-40 conversations), plus 15% of the bytes in
 standard-library module sources (code, which the filters mostly drop). Each round is a new variant whose paragraphs
 are reordered and about 1 in 4 distinct words respelled (``perturb`` of prepare_throughput.py), so word caches
 meet new words all along as on a larger real corpus; shuffled deterministically, written as several JSONL files.
-
-``--corpus multilingual`` is the real multilingual corpus of ``benchmarks/corpora.py`` (prose in Latin, Cyrillic and CJK
-scripts from translated documentation in Debian packages; ``--slice-mb 10`` for its first 10 MB); the default is
-the generated one described above.
 
 Targets (printed with PASS/MISS, never asserted): the fast engine >= 15x datatrove's LocalPipelineExecutor on the
 same cores (>= 5x below 20 MB, where fixed costs weigh), with 100% agreement on every filter.
 
 Usage (from the repository root):
 
-    .venv/bin/python benchmarks/filter_throughput.py [--size-mb 75] [--workdir DIR] [--quick]
+    .venv/bin/python benchmarks/filter_throughput.py [--corpus multilingual] [--slice-mb MB] [--workdir DIR] [--quick]
+    .venv/bin/python benchmarks/filter_throughput.py --corpus generated [--size-mb 75]
     .venv/bin/python benchmarks/filter_throughput.py --corpus 'data/*.jsonl' --text-field text --id-field id
 """
 
@@ -152,6 +154,7 @@ def prose_first_corpus(args: argparse.Namespace, workdir: Path) -> tuple[list[st
     """(files, description, documents, MB of text) of ``--corpus`` or of the generated prose-first corpus."""
     files, description = corpus_files(args, workdir, generated_corpus,
                                       "stdlib docstrings + chatterbot multilingual + 15% code")
+    log(f"corpus: {description}")
     n_docs, text_bytes = corpus_stats(files, args.text_field)
     return files, description, n_docs, text_bytes / MB
 
@@ -304,7 +307,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     corpus_arguments(ap, 75, unique_ids=True)
-    ap.add_argument("--quick", action="store_true", help="a smoke run on 3 MB of the corpus")
+    ap.add_argument("--quick", action="store_true", help="a smoke run on 3 MB of the corpus (--slice-mb 3)")
     ap.add_argument("--skip-cli", action="store_true", help="do not run the tokenmill filter command")
     ap.add_argument("--workdir", default=None, metavar="DIR",
                     help="where the corpus and outputs go; kept, and the corpus reused by later runs (default: a "

@@ -1,16 +1,20 @@
 """Fixed costs of the ad hoc commands: ``--help``, an argument error, and ``prepare``/``filter``/``stats`` of a
 20-document file, wall clock of the whole command (a fresh process each time), with where the time goes.
 
-The 20 documents are the first 20 of ``--corpus`` (a real benchmark corpus of ``benchmarks/corpora.py`` by name, or
-a glob of JSONL files; by default the demo corpus: this Python's standard library); ``prepare`` uses a small BPE trained on them (not timed). Each command runs ``--repeat`` times (default
-5) and the median is reported. Targets (printed PASS/MISS, never asserted): a 20-document ``prepare``, ``filter``
+The 20 documents are the first 20 with text of ``--corpus``: by default the real multilingual corpus of
+``benchmarks/corpora.py`` (prose in Latin, Cyrillic and CJK scripts from Debian packages, built and cached in
+``.bench-cache/corpora`` on first use; ``code`` and ``mix`` are the others), ``generated`` for the demo corpus (this
+Python's standard library, no download), or a glob of JSONL files; the corpus used is printed first. ``prepare``
+uses a small BPE trained on them (not timed). Each command runs ``--repeat`` times (default 5) and the median is
+reported. Targets (printed PASS/MISS, never asserted): a 20-document ``prepare``, ``filter``
 or ``stats`` in <= 2 s; ``--help`` and argument errors in <= 0.3 s.
 
 Where the time goes: every command is also run once with ``python -X importtime``; the table splits its import time
 by top-level package (apache_beam, numpy, pyarrow, tokenmill's own modules, ...); the rest of the wall time is the
 run itself (Beam's pipeline construction and runner start-up, the work, writing the outputs).
 
-    .venv/bin/python benchmarks/fixed_cost.py [--repeat 5] [--corpus NAME|GLOB] [--workdir DIR]
+    .venv/bin/python benchmarks/fixed_cost.py [--repeat 5] [--corpus multilingual|code|mix|generated|GLOB]
+                                              [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prepare_throughput import (  # noqa: E402
-    iter_json_records, log, machine_line, repo_root, run_benchmark, verdict)
+    DEFAULT_CORPUS, GENERATED, REAL_CORPORA, corpus_source, iter_json_records, log, machine_line, repo_root,
+    run_benchmark, verdict)
 from prepare_throughput import tokenmill_command as tm  # noqa: E402  (the argv of a tokenmill command)
 
 DOCUMENTS = 20
@@ -38,37 +43,30 @@ TARGET_HELP_S = 0.3
 OWN = ("pipelines", "transforms", "schemas")
 
 
-def source_records(corpus: str | None) -> Iterator[dict]:
-    """The records the 20 documents are taken from: a named real corpus, a glob's files, or the demo corpus."""
-    if not corpus:
+def source_records(corpus: str) -> tuple[Iterator[dict], str]:
+    """(records, description): the records the 20 documents are taken from, of a named real corpus, the demo corpus
+    (``generated``) or a glob's files."""
+    if corpus == GENERATED:
         from transforms.read.demo_corpus import demo_records
 
-        yield from demo_records()
-        return
-    import glob
-
-    files = sorted(glob.glob(os.path.expanduser(corpus)))
-    if not files:
-        from corpora import NAMES, build
-
-        if corpus not in NAMES:
-            raise SystemExit(f"--corpus {corpus!r} is neither a corpus name ({', '.join(NAMES)}) nor a glob")
-        files = build(corpus).files
-    for file in files:
-        yield from iter_json_records(file)
+        return demo_records(), "generated: the demo corpus (this Python's standard library, sources and docstrings)"
+    files, description = corpus_source(corpus)
+    description = f"the first {DOCUMENTS} documents of {description}"
+    return (obj for file in files for obj in iter_json_records(file)), description
 
 
-def small_input(workdir: Path, corpus: str | None) -> Path:
-    """The 20-document JSONL file (the first documents with text of the corpus)."""
+def small_input(workdir: Path, corpus: str) -> tuple[Path, str]:
+    """The 20-document JSONL file (the first documents with text of the corpus) and where they come from."""
     path = workdir / "twenty.jsonl"
+    records, description = source_records(corpus)
     n = 0
     with open(path, "w", encoding="utf-8") as out:
-        for obj in source_records(corpus):
+        for obj in records:
             if isinstance(obj, dict) and isinstance(obj.get("text"), str) and obj["text"].strip():
                 out.write(json.dumps({"id": str(obj.get("id", n)), "text": obj["text"]}, ensure_ascii=False) + "\n")
                 n += 1
                 if n == DOCUMENTS:
-                    return path
+                    return path, description
     raise SystemExit(f"the corpus has fewer than {DOCUMENTS} documents")
 
 
@@ -119,7 +117,8 @@ def cases(workdir: Path, small: Path, tok: Path) -> list[tuple[str, list[str], i
 
 def benchmark(args: argparse.Namespace, workdir: Path, cores: int) -> int:
     """Measure every case; the report on stdout."""
-    small = small_input(workdir, args.corpus)
+    small, corpus_desc = small_input(workdir, args.corpus)
+    log(f"corpus: {corpus_desc}")
     tok = workdir / "tok.json"
     if not tok.exists():
         timed(tm("train-tokenizer", "-i", str(small), "-o", str(tok), "--vocab-size", "600", "--overwrite",
@@ -133,6 +132,7 @@ def benchmark(args: argparse.Namespace, workdir: Path, cores: int) -> int:
         rows.append((label, statistics.median(times), min(times), max(times), target, split))
     print("")
     print(f"machine: {machine_line()}")
+    print(f"corpus: {corpus_desc}")
     print(f"input: {DOCUMENTS} documents ({small.stat().st_size:,} bytes of JSONL); median of {args.repeat} runs, "
           "whole command, a fresh process each")
     print(f"{'command':<40} {'median s':>8} {'min':>6} {'max':>6} {'target':>7}  imports (s, by package)")
@@ -153,9 +153,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """Command-line options."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=5, help="runs of each command; the median is reported (default 5)")
-    ap.add_argument("--corpus", default=None, metavar="NAME|GLOB",
-                    help="where the 20 documents come from: a corpus name or a glob of JSONL files (default: the "
-                         "demo corpus)")
+    ap.add_argument("--corpus", default=DEFAULT_CORPUS, metavar="NAME|GLOB",
+                    help=f"where the 20 documents come from: {', '.join(REAL_CORPORA)} (real corpora of "
+                         f"benchmarks/corpora.py, built on first use), {GENERATED} (the demo corpus: this Python's "
+                         f"standard library) or a glob of JSONL files (default: {DEFAULT_CORPUS})")
     ap.add_argument("--workdir", default=None, metavar="DIR", help="kept (default: a temporary folder)")
     args = ap.parse_args(argv)
     if args.repeat < 1:

@@ -24,26 +24,32 @@ The shards: --shards DIR takes a finished ``tokenmill prepare`` output (or an ea
 --gb GB (default 1.5) of ids are generated and written with pyarrow exactly as ``tokenmill prepare`` writes them
 (the ``schemas.shards`` schema, zstd level 1, BYTE_STREAM_SPLIT ids, 8192 rows per shard, row groups of 4 MB of
 ids, seq_len 2048, a manifest.json), the last row of each shard padded. Token ids (--tokens real, the default):
-real documents, this Python's standard-library docstrings and the chatterbot-corpus conversations (28 languages)
-with module sources as ~15% of the tokens, tokenized once by a 32k byte-level BPE trained here on a sample of them
-(nothing is downloaded), then drawn at random and packed back to back: the token statistics of real text (the
-shards compress to about 0.28 of the ids' bytes). The pool is small (about 1.2M tokens in 8.7k documents, many of
-them short conversations), so documents recur and zstd finds some long matches; --tokens zipf (i.i.d. Zipf ids
-over a 50k vocabulary, log-normal document lengths, no repeats) is the other bound and decodes about as fast. With
---workdir the tokenized documents and the shards are kept there and reused by later runs.
+real documents, by default the first --pool-mb MB (default 20) of the real multilingual corpus of
+``benchmarks/corpora.py`` (prose in Latin, Cyrillic and CJK scripts from translated documentation in Debian
+packages, built and cached in ``.bench-cache/corpora`` on first use; ``--corpus code`` or ``mix`` for the others, or
+a glob of JSONL files), tokenized once by a 32k byte-level BPE trained here on a third of those documents, then
+drawn at random and packed back to back: the token statistics of real text. The pool (some millions of tokens) is
+smaller than the shards, so documents recur and zstd may find some long matches. ``--corpus generated`` takes the
+pool of before instead (this Python's standard-library docstrings and the chatterbot-corpus conversations in 28
+languages with module sources as ~15% of the tokens, no download; about 1.2M tokens in 8.7k documents). --tokens
+zipf (i.i.d. Zipf ids over a 50k vocabulary, log-normal document lengths, no repeats) is the other bound and decodes
+about as fast. The corpus used is printed first. With --workdir the tokenized documents and the shards are kept
+there and reused by later runs.
 
 Target (printed with PASS/MISS, never asserted): loader >= 1 GB of tokens/s from local shards on 2 cores (numpy
 path), the default loader configuration, two processes.
 
 Usage (from the repository root):
 
-    .venv/bin/python benchmarks/loader_throughput.py [--gb 1.5] [--workdir DIR] [--repeat 3] [--batch-size 8]
+    .venv/bin/python benchmarks/loader_throughput.py [--gb 1.5] [--corpus multilingual] [--pool-mb 20] [--workdir DIR]
+                                                     [--repeat 3] [--batch-size 8]
     .venv/bin/python benchmarks/loader_throughput.py --shards out/
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -65,7 +71,8 @@ from schemas import manifest as m  # noqa: E402
 from schemas.shards import INPUT_IDS, INPUT_IDS_LEAF, MANIFEST_FILE, SHARD_SCHEMA, read_manifest  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prepare_throughput import chatterbot_conversations, log  # noqa: E402  (a sibling script)
+from prepare_throughput import (  # noqa: E402  (a sibling script)
+    DEFAULT_CORPUS, GENERATED, REAL_CORPORA, MB, chatterbot_conversations, corpus_source, iter_json_records, log)
 
 GB = 10 ** 9
 TARGET_GBPS = 1.0
@@ -75,26 +82,37 @@ GROUP_ROWS = (4 << 20) // (4 * SEQ_LEN)  # row groups of 4 MB of ids, as prepare
 VOCAB = 50_257
 PAD_ID = 0
 WORLD = 2
+POOL_MB = 20.0  # MB of corpus text tokenized into the pool of documents the shards are drawn from
 DEFAULT = "loader (defaults: int64 ids, shuffled)"
 ANCHOR = "anchor: pyarrow read_table"
 
 
 # -- shards -----------------------------------------------------------------------------------------------------------
 
-def token_documents(workdir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Real token documents, cached in ``workdir``: (ids back to back, each ending with EOS; document lengths).
+def pool_source(corpus: str) -> tuple[list[str] | None, str]:
+    """(JSONL files or None for the generated pool, description) of --corpus."""
+    files, description = corpus_source(corpus)
+    if files is None:
+        return None, ("generated: this Python's standard-library docstrings and the chatterbot-corpus conversations, "
+                      "module sources as ~15% of the tokens")
+    return files, description
 
-    This Python's standard-library docstrings (prose) and the chatterbot-corpus conversations (28 languages), with
-    module sources as ~15% of the tokens, tokenized by a 32k byte-level BPE trained here on a sample of them.
-    """
-    cache = workdir / "token-documents.npz"
-    if cache.exists():
-        data = np.load(cache)
-        return data["ids"], data["lengths"]
+
+def files_key(files: list[str] | None, pool_mb: float) -> str:
+    """A short key of the pool's source (paths, sizes, mtimes and MB taken) for the names of cached files."""
+    if files is None:
+        return "generated"
+    digest = hashlib.sha256(f"{pool_mb:g};".encode())
+    for path in files:
+        st = os.stat(path)
+        digest.update(f"{os.path.abspath(path)}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return digest.hexdigest()[:12]
+
+
+def generated_texts() -> list[str]:
+    """The generated pool's texts: stdlib docstrings and chatterbot conversations, module sources ~15% of it."""
     from transforms.read.demo_corpus import demo_records
-    from transforms.tokenize.training import END_OF_TEXT, train_byte_level_bpe
 
-    log("tokenizing this Python's standard-library docstrings and sources and the chatterbot conversations ...")
     records = list(demo_records())
     prose = [r["text"] for r in records if r["source"] == "stdlib-docstrings"] + chatterbot_conversations()
     code = [r["text"] for r in records if r["source"] == "stdlib-source"]
@@ -105,12 +123,50 @@ def token_documents(workdir: Path) -> tuple[np.ndarray, np.ndarray]:
             break
         kept.append(text)
         size += len(text)
-    texts = prose + kept
+    return prose + kept
+
+
+def corpus_texts(files: list[str], text_field: str, pool_mb: float) -> list[str]:
+    """The texts of the first ``pool_mb`` MB of text of JSONL files, in order."""
+    texts, size = [], 0
+    for path in files:
+        for obj in iter_json_records(path):
+            text = obj.get(text_field) if isinstance(obj, dict) else None
+            if isinstance(text, str) and text:
+                texts.append(text)
+                size += len(text.encode("utf-8", "surrogatepass"))
+                if size >= pool_mb * MB:
+                    return texts
+    return texts
+
+
+def token_documents(workdir: Path, files: list[str] | None, text_field: str = "text",
+                    pool_mb: float = POOL_MB) -> tuple[np.ndarray, np.ndarray]:
+    """Real token documents, cached in ``workdir``: (ids back to back, each ending with EOS; document lengths).
+
+    The first ``pool_mb`` MB of text of ``files`` (``None``: the generated pool, this Python's standard-library
+    docstrings and the chatterbot-corpus conversations with module sources as ~15% of the tokens), tokenized by a 32k
+    byte-level BPE trained here on a third of them.
+    """
+    cache = workdir / ("token-documents.npz" if files is None else
+                       f"token-documents-{files_key(files, pool_mb)}.npz")
+    if cache.exists():
+        data = np.load(cache)
+        return data["ids"], data["lengths"]
+    from transforms.tokenize.training import END_OF_TEXT, train_byte_level_bpe
+
+    if files is None:
+        log("tokenizing this Python's standard-library docstrings and sources and the chatterbot conversations ...")
+        texts = generated_texts()
+    else:
+        log(f"tokenizing the first {pool_mb:g} MB of the corpus ...")
+        texts = corpus_texts(files, text_field, pool_mb)
     tokenizer = train_byte_level_bpe(texts[::3], 32_000)
     eos = tokenizer.token_to_id(END_OF_TEXT)
     encoded = tokenizer.encode_batch(texts, add_special_tokens=False)
     docs = [np.append(np.asarray(e.ids, np.uint32), np.uint32(eos)) for e in encoded if e.ids]
     ids, lengths = np.concatenate(docs), np.array([d.size for d in docs], np.int64)
+    log(f"  a pool of {ids.size:,} tokens in {lengths.size:,} documents")
     workdir.mkdir(parents=True, exist_ok=True)
     np.savez(cache, ids=ids, lengths=lengths)
     return ids, lengths
@@ -266,6 +322,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tokens", choices=("real", "zipf"), default="real",
                     help="generated ids: real tokenized documents drawn at random (default), or i.i.d. Zipf ids "
                          "with log-normal document lengths (no text structure at all)")
+    ap.add_argument("--corpus", default=DEFAULT_CORPUS, metavar="NAME|GLOB",
+                    help=f"--tokens real: the documents tokenized: {', '.join(REAL_CORPORA)} (real corpora of "
+                         f"benchmarks/corpora.py, built on first use), {GENERATED} (stdlib docstrings and sources + "
+                         f"chatterbot conversations) or a glob of JSONL files (default: {DEFAULT_CORPUS})")
+    ap.add_argument("--pool-mb", type=float, default=POOL_MB,
+                    help=f"--tokens real: MB of text taken from the start of --corpus (default {POOL_MB:g})")
+    ap.add_argument("--text-field", default="text", help="text field of --corpus records (default: text)")
     ap.add_argument("--workdir", help="keep generated shards here and reuse them (default: a temporary directory)")
     ap.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported (default 3)")
     ap.add_argument("--batch-size", type=int, default=8, help="rows per batch (default 8)")
@@ -274,15 +337,25 @@ def main(argv: list[str] | None = None) -> int:
     temp = None
     if args.shards:
         path = args.shards.rstrip("/")
+        source = f"the shards of {path}"
+        log(f"corpus: {source}")
     else:
         if args.workdir:
             workdir = Path(args.workdir)
         else:
             temp = tempfile.mkdtemp(prefix="loader-bench-")
             workdir = Path(temp)
-        directory = workdir / f"shards-{args.tokens}-{args.gb:g}gb"
+        if args.tokens == "real":
+            files, description = pool_source(args.corpus)
+            source = f"the first {args.pool_mb:g} MB of {description}" if files else description
+            key = files_key(files, args.pool_mb)
+        else:
+            source, key = "generated: i.i.d. Zipf ids, log-normal document lengths (no text)", "zipf"
+        log(f"corpus: {source}")
+        directory = workdir / f"shards-{args.tokens}-{key}-{args.gb:g}gb"
         if not (directory / MANIFEST_FILE).exists():
-            generate_shards(directory, args.gb, token_documents(workdir) if args.tokens == "real" else None)
+            docs = token_documents(workdir, files, args.text_field, args.pool_mb) if args.tokens == "real" else None
+            generate_shards(directory, args.gb, docs)
         path = str(directory)
     try:
         on_disk = warm(path)
@@ -304,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"round {r + 1}: {name}: {res['gbps']:.2f} GB/s ({res['seconds']:.2f} s)")
         print(f"machine: cores={os.cpu_count()} python={sys.version.split()[0]} numpy={np.__version__} "
               f"pyarrow={pa.__version__}")
+        print(f"corpus: {source}")
         print(f"shards: {path}: {len(manifest[m.K_SHARDS])} files, {rows:,} rows x {seq_len} tokens = "
               f"{rows * seq_len * 4 / GB:.2f} GB of ids (4 bytes each), {on_disk / GB:.2f} GB on disk; "
               f"batch_size {args.batch_size}; {WORLD} processes (world_size={WORLD}, one rank each); "

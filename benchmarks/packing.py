@@ -8,18 +8,25 @@ What it measures, in one run, on the same corpus and tokenizer (each ``tokenmill
   the documents shorter than a row that were cut (every segment shorter than a row must end with EOS: a whole
   document or the last piece of a long one).
 * the loader (``schemas.loader``, numpy path, its defaults) on ~``--loader-gb`` GB of token ids written as prepare
-  writes them (real tokenized text, ``benchmarks/loader_throughput.py``'s generator): GB of ids (4 bytes each) per
-  second, two processes each reading its rank of world_size 2, against pyarrow's ``read_table`` of the same files.
+  writes them (``benchmarks/loader_throughput.py``'s generator: the first 20 MB of the same corpus tokenized, its
+  documents drawn at random and packed): GB of ids (4 bytes each) per second, two processes each reading its rank of
+  world_size 2, against pyarrow's ``read_table`` of the same files.
 
-The default corpus is real text with a long tail of document lengths, generated without download: this Python's
-standard library, each module's source and its docstrings as documents (a few tokens to hundreds of thousands).
+The default corpus is the real multilingual corpus of ``benchmarks/corpora.py`` (~110 MB of prose in Latin,
+Cyrillic and CJK scripts from translated documentation in Debian packages: help pages, manual pages, guides and
+kernel documentation, from a few hundred bytes to hundreds of KB, so a long tail of document lengths; built and
+cached in ``.bench-cache/corpora`` on first use). ``--corpus code`` or ``mix`` takes another one, ``--slice-mb N``
+its first N MB, a glob for your JSONL files; ``--corpus generated`` is the standard-library corpus of before (this
+Python's standard library, each module's source and its docstrings as documents, no download). The corpus used is
+printed first.
 
 Targets (printed with PASS/MISS, never asserted): best-fit cuts no document shorter than a row and pads at most 1% at
 seq_len 2048; the loader reads >= 1 GB of tokens per second on 2 cores.
 
 Usage (from the repository root):
 
-    .venv/bin/python benchmarks/packing.py [--seq-len 2048] [--loader-gb 1] [--workdir DIR] [--corpus GLOB]
+    .venv/bin/python benchmarks/packing.py [--seq-len 2048] [--loader-gb 1] [--workdir DIR] [--corpus NAME|GLOB]
+                                           [--slice-mb MB]
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from typing import Any
 
 from prepare_throughput import (
     cached_corpus,
+    corpus_arguments,
+    corpus_files,
     corpus_stats,
     log,
     machine_line,
@@ -87,17 +96,20 @@ def short_documents_cut(out: Path, manifest: dict[str, Any]) -> int:
     return cut
 
 
-def loader_rates(workdir: Path, gb: float, rounds: int = 3) -> dict[str, float]:
-    """The loader (defaults) and the pyarrow anchor on ~``gb`` GB of ids written as prepare writes them (real
-    tokenized text; see loader_throughput.py): medians of GB/s over ``rounds``, 2 processes."""
+def loader_rates(workdir: Path, gb: float, files: list[str], text_field: str,
+                 rounds: int = 3) -> dict[str, float]:
+    """The loader (defaults) and the pyarrow anchor on ~``gb`` GB of ids written as prepare writes them (the first
+    MB of ``files`` tokenized; see loader_throughput.py): medians of GB/s over ``rounds``, 2 processes."""
     import statistics
 
-    from loader_throughput import child_anchor, child_loader, generate_shards, measure, token_documents, warm
+    from loader_throughput import (POOL_MB, child_anchor, child_loader, files_key, generate_shards, measure,
+                                   token_documents, warm)
 
-    directory = workdir / f"loader-shards-{gb:g}gb"
+    key = files_key(files, POOL_MB)
+    directory = workdir / f"loader-shards-{key}-{gb:g}gb"
     if not (directory / "manifest.json").exists():
         log(f"writing ~{gb:g} GB of token shards for the loader ...")
-        generate_shards(directory, gb, token_documents(workdir))
+        generate_shards(directory, gb, token_documents(workdir, files, text_field, POOL_MB))
     warm(str(directory))
     loader = [measure(child_loader, str(directory), {}, 8) for _ in range(rounds)]
     anchor = [measure(child_anchor, str(directory), {}, 8) for _ in range(rounds)]
@@ -110,9 +122,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """Command-line options."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", default=None, metavar="GLOB",
-                    help="JSONL files to use instead of the standard-library corpus")
-    ap.add_argument("--text-field", default="text", help="text field of --corpus records (default: text)")
+    corpus_arguments(ap, None)
     ap.add_argument("--seq-len", type=int, default=2048, help="tokens per row (default 2048)")
     ap.add_argument("--loader-gb", type=float, default=1.0,
                     help="GB of token ids the loader reads (generated once into the workdir; default 1.0)")
@@ -123,14 +133,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def benchmark(args: argparse.Namespace, workdir: Path, cores: int) -> int:
     """The whole benchmark in ``workdir``."""
-    import glob
-
     from schemas import manifest as m
 
     started = time.perf_counter()
-    files = sorted(glob.glob(args.corpus)) if args.corpus else stdlib_corpus(workdir)
-    if not files:
-        raise SystemExit(f"--corpus {args.corpus!r} matches no file")
+    files, corpus_desc = corpus_files(args, workdir, lambda directory, _size: stdlib_corpus(directory),
+                                      "this Python's standard library: module sources and docstrings")
+    log(f"corpus: {corpus_desc}")
     n_docs, text_bytes = corpus_stats(files, args.text_field)
     tokenizer = training_tokenizer(workdir, files, args.text_field)
     runs = workdir / "runs"
@@ -152,14 +160,15 @@ def benchmark(args: argparse.Namespace, workdir: Path, cores: int) -> int:
         log(f"  {results[name]['seconds']:.1f} s")
     cut_short = short_documents_cut(results["best-fit"]["out"], results["best-fit"]["manifest"])
     log("measuring the loader (2 processes) ...")
-    loader = loader_rates(workdir, args.loader_gb)
+    loader = loader_rates(workdir, args.loader_gb, files, args.text_field)
 
     p = print
     p("")
     p("tokenmill packing benchmark")
     p("===========================")
     p(f"machine:  {machine_line()}")
-    p(f"corpus:   {len(files)} JSONL file(s), {n_docs} documents, {text_bytes / 1e6:.1f} MB of text; seq_len "
+    p(f"corpus:   {corpus_desc}")
+    p(f"          {len(files)} JSONL file(s), {n_docs} documents, {text_bytes / 1e6:.1f} MB of text; seq_len "
       f"{args.seq_len}")
     p("")
     header = f"{'packing':<12} {'seconds':>8} {'rows':>9} {'tokens':>12} {'padding':>9} {'docs cut':>9} {'dropped':>9}"

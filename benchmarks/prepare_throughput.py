@@ -23,13 +23,17 @@ Memory: ``tokenmill prepare`` (CLI, default workers) runs on the corpus at 1x an
 under another name with other ids, written as plain JSONL) and the peak process-tree RSS of both and the growth are
 reported.
 
-The default corpus is generated (about --size-mb MB of text, no download): this Python's standard library (module
-sources and docstrings, via ``transforms.read.demo_corpus``) mixed with the multilingual conversations of the
-``chatterbot_corpus`` package (~10% of the bytes), in several variants whose paragraphs are reordered and whose
-words are respelled (about 1 in 4 distinct words per variant, consistently within the variant) so
-that the corpus is not the same documents repeated (tokenizer caches make exact repeats unrealistically fast),
-shuffled deterministically and written as several JSONL files. A 32k byte-level BPE tokenizer is trained on a
-~10 MB sample of it. With --workdir both are cached there and reused by later runs.
+The default corpus is the real multilingual corpus of ``benchmarks/corpora.py`` (~110 MB of prose in Latin,
+Cyrillic and CJK scripts from translated documentation in Debian packages; built and cached in
+``.bench-cache/corpora`` on first use, with ``apt-get download``); ``--corpus code`` or ``mix`` takes another one,
+``--slice-mb N`` the first N MB of it. ``--corpus generated`` is the generated corpus (about --size-mb MB of text,
+no download): this Python's standard library (module sources and docstrings, via ``transforms.read.demo_corpus``)
+mixed with the multilingual conversations of the ``chatterbot_corpus`` package (~10% of the bytes), in several
+variants whose paragraphs are reordered and whose words are respelled (about 1 in 4 distinct words per variant,
+consistently within the variant) so that the corpus is not the same documents repeated (tokenizer caches make exact
+repeats unrealistically fast), shuffled deterministically and written as several JSONL files. A 32k byte-level BPE
+tokenizer is trained on a ~10 MB sample of the corpus. With --workdir the generated corpus, slices and the tokenizer
+are cached there and reused by later runs. The corpus used is printed first.
 
 Targets (printed with PASS/MISS, never asserted): tokenmill prepare end to end >= 8x datatrove's DocumentTokenizer
 and >= 0.5x raw gigatoken on the same input and cores; peak RSS <= 2 GB on a 75 MB corpus; 2x the input grows peak
@@ -37,7 +41,9 @@ RSS by <= 30%.
 
 Usage (from the repository root):
 
-    .venv/bin/python benchmarks/prepare_throughput.py [--size-mb 75] [--repeat 1] [--workdir DIR]
+    .venv/bin/python benchmarks/prepare_throughput.py [--corpus multilingual] [--slice-mb MB] [--repeat 1]
+                                                      [--workdir DIR]
+    .venv/bin/python benchmarks/prepare_throughput.py --corpus generated [--size-mb 75]
     .venv/bin/python benchmarks/prepare_throughput.py --corpus 'data/*.jsonl' --tokenizer tok.json --text-field text
 """
 
@@ -275,34 +281,61 @@ def corpus_stats(files: list[str], text_field: str) -> tuple[int, int]:
 
 REAL_CORPORA = ("multilingual", "code", "mix")  # built by benchmarks/corpora.py from Debian packages' text
 GENERATED = "generated"
+DEFAULT_CORPUS = "multilingual"  # what every benchmark runs on unless told otherwise
 
 
-def corpus_arguments(ap: argparse.ArgumentParser, size_mb: float, unique_ids: bool = False,
-                     default: str = GENERATED) -> None:
-    """The corpus options every benchmark takes: --corpus, --slice-mb, --text-field, --id-field, --size-mb."""
+def corpus_arguments(ap: argparse.ArgumentParser, size_mb: float | None, unique_ids: bool = False,
+                     default: str = DEFAULT_CORPUS, slice_mb: float | None = None) -> None:
+    """The corpus options every benchmark takes: --corpus, --slice-mb, --text-field, --id-field, --size-mb (the size
+    of the generated corpus; ``size_mb=None``: a generated corpus of a fixed size, no --size-mb)."""
     ap.add_argument("--corpus", default=default, metavar="NAME|GLOB",
-                    help=f"the corpus: {', '.join(REAL_CORPORA)} (real text nobody here wrote, built and cached by "
-                         f"benchmarks/corpora.py), {GENERATED} (the generated corpus, --size-mb) or a glob of "
-                         f"JSONL files (plain or .gz/.zst/.bz2/.xz) (default: {default})")
-    ap.add_argument("--slice-mb", type=float, default=None, metavar="MB",
+                    help=f"the corpus: {', '.join(REAL_CORPORA)} (real text nobody here wrote, built on first use "
+                         f"and cached by benchmarks/corpora.py), {GENERATED} (the generated corpus, --size-mb) or a "
+                         f"glob of JSONL files (plain or .gz/.zst/.bz2/.xz) (default: {default})")
+    whole = "the whole corpus" if not slice_mb else f"{slice_mb:g}"
+    ap.add_argument("--slice-mb", type=float, default=slice_mb, metavar="MB",
                     help="only the first MB of a named real corpus (its documents interleave languages, so a "
-                         "slice is a small copy of the whole)")
+                         f"slice is a small copy of the whole; 0: the whole corpus) (default: {whole})")
     ap.add_argument("--text-field", default="text", help="text field of --corpus records (default: text)")
     ap.add_argument("--id-field", default="id",
                     help=f"id field of --corpus records{', unique' if unique_ids else ''} (default: id)")
-    ap.add_argument("--size-mb", type=float, default=size_mb,
-                    help=f"size of the generated corpus in MB of text (default {size_mb:g})")
+    if size_mb is None:
+        ap.set_defaults(size_mb=None)
+    else:
+        ap.add_argument("--size-mb", type=float, default=size_mb,
+                        help=f"size of the generated corpus (--corpus {GENERATED}) in MB of text (default {size_mb:g})")
 
 
 def named_corpus(name: str, slice_mb: float | None, workdir: Path) -> tuple[list[str], str]:
-    """(files, description) of a real corpus of benchmarks/corpora.py, whole or its first ``slice_mb`` MB."""
+    """(files, description) of a real corpus of benchmarks/corpora.py, whole or its first ``slice_mb`` MB (0 or
+    None: whole). The corpus is built (downloaded with apt-get and cached) on first use, reused after."""
     import corpora
 
     corpus = corpora.build(name)
-    if slice_mb is None:
+    if not slice_mb:
         return corpus.files, f"real: {corpus.describe()}"
+    if slice_mb * MB >= corpus.text_bytes:
+        return corpus.files, f"real: {corpus.describe()} (the whole corpus: --slice-mb {slice_mb:g} is not smaller)"
     files = corpora.slice_files(corpus, slice_mb, workdir / f"slice-{name}-{slice_mb:g}mb")
     return files, f"real: the first {slice_mb:g} MB of {corpus.describe()}"
+
+
+def corpus_source(corpus: str) -> tuple[list[str] | None, str]:
+    """(files, description) of a --corpus value for a benchmark that makes its own generated input: a named real
+    corpus (built on first use, reused after), the files of a glob, or (None, "") for ``generated``."""
+    if corpus == GENERATED:
+        return None, ""
+    if corpus in REAL_CORPORA:
+        import corpora
+
+        built = corpora.build(corpus)
+        return built.files, f"real: {built.describe()}"
+    files = [os.path.abspath(f) for f in sorted(glob.glob(os.path.expanduser(corpus)))]
+    if not files:
+        raise SystemExit(f"--corpus {corpus!r} is neither a corpus name ({', '.join(REAL_CORPORA)}, {GENERATED}) nor "
+                         "a glob matching a file")
+    size = sum(os.path.getsize(f) for f in files)
+    return files, f"{len(files)} file(s) matching {corpus!r}, {size / MB:.1f} MB on disk"
 
 
 def read_texts(files: list[str], text_field: str) -> list[str]:
@@ -737,12 +770,14 @@ def corpus_files(args: argparse.Namespace, workdir: Path, generate: Callable[[Pa
     if args.corpus == GENERATED:
         args.text_field, args.id_field = "text", "id"
         files = generate(workdir, args.size_mb)
-        return files, f"generated ({generated_desc}), {len(files)} JSONL files in {Path(files[0]).parent}"
+        size = f", ~{args.size_mb:g} MB" if args.size_mb else ""
+        return files, f"generated ({generated_desc}{size}), {len(files)} JSONL files in {Path(files[0]).parent}"
     files = [os.path.abspath(f) for f in sorted(glob.glob(os.path.expanduser(args.corpus)))]
     if not files:
         raise SystemExit(f"--corpus {args.corpus!r} is neither a corpus name ({', '.join(REAL_CORPORA)}, "
                          f"{GENERATED}) nor a glob matching a file")
-    return files, f"{len(files)} file(s) matching {args.corpus!r}"
+    size = sum(os.path.getsize(f) for f in files)
+    return files, f"{len(files)} file(s) matching {args.corpus!r}, {size / MB:.1f} MB on disk"
 
 
 def benchmark(args: argparse.Namespace, workdir: Path, cores: int) -> int:
@@ -750,6 +785,7 @@ def benchmark(args: argparse.Namespace, workdir: Path, cores: int) -> int:
     started = time.perf_counter()
     files, corpus_desc = corpus_files(args, workdir, generated_corpus,
                                       "stdlib sources/docstrings + chatterbot multilingual")
+    log(f"corpus: {corpus_desc}")
     tokenizer = str(Path(args.tokenizer).resolve()) if args.tokenizer else training_tokenizer(workdir, files,
                                                                                                args.text_field)
     texts = read_texts(files, args.text_field)

@@ -1,11 +1,16 @@
 """The same ``tokenmill prepare`` job on every runner that runs here: wall time, peak memory, byte identity.
 
 The job is a full recipe (the default one below: C4 and Gopher filters, exact and MinHash dedup, a length scorer
-with a token budget, best-fit packing, a row shuffle) over real text nobody here wrote: the non-empty paragraphs of
-this Python's standard library, /usr/share/doc and the installed packages (``dedup_memory.real_records``, about 20
-MB per 60,000 paragraphs; ``--paragraphs``), with a 4k byte-level BPE trained on it by ``tokenmill
-train-tokenizer``. Each runner runs the whole command in a fresh process (start-up included; the Dask run starts
-and stops its local cluster of ``--workers`` processes inside the command, ``--dask-address`` uses a running one):
+with a token budget of one token per 8 bytes of text, best-fit packing, a row shuffle) over real text nobody here
+wrote: by default the first 20 MB (``--slice-mb``; 0 for all of it) of the real multilingual corpus of
+``benchmarks/corpora.py`` (prose in Latin, Cyrillic and CJK scripts from translated documentation in Debian
+packages, built and cached in ``.bench-cache/corpora`` on first use; ``--corpus code`` or ``mix`` for the others, a
+glob for your JSONL files, ``generated`` for the generated corpus of prepare_throughput.py, ``--size-mb``), or with
+``--paragraphs N`` the first N non-empty paragraphs of this Python's standard library, /usr/share/doc and the
+installed packages (``dedup_memory.real_records``, about 20 MB per 60,000 paragraphs), with a 4k byte-level BPE
+trained on it by ``tokenmill train-tokenizer``. The corpus used is printed first. Each runner runs the whole
+command in a fresh process (start-up included; the Dask run starts and stops its local cluster of ``--workers``
+processes inside the command, ``--dask-address`` uses a running one):
 
 * FnApiRunner, the default (one process), and ``--workers N`` (N worker processes);
 * the portable runner, embedded (``--runner PortableRunner --job_endpoint=embed --environment_type=LOOPBACK``);
@@ -16,7 +21,8 @@ Every run's shards/, documents/ and rejected/ are compared byte for byte with Fn
 runner's seconds, its ratio to FnApiRunner and the peak RSS of its process tree. Target (informational): Dask within
 2x FnApiRunner on this job (issue: a MinHash run).
 
-    .venv/bin/python benchmarks/runners.py [--paragraphs 60000] [--workers 2] [--workdir DIR]
+    .venv/bin/python benchmarks/runners.py [--corpus multilingual] [--slice-mb 20] [--workers 2] [--workdir DIR]
+    .venv/bin/python benchmarks/runners.py --paragraphs 60000
 """
 
 from __future__ import annotations
@@ -24,12 +30,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from dedup_memory import real_records
-from prepare_throughput import fmt_gb, log, machine_line, run_benchmark, run_measured, tail, verdict
+from prepare_throughput import (MB, corpus_arguments, corpus_files, corpus_stats, fmt_gb, generated_corpus, log,
+                                machine_line, run_benchmark, run_measured, tail, verdict)
 from prepare_throughput import tokenmill_command as tokenmill  # the argv of a tokenmill command
 
 RECIPE = """\
@@ -41,6 +49,8 @@ scorers: [length]
 select: {tokens: BUDGET}
 """
 TARGET_DASK_VS_FNAPI = 2.0
+SLICE_MB = 20.0  # the job's size by default: a few minutes on each runner
+BYTES_PER_BUDGET_TOKEN = 8  # the selection's token budget: one token per 8 bytes of text (about half the tokens)
 
 
 def runners(workers: int, address: str | None) -> list[tuple[str, list[str]]]:
@@ -57,7 +67,7 @@ def runners(workers: int, address: str | None) -> list[tuple[str, list[str]]]:
     ]
 
 
-def corpus(workdir: Path, paragraphs: int) -> Path:
+def paragraphs_corpus(workdir: Path, paragraphs: int) -> Path:
     """The real-paragraph JSONL (cached in the workdir)."""
     path = workdir / f"real-{paragraphs}.jsonl"
     if not path.exists():
@@ -70,13 +80,27 @@ def corpus(workdir: Path, paragraphs: int) -> Path:
     return path
 
 
-def tokenizer(workdir: Path, data: Path) -> Path:
-    """A 4k BPE trained on the corpus (cached)."""
-    path = workdir / "tok.json"
+def corpus(args: argparse.Namespace, workdir: Path) -> tuple[list[str], str]:
+    """(JSONL files, description) of the job's input: --paragraphs, else --corpus."""
+    if args.paragraphs:
+        path = paragraphs_corpus(workdir, args.paragraphs)
+        return [str(path)], (f"{args.paragraphs:,} real paragraphs of this Python's standard library, "
+                             f"/usr/share/doc and the installed packages ({path.stat().st_size / MB:.1f} MB)")
+    return corpus_files(args, workdir, generated_corpus, "stdlib sources/docstrings + chatterbot multilingual")
+
+
+def tokenizer(workdir: Path, files: list[str]) -> Path:
+    """A 4k BPE trained on the corpus (cached, by the files' paths, sizes and mtimes)."""
+    digest = hashlib.sha256()
+    for f in files:
+        st = os.stat(f)
+        digest.update(f"{os.path.abspath(f)}:{st.st_size}:{st.st_mtime_ns};".encode())
+    path = workdir / f"tok-{digest.hexdigest()[:12]}.json"
     if not path.exists():
         log("training a 4k tokenizer ...")
-        code, _, _, _ = run_measured(tokenmill("train-tokenizer", "-i", str(data), "-o", str(path), "--vocab-size",
-                                               "4000", "--no-progress", "--overwrite"), workdir / "tok.log")
+        code, _, _, _ = run_measured(tokenmill("train-tokenizer", *[a for f in files for a in ("-i", f)], "-o",
+                                               str(path), "--vocab-size", "4000", "--no-progress", "--overwrite"),
+                                     workdir / "tok.log")
         if code != 0:
             raise SystemExit(f"train-tokenizer failed:\n{tail(workdir / 'tok.log')}")
     return path
@@ -94,15 +118,18 @@ def tree_digest(out: Path) -> str:
 
 def benchmark(args: argparse.Namespace, workdir: Path, cores: int) -> int:
     """Every runner on the same job; the report on stdout (exit 1 if any output differs)."""
-    data = corpus(workdir, args.paragraphs)
-    tok = tokenizer(workdir, data)
+    files, corpus_desc = corpus(args, workdir)
+    log(f"corpus: {corpus_desc}")
+    n_docs, text_bytes = corpus_stats(files, args.text_field)
+    tok = tokenizer(workdir, files)
     recipe = workdir / "recipe.yaml"
-    recipe.write_text(RECIPE.replace("BUDGET", str(args.paragraphs * 40)))
+    recipe.write_text(RECIPE.replace("BUDGET", str(text_bytes // BYTES_PER_BUDGET_TOKEN)))
     results: list[dict[str, Any]] = []
     for label, extra in runners(args.workers, args.dask_address):
         out = workdir / f"out-{len(results)}"
         log(f"running {label} ...")
-        argv = tokenmill("prepare", "-i", str(data), "-t", str(tok), "--seq-len", "512", "--recipe", str(recipe),
+        argv = tokenmill("prepare", *[a for f in files for a in ("-i", f)], "-t", str(tok), "--text-field",
+                         args.text_field, "--id-field", args.id_field, "--seq-len", "512", "--recipe", str(recipe),
                          "--packing", "best-fit", "--shuffle-seed", "7", "--stream-mb", "4", "--emit-documents",
                          "-o", str(out), "--overwrite", "--no-progress", *extra)
         log_path = workdir / f"run-{len(results)}.log"
@@ -116,8 +143,9 @@ def benchmark(args: argparse.Namespace, workdir: Path, cores: int) -> int:
     base = results[0]
     print("")
     print(f"machine: {machine_line()}")
-    print(f"job: tokenmill prepare, {args.paragraphs:,} real paragraphs ({data.stat().st_size / 1e6:.1f} MB), "
-          f"recipe {' '.join(RECIPE.split())}, best-fit, shuffle; each runner the whole command")
+    print(f"corpus: {corpus_desc}")
+    print(f"job: tokenmill prepare, {n_docs:,} documents, {text_bytes / MB:.1f} MB of text, recipe "
+          f"{' '.join(RECIPE.split())}, best-fit, shuffle; each runner the whole command")
     print(f"{'runner':<48} {'seconds':>8} {'vs FnApiRunner':>15} {'peak RSS':>9}  bytes")
     for r in results:
         if "failed" in r:
@@ -137,7 +165,10 @@ def benchmark(args: argparse.Namespace, workdir: Path, cores: int) -> int:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Command-line options."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--paragraphs", type=int, default=60_000, help="real paragraphs in the corpus (default 60000)")
+    corpus_arguments(ap, SLICE_MB, slice_mb=SLICE_MB)
+    ap.add_argument("--paragraphs", type=int, default=None, metavar="N",
+                    help="instead of --corpus: the first N paragraphs of this Python's standard library, "
+                         "/usr/share/doc and the installed packages (60000 are about 20 MB)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes of the multi-process runs (default 2)")
     ap.add_argument("--dask-address", default=None, metavar="HOST:PORT",
                     help="a running Dask scheduler instead of a local cluster")

@@ -1,12 +1,16 @@
 """Scale on one machine: the full recipe over 1, 2 and 4 GB of real text; throughput and peak memory at each size.
 
-The text is Debian's ``linux-source`` package (fetched with ``apt-get download``: a package registry, nothing is
-crawled): every C source and header, every document of ``Documentation/`` (English, and the Chinese, Japanese,
-Korean, Italian, Spanish translations) and the rest of the tree's text files, about 1.3 GB, one document per file
-(files over 1 MB and non-UTF-8 files are left out). Sizes past what the tree holds repeat it in variants whose
-paragraphs are reordered and about 1 in 4 distinct words respelled (``prepare_throughput.perturb``), so that the
-corpus grows the way more real text would rather than by exact copies (MinHash still finds many: a real crawl has
-near-copies too). Each size is a prefix of the next, written once as 256 MB JSONL files in the workdir (cached).
+The text is by default the real ``mix`` corpus of ``benchmarks/corpora.py`` (~1.1 GB of text, 1.2 GB of JSONL =
+1.12 GiB: the multilingual prose corpus, the code corpus and every other UTF-8 text file of Debian's
+``linux-source`` tree up to 1 MB, one document per file, interleaved; built and cached in ``.bench-cache/corpora``
+on first use, with ``apt-get download``). ``--corpus multilingual`` or ``code`` takes a smaller one, ``--slice-mb N``
+the first N MB of one, a glob for your JSONL files, ``--corpus generated`` the generated corpus of prepare_throughput.py
+(about --size-mb MB). A size is in GB of JSONL (GB = 2^30 bytes here). Sizes past what the corpus holds (2 and 4 GB
+of the mix) repeat it in variants whose paragraphs are reordered and about 1 in 4 distinct words respelled
+(``prepare_throughput.perturb``), so that the corpus grows the way more real text would rather than by exact copies
+(MinHash still finds many: a real crawl has near-copies too); the report says how many variants each size holds.
+Each size is a prefix of the next, written once as 256 MB JSONL files in the workdir (cached). The corpus used is
+printed first.
 
 Each size runs ``tokenmill prepare`` (the whole command, default options, a fresh process) with the full recipe:
 language ID (any language), Gopher repetition and C4 filters, exact and MinHash dedup, a length scorer with a token
@@ -14,28 +18,26 @@ budget of a third of the tokens, best-fit packing, a row shuffle; a 32k BPE trai
 peak RSS of the whole process tree is sampled every 50 ms. Targets (informational, printed PASS/MISS): 4x the input
 gives at most 1.5x the peak RSS, and throughput (MB of input per second) falls by at most 20%.
 
-    .venv/bin/python benchmarks/scale.py [--sizes-gb 1 2 4] [--workdir DIR]
+    .venv/bin/python benchmarks/scale.py [--sizes-gb 1 2 4] [--corpus mix] [--workdir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
-import subprocess
 import sys
-import tarfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from prepare_throughput import fmt_gb, log, machine_line, perturb, run_benchmark, run_measured, tail, verdict
+from prepare_throughput import (corpus_arguments, corpus_files, fmt_gb, generated_corpus, iter_json_records, log,
+                                machine_line, perturb, run_benchmark, run_measured, tail, verdict)
 from prepare_throughput import tokenmill_command as tokenmill  # the argv of a tokenmill command
 
-PACKAGE = "linux-source-6.1"
 FILE_BYTES = 256 << 20
-MAX_DOC_BYTES = 1 << 20
 GB = 1 << 30
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2
 TARGET_RSS_GROWTH = 1.5
 TARGET_THROUGHPUT_FALL = 0.20
 RECIPE = """\
@@ -49,84 +51,83 @@ select: {tokens: BUDGET}
 """
 
 
-def source_tarball(workdir: Path) -> Path:
-    """The kernel source tarball inside the package (downloaded and unpacked once)."""
-    root = workdir / "debian"
-    found = sorted(root.glob("root/usr/src/linux-source-*.tar.xz"))
-    if found:
-        return found[-1]
-    root.mkdir(parents=True, exist_ok=True)
-    log(f"downloading {PACKAGE} with apt-get download ...")
-    done = subprocess.run(["apt-get", "download", PACKAGE], cwd=root, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"apt-get download {PACKAGE} failed (apt-get update first?): {done.stderr.strip()}")
-    deb = sorted(root.glob(f"{PACKAGE}_*.deb"))[-1]
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(root / "root")], check=True)
-    return sorted(root.glob("root/usr/src/linux-source-*.tar.xz"))[-1]
+def base_key(files: list[str]) -> tuple[list[list[Any]], str]:
+    """The identity of the base corpus's files (paths, sizes, mtimes) and a short key of it."""
+    identity = [[os.path.abspath(f), os.path.getsize(f), os.stat(f).st_mtime_ns] for f in files]
+    return identity, hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:12]
 
 
-def tree_documents(tarball: Path) -> Iterator[tuple[str, str]]:
-    """(path, text) of every UTF-8 regular file up to 1 MB in the tarball, in its order."""
-    with tarfile.open(tarball, "r:xz") as tar:
-        for member in tar:
-            if not member.isfile() or member.size == 0 or member.size > MAX_DOC_BYTES:
-                continue
-            data = tar.extractfile(member).read()
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                continue
-            if "\x00" not in text and text.strip():
-                yield member.name, text
-
-
-def corpus(workdir: Path, tarball: Path, sizes: list[float]) -> dict[float, list[str]]:
-    """{size in GB: its JSONL files}, each size a prefix of the next (cached in the workdir)."""
-    directory = workdir / "corpus"
+def corpus(workdir: Path, base: list[str], sizes: list[float], text_field: str,
+           id_field: str) -> tuple[dict[float, list[str]], dict[float, int]]:
+    """({size in GB: its JSONL files}, {size: variants of the base it holds}), each size a prefix of the next (cached
+    in the workdir): the base corpus's records in order, then again in respelled variants until the size is reached."""
+    identity, key = base_key(base)
+    directory = workdir / f"corpus-{key}"
     meta_path = directory / "corpus.json"
-    want = {"version": CORPUS_VERSION, "tarball": tarball.name, "sizes": sorted(sizes)}
+    want = {"version": CORPUS_VERSION, "base": identity, "sizes": sorted(sizes)}
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
         if {k: meta.get(k) for k in want} == want and all(os.path.exists(p) for ps in meta["files"].values()
                                                           for p in ps):
             log(f"reusing the corpus in {directory}")
-            return {float(k): v for k, v in meta["files"].items()}
+            return ({float(k): v for k, v in meta["files"].items()},
+                    {float(k): v for k, v in meta["variants"].items()})
     directory.mkdir(parents=True, exist_ok=True)
-    log(f"writing {', '.join(f'{s:g}' for s in sorted(sizes))} GB of kernel text as JSONL ...")
-    docs = list(tree_documents(tarball))
+    log(f"writing {', '.join(f'{s:g}' for s in sorted(sizes))} GB of JSONL from the corpus ...")
     written, paths, out = 0, [], None
     marks: dict[float, list[str]] = {}
+    variants: dict[float, int] = {}
     targets = sorted(sizes)
     variant = 0
     while targets:
         respell: dict[str, str] = {}
-        for path, text in docs:
-            text = text if variant == 0 else perturb(text, variant, 17, respell)
-            line = json.dumps({"id": f"v{variant}/{path}", "text": text}, ensure_ascii=False) + "\n"
-            if out is None or out.tell() >= FILE_BYTES:
-                if out is not None:
+        any_record = False
+        if variant:
+            log(f"  past the corpus at {written / GB:.2f} GB: variant {variant} (paragraphs reordered, words "
+                "respelled) ...")
+        for path in base:
+            for rec in iter_json_records(path):
+                text = rec.get(text_field) if isinstance(rec, dict) else None
+                if not isinstance(text, str):
+                    continue
+                any_record = True
+                text = text if variant == 0 else perturb(text, variant, 17, respell)
+                line = json.dumps({"id": f"v{variant}/{rec.get(id_field)}", "text": text}, ensure_ascii=False) + "\n"
+                if out is None or out.tell() >= FILE_BYTES:
+                    if out is not None:
+                        out.close()
+                    paths.append(str(directory / f"part-{len(paths):04d}.jsonl"))
+                    out = open(paths[-1], "w", encoding="utf-8")
+                out.write(line)
+                written += len(line.encode("utf-8"))
+                while targets and written >= targets[0] * GB:
+                    out.flush()
+                    variants[targets[0]] = variant + 1
+                    marks[targets.pop(0)] = list(paths)  # the last file may be shared with the next size: cut it
                     out.close()
-                paths.append(str(directory / f"part-{len(paths):04d}.jsonl"))
-                out = open(paths[-1], "w", encoding="utf-8")
-            out.write(line)
-            written += len(line.encode("utf-8"))
-            while targets and written >= targets[0] * GB:
-                out.flush()
-                marks[targets.pop(0)] = list(paths)  # the last file may be shared with the next size: cut it here
-                out.close()
-                out = None
+                    out = None
+                if not targets:
+                    break
             if not targets:
                 break
+        if not any_record:
+            raise SystemExit("the corpus has no record with text")
         variant += 1
-    meta_path.write_text(json.dumps(want | {"files": {str(k): v for k, v in marks.items()}}))
-    return marks
+    if out is not None:
+        out.close()
+    meta_path.write_text(json.dumps(want | {"files": {str(k): v for k, v in marks.items()},
+                                            "variants": {str(k): v for k, v in variants.items()}}))
+    return marks, variants
 
 
 def benchmark(args: argparse.Namespace, workdir: Path, cores: int) -> int:
     """Each size in turn; the report on stdout."""
-    tarball = source_tarball(workdir)
-    files = corpus(workdir, tarball, args.sizes_gb)
-    tok = workdir / "tok.json"
+    base, description = corpus_files(args, workdir, generated_corpus,
+                                     "stdlib sources/docstrings + chatterbot multilingual")
+    log(f"corpus: {description}")
+    files, variants = corpus(workdir, base, args.sizes_gb, args.text_field, args.id_field)
+    base_bytes = sum(os.path.getsize(f) for f in base)
+    tok = workdir / f"tok-{base_key(files[min(files)])[1]}.json"
     first = files[min(files)]
     if not tok.exists():
         log("training a 32k tokenizer on the first size ...")
@@ -154,7 +155,11 @@ def benchmark(args: argparse.Namespace, workdir: Path, cores: int) -> int:
         log(f"  {seconds:.0f} s, peak {fmt_gb(peak)}")
     print("")
     print(f"machine: {machine_line()}")
-    print(f"corpus: {tarball.name} (C, headers, Documentation/ in several languages), variants past the tree")
+    print(f"corpus: {description}")
+    held = {size: "a prefix of it" if n == 1 else f"it and {n - 1} respelled variant(s)"
+            for size, n in variants.items()}
+    print(f"        {base_bytes / GB:.2f} GB of JSONL; "
+          + ", ".join(f"{size:g} GB: {held[size]}" for size in sorted(held)))
     print(f"recipe: {' '.join(RECIPE.split())}; best-fit 2048, shuffle; 32k BPE")
     print(f"{'input':>8} {'documents':>11} {'kept':>10} {'seconds':>8} {'MB/s':>7} {'peak RSS':>9}")
     for r in rows:
@@ -174,7 +179,9 @@ def benchmark(args: argparse.Namespace, workdir: Path, cores: int) -> int:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Command-line options."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes-gb", type=float, nargs="+", default=[1.0, 2.0, 4.0], help="input sizes (default 1 2 4)")
+    ap.add_argument("--sizes-gb", type=float, nargs="+", default=[1.0, 2.0, 4.0],
+                    help="input sizes, GB (2^30 bytes) of JSONL (default 1 2 4)")
+    corpus_arguments(ap, 1000, default="mix")
     ap.add_argument("--workdir", default=None, metavar="DIR", help="kept and reused (default: a temporary folder)")
     return ap.parse_args(argv)
 

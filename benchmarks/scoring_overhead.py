@@ -35,17 +35,23 @@ whole does not move it). The model and corpus just written are flushed to disk (
 prepare chooses its recipe processes itself: 1 below 16 MiB of input (so with ``--quick``, whose 3 MB run is
 mostly start-up and model loading, a smoke test rather than a measurement), else one per core.
 
-The default corpus is the generated corpus of filter_throughput.py (about --size-mb MB of text, no download:
-standard-library docstrings and chatterbot multilingual conversations, 15% code, in respelled variants), the
-tokenizer a 32k byte-level BPE trained on a sample of it (prepare_throughput.py). With --workdir corpus and tokenizer
-are cached there and reused by later runs.
+The default corpus is the real multilingual corpus of ``benchmarks/corpora.py`` (~110 MB of prose in Latin,
+Cyrillic and CJK scripts from translated documentation in Debian packages, built and cached in
+``.bench-cache/corpora`` on first use; ``--slice-mb N`` for its first N MB, ``--corpus code`` or ``mix`` for the
+others); ``--corpus generated`` is the generated corpus of filter_throughput.py (about --size-mb MB of text, no
+download: standard-library docstrings and chatterbot multilingual conversations, 15% code, in respelled variants).
+The corpus used is printed first. The tokenizer is a 32k byte-level BPE trained on a sample of the corpus
+(prepare_throughput.py). With --workdir the generated corpus, slices and the tokenizer are cached there and reused
+by later runs.
 
 Target (printed with PASS/MISS, never asserted): scoring adds <= 30% to prepare's wall time for a fastText scorer
 on 2 cores, i.e. wall(filters + fastText) / wall(filters) <= 1.30.
 
 Usage (from the repository root):
 
-    .venv/bin/python benchmarks/scoring_overhead.py [--size-mb 40] [--workdir DIR] [--quick] [--repeat 3]
+    .venv/bin/python benchmarks/scoring_overhead.py [--corpus multilingual] [--slice-mb MB] [--workdir DIR] [--quick]
+                                                    [--repeat 3]
+    .venv/bin/python benchmarks/scoring_overhead.py --corpus generated [--size-mb 40]
     .venv/bin/python benchmarks/scoring_overhead.py --corpus 'data/*.jsonl' --text-field text --id-field id
 """
 

@@ -13,10 +13,11 @@ What it measures, in one run, on the same JSONL files and the same cores:
   to get corpus-wide numbers).
 
 Throughput is MB (10^6 bytes) of document text (UTF-8 bytes of every record's text) per wall-clock second. The
-corpus is the generated one by default (``--size-mb``); ``--corpus multilingual`` is the real multilingual corpus of
-``benchmarks/corpora.py`` (~100 MB of prose in Latin, Cyrillic and CJK scripts from translated documentation in
-Debian packages), ``--corpus mix`` its 1 GB+ mix of prose and code, or a glob of JSONL files. Each system runs
---repeat times (default 1); the median is reported.
+corpus is by default the real multilingual corpus of ``benchmarks/corpora.py`` (~110 MB of prose in Latin, Cyrillic
+and CJK scripts from translated documentation in Debian packages, built and cached in ``.bench-cache/corpora`` on
+first use); ``--corpus mix`` is its 1 GB+ mix of prose and code, ``--corpus code`` the code corpus, ``--slice-mb N``
+the first N MB of one, ``--corpus generated`` the generated corpus (``--size-mb``, no download), or a glob of JSONL
+files. The corpus used is printed first. Each system runs --repeat times (default 1); the median is reported.
 
 Targets (printed with PASS/MISS, never asserted): tokenmill stats without a tokenizer >= 30 MB/s on 2 cores (>= 40
 MB/s on 1 GB and more), and >= 2x datatrove's DocStats + LineStats on the same files.

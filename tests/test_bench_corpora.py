@@ -176,3 +176,63 @@ def test_cache_dir_precedence(tmp_path, monkeypatch):
     monkeypatch.setenv(corpora.CACHE_ENV, str(tmp_path / "env"))
     assert corpora.cache_dir() == tmp_path / "env"
     assert corpora.cache_dir(tmp_path / "arg") == tmp_path / "arg"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the benchmarks' corpus options: real corpora by default, the generated corpus on request
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_corpus_arguments_default_to_the_multilingual_corpus():
+    import argparse
+
+    import prepare_throughput as pt
+
+    ap = argparse.ArgumentParser()
+    pt.corpus_arguments(ap, 75)
+    args = ap.parse_args([])
+    assert args.corpus == pt.DEFAULT_CORPUS == "multilingual" and args.corpus in pt.REAL_CORPORA
+    assert args.slice_mb is None and args.size_mb == 75
+    assert ap.parse_args(["--corpus", pt.GENERATED]).corpus == "generated"
+    no_size = argparse.ArgumentParser()
+    pt.corpus_arguments(no_size, None, default="mix", slice_mb=20)
+    args = no_size.parse_args([])
+    assert (args.corpus, args.slice_mb, args.size_mb) == ("mix", 20, None)
+
+
+@pytest.mark.parametrize("module, corpus, slice_mb", [
+    ("prepare_throughput", "multilingual", None),
+    ("filter_throughput", "multilingual", None),
+    ("scoring_overhead", "multilingual", None),
+    ("packing", "multilingual", None),
+    ("runners", "multilingual", 20),
+    ("scale", "mix", None),
+])
+def test_benchmarks_default_to_a_real_corpus(module, corpus, slice_mb):
+    import importlib
+
+    args = importlib.import_module(module).parse_args([])
+    assert (args.corpus, args.slice_mb) == (corpus, slice_mb)
+
+
+def test_fixed_cost_defaults_to_the_multilingual_corpus():
+    import fixed_cost
+
+    assert fixed_cost.parse_args([]).corpus == "multilingual"
+
+
+def test_named_corpus_builds_and_slices(tmp_path, monkeypatch):
+    import prepare_throughput as pt
+
+    meta = corpora.write_corpus(tmp_path / "fake", "fake", fake_docs(), PACKAGES)
+    corpus = corpora.corpus_of(tmp_path / "fake", meta)
+    built = []
+    monkeypatch.setattr(corpora, "build", lambda name, cache=None: built.append(name) or corpus)
+    files, description = pt.named_corpus("multilingual", None, tmp_path)
+    assert files == corpus.files and description.startswith("real: fake:") and built == ["multilingual"]
+    assert pt.named_corpus("multilingual", 0, tmp_path)[0] == corpus.files  # 0: the whole corpus
+    first = fake_docs()[0].size
+    files, description = pt.named_corpus("multilingual", first / corpora.MB, tmp_path)
+    assert [d.id for d in corpora.read_docs(files)] == ["ru/1"] and "the first" in description
+    files, description = pt.named_corpus("multilingual", 1.0, tmp_path)  # more than the corpus holds: all of it
+    assert files == corpus.files and "the whole corpus" in description
