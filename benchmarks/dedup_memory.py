@@ -188,17 +188,22 @@ def corpus_lines(files: list[str], text_field: str) -> Iterator[str]:
                 yield line
 
 
-def corpus_paragraphs(files: list[str], text_field: str, n: int) -> Iterator[dict[str, str]]:
-    """``n`` records: the non-empty paragraphs of the corpus's documents, in order."""
+def paragraphs(texts: Iterable[tuple[str, str]], n: int, where: str) -> Iterator[dict[str, str]]:
+    """``n`` records: the non-empty paragraphs of the (name, text) pairs, in order, ids ``name#k``."""
     done = 0
-    for doc_id, text in corpus_texts(files, text_field):
+    for name, text in texts:
         for k, para in enumerate(text.replace("\r\n", "\n").split("\n\n")):
             if para.strip():
-                yield {"id": f"{doc_id}#{k}", "text": para.strip("\n")}
+                yield {"id": f"{name}#{k}", "text": para.strip("\n")}
                 done += 1
                 if done >= n:
                     return
-    raise SystemExit(f"only {done:,} paragraphs in the corpus; ask for fewer (--real)")
+    raise SystemExit(f"only {done:,} paragraphs {where}; ask for fewer (--real)")
+
+
+def corpus_paragraphs(files: list[str], text_field: str, n: int) -> Iterator[dict[str, str]]:
+    """``n`` records: the non-empty paragraphs of the corpus's documents, in order."""
+    return paragraphs(corpus_texts(files, text_field), n, "in the corpus")
 
 
 def _real_files() -> Iterator[tuple[str, bytes]]:
@@ -225,21 +230,16 @@ def _real_files() -> Iterator[tuple[str, bytes]]:
 
 def real_records(n: int) -> Iterator[dict[str, str]]:
     """``n`` records: the non-empty paragraphs of ``_real_files`` (UTF-8 text only), in order."""
-    done = 0
-    for name, data in _real_files():
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-        if "\x00" in text:
-            continue
-        for k, para in enumerate(text.replace("\r\n", "\n").split("\n\n")):
-            if para.strip():
-                yield {"id": f"{name}#{k}", "text": para.strip("\n")}
-                done += 1
-                if done >= n:
-                    return
-    raise SystemExit(f"only {done:,} real paragraphs on this machine; ask for fewer (--real)")
+    def texts() -> Iterator[tuple[str, str]]:
+        for name, data in _real_files():
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            if "\x00" not in text:
+                yield name, text
+
+    return paragraphs(texts(), n, "of real text on this machine")
 
 
 def scale_run(label: str, files: list[str], workdir: Path, recipe_text: str, code: Path | None) -> dict:
